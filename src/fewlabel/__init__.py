@@ -1,0 +1,49 @@
+"""fewlabel: the most accurate text classifier a few hundred labels allow, with an honest estimate.
+
+The public API is imported lazily so that ``import fewlabel`` (and ``fewlabel --help``) stays instant:
+PyTorch and Transformers load only when a strategy that needs them runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "LabelledTexts",
+    "load_labelled",
+    "TrainConfig",
+    "train",
+    "load_model",
+    "FewlabelError",
+    "DataError",
+    "ModelDirError",
+]
+
+_LAZY = {
+    "LabelledTexts": "fewlabel.data",
+    "load_labelled": "fewlabel.data",
+    "TrainConfig": "fewlabel.config",
+    "train": "fewlabel.training",
+    "load_model": "fewlabel.persistence",
+    "FewlabelError": "fewlabel.errors",
+    "DataError": "fewlabel.errors",
+    "ModelDirError": "fewlabel.errors",
+}
+
+if TYPE_CHECKING:
+    from fewlabel.config import TrainConfig
+    from fewlabel.data import LabelledTexts, load_labelled
+    from fewlabel.errors import DataError, FewlabelError, ModelDirError
+    from fewlabel.persistence import load_model
+    from fewlabel.training import train
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fewlabel' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from fewlabel.cli.main import app
+
+app(prog_name="fewlabel")

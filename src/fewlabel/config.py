@@ -1,0 +1,73 @@
+"""Training configuration: one dataclass with defaults, validated, saved next to every model."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from fewlabel.errors import FewlabelError
+
+# Candidates ``auto`` compares. Frozen embeddings are robust with few labels; TF-IDF wins on some
+# vocabulary-driven data; the ensemble averages both and is rarely worse than the better one.
+AUTO_CANDIDATES = ("tfidf", "embed", "ensemble")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one ``fewlabel train`` run.
+
+    Attributes:
+        strategy: ``auto`` (compare candidates by nested cross-validation) or one registered name.
+        model: backbone for strategies that embed text: ``minilm``, ``mpnet``, a directory or Hub id.
+        seed: seeds fold assignment and anything random in strategies.
+        folds: outer cross-validation folds (5 is the usual bias/variance balance for ~500 texts).
+        inner_folds: folds of the inner cross-validation that makes ``auto``'s choice.
+        candidates: strategies ``auto`` compares.
+        strategy_params: per-strategy overrides, e.g. ``{"tfidf": {"C": 3.0}}``.
+    """
+
+    strategy: str = "auto"
+    model: str = "minilm"
+    seed: int = 0
+    folds: int = 5
+    inner_folds: int = 4
+    candidates: list[str] = field(default_factory=lambda: list(AUTO_CANDIDATES))
+    strategy_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from fewlabel.strategies import REGISTRY, get_strategy_class
+
+        if self.strategy != "auto" and self.strategy not in REGISTRY:
+            get_strategy_class(self.strategy)  # raises with a suggestion
+        if not 2 <= self.folds <= 20:
+            raise FewlabelError(f"folds must be between 2 and 20, got {self.folds}")
+        if not 2 <= self.inner_folds <= 10:
+            raise FewlabelError(f"inner_folds must be between 2 and 10, got {self.inner_folds}")
+        if not self.candidates:
+            raise FewlabelError("candidates must name at least one strategy")
+        for name in [*self.candidates, *self.strategy_params]:
+            get_strategy_class(name)
+
+    @property
+    def strategies(self) -> list[str]:
+        """The strategies this run cross-validates."""
+        return list(self.candidates) if self.strategy == "auto" else [self.strategy]
+
+    def params_for(self, name: str) -> dict[str, Any]:
+        from fewlabel.strategies import get_strategy_class
+
+        params = dict(self.strategy_params.get(name, {}))
+        if "backbone" in get_strategy_class(name).defaults:
+            params.setdefault("backbone", self.model)
+        return params
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise FewlabelError(f"unknown config key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        return cls(**data)

@@ -1,0 +1,164 @@
+"""Sentence embeddings from a backbone, cached on disk by backbone and text hash.
+
+Cross-validation fits a strategy many times on overlapping texts, and a second ``train`` on the same
+data is common; the cache turns all but the first encoding of a text into a lookup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from fewlabel import progress
+from fewlabel.backbones import Backbone, fewlabel_home, resolve
+from fewlabel.errors import BackboneError
+
+_MODELS: dict[str, object] = {}  # loaded SentenceTransformer models, one per backbone location
+CHUNK = 128  # texts per progress step; the model batches within it
+
+
+def _text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def load_sentence_model(backbone: Backbone):
+    """Load (once per process) a sentence-transformers model for a backbone, offline for local ones."""
+    if backbone.location in _MODELS:
+        return _MODELS[backbone.location]
+    if backbone.is_local:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as err:
+        raise BackboneError(
+            f"embedding strategies need sentence-transformers and PyTorch ({err}); "
+            "install the CPU build: `pip install torch==2.13.0 sentence-transformers`"
+        ) from None
+    try:
+        model = SentenceTransformer(backbone.location, device="cpu", trust_remote_code=False)
+    except Exception as err:  # transformers raises OSError, ValueError, HTTP errors...
+        where = "directory" if backbone.is_local else "Hugging Face model id"
+        raise BackboneError(
+            f"cannot load backbone {backbone.name!r} ({where} {backbone.location}): {err}. "
+            "Offline, use 'minilm', 'mpnet' or a local model directory."
+        ) from None
+    model.eval()
+    _MODELS[backbone.location] = model
+    return model
+
+
+class Encoder:
+    """Encodes texts with a backbone into L2-normalised float32 vectors, with an on-disk cache.
+
+    Args:
+        backbone: ``minilm``, ``mpnet``, a local directory or a Hub id.
+        batch_size: texts per forward pass.
+        cache: keep embeddings in ``$FEWLABEL_HOME/embeddings`` (keyed by backbone weights and text).
+    """
+
+    def __init__(self, backbone: str | Backbone = "minilm", batch_size: int = 32, cache: bool = True):
+        self.backbone = backbone if isinstance(backbone, Backbone) else resolve(backbone)
+        self.batch_size = batch_size
+        self.cache = cache
+        self._memory: dict[str, np.ndarray] = {}
+        self._db: sqlite3.Connection | None = None
+
+    @property
+    def max_tokens(self) -> int:
+        return int(getattr(load_sentence_model(self.backbone), "max_seq_length", 256) or 256)
+
+    def _connect(self) -> sqlite3.Connection | None:
+        if not self.cache:
+            return None
+        if self._db is None:
+            folder = fewlabel_home() / "embeddings"
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                path = folder / f"{self.backbone.cache_key}.sqlite"
+                self._db = sqlite3.connect(path, timeout=30)
+                self._db.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB NOT NULL)")
+            except (OSError, sqlite3.Error):
+                self.cache = False  # a read-only home must not stop training; it only costs speed
+                return None
+        return self._db
+
+    def _lookup(self, keys: list[str]) -> None:
+        db = self._connect()
+        missing = [k for k in dict.fromkeys(keys) if k not in self._memory]
+        if db is None or not missing:
+            return
+        for start in range(0, len(missing), 500):
+            batch = missing[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            for key, blob in db.execute(f"SELECT key, vec FROM emb WHERE key IN ({marks})", batch):
+                self._memory[key] = np.frombuffer(blob, dtype=np.float32)
+
+    def _store(self, keys: list[str], vectors: np.ndarray) -> None:
+        for key, vec in zip(keys, vectors, strict=True):
+            self._memory[key] = vec
+        db = self._connect()
+        if db is not None:
+            with db:
+                db.executemany(
+                    "INSERT OR REPLACE INTO emb (key, vec) VALUES (?, ?)",
+                    [(k, v.astype(np.float32).tobytes()) for k, v in zip(keys, vectors, strict=True)],
+                )
+
+    def encode(self, texts: Sequence[str], show_progress: bool = True) -> np.ndarray:
+        """Embeddings of ``texts`` as an (n, dim) float32 array, rows in the input order."""
+        keys = [_text_key(t) for t in texts]
+        self._lookup(keys)
+        todo: dict[str, str] = {}
+        for key, text in zip(keys, texts, strict=True):
+            if key not in self._memory:
+                todo.setdefault(key, text)
+        if todo:
+            model = load_sentence_model(self.backbone)
+            # Longest first: batches of similar length pad less, and the bar's ETA is pessimistic early.
+            order = sorted(todo, key=lambda k: -len(todo[k]))
+            total = len(order) if show_progress else None
+            with progress.bar(f"Encoding with {self.backbone.name}", total) as advance:
+                for start in range(0, len(order), CHUNK):
+                    chunk = order[start : start + CHUNK]
+                    vectors = model.encode(
+                        [todo[k] for k in chunk],
+                        batch_size=self.batch_size,
+                        convert_to_numpy=True,
+                        normalize_embeddings=True,
+                        show_progress_bar=False,
+                    ).astype(np.float32)
+                    self._store(chunk, vectors)
+                    advance(len(chunk))
+        if not keys:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([self._memory[k] for k in keys])
+
+
+_ENCODERS: dict[tuple[str, bool], Encoder] = {}
+
+
+def get_encoder(backbone: str, cache: bool = True) -> Encoder:
+    """A shared :class:`Encoder` per backbone, so repeated fits within a process reuse its memory cache."""
+    key = (backbone, cache)
+    if key not in _ENCODERS:
+        _ENCODERS[key] = Encoder(backbone, cache=cache)
+    return _ENCODERS[key]
+
+
+def cache_size_bytes() -> int:
+    folder = fewlabel_home() / "embeddings"
+    return sum(p.stat().st_size for p in folder.glob("*.sqlite")) if folder.exists() else 0
+
+
+def clear_cache() -> int:
+    """Delete the on-disk embedding cache; returns the bytes freed."""
+    size = cache_size_bytes()
+    for path in (fewlabel_home() / "embeddings").glob("*.sqlite"):
+        Path(path).unlink()
+    return size

@@ -1,0 +1,248 @@
+"""Honest evaluation: stratified k-fold cross-validation, nested when a choice is made, with intervals.
+
+Every number here comes from predictions on texts the model did not see while fitting (out-of-fold).
+When ``auto`` chooses among strategies, the choice is made inside each outer training fold by an
+inner cross-validation, so the outer estimate of the procedure is not biased by the choice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score, log_loss
+from sklearn.model_selection import StratifiedKFold
+
+from fewlabel.strategies.base import Strategy
+
+StrategyFactory = Callable[[], Strategy]
+N_BOOTSTRAP = 1000
+EPS = 1e-7
+
+
+@dataclass
+class Estimate:
+    value: float
+    low: float
+    high: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {"value": self.value, "ci95_low": self.low, "ci95_high": self.high}
+
+    def __str__(self) -> str:
+        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+
+@dataclass
+class Scores:
+    """Accuracy, macro-F1 and log loss with bootstrap 95% confidence intervals."""
+
+    accuracy: Estimate
+    macro_f1: Estimate
+    log_loss: Estimate
+    n: int
+
+    def to_dict(self) -> dict:
+        return {
+            "n": self.n,
+            "accuracy": self.accuracy.to_dict(),
+            "macro_f1": self.macro_f1.to_dict(),
+            "log_loss": self.log_loss.to_dict(),
+        }
+
+
+def _macro_f1_rows(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Macro-F1 for each row of index arrays ``y``/``pred`` (shape (B, n)), vectorised for the bootstrap."""
+    f1s = []
+    for c in range(n_classes):
+        tp = ((pred == c) & (y == c)).sum(axis=1)
+        fp = ((pred == c) & (y != c)).sum(axis=1)
+        fn = ((pred != c) & (y == c)).sum(axis=1)
+        denom = 2 * tp + fp + fn
+        f1s.append(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0))
+    return np.mean(f1s, axis=0)
+
+
+def score(y: np.ndarray, proba: np.ndarray, seed: int = 0) -> Scores:
+    """Scores of probabilities ``proba`` against labels ``y`` with percentile-bootstrap intervals."""
+    y = np.asarray(y)
+    n, n_classes = proba.shape
+    pred = proba.argmax(axis=1)
+    p_true = np.clip(proba[np.arange(n), y], EPS, 1.0)
+    correct = (pred == y).astype(float)
+    nll = -np.log(p_true)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(N_BOOTSTRAP, n))
+    acc_boot = correct[idx].mean(axis=1)
+    nll_boot = nll[idx].mean(axis=1)
+    f1_boot = _macro_f1_rows(y[idx], pred[idx], n_classes)
+
+    def est(value: float, boot: np.ndarray) -> Estimate:
+        low, high = np.percentile(boot, [2.5, 97.5])
+        return Estimate(float(value), float(low), float(high))
+
+    return Scores(
+        accuracy=est(accuracy_score(y, pred), acc_boot),
+        macro_f1=est(f1_score(y, pred, average="macro", labels=list(range(n_classes)), zero_division=0), f1_boot),
+        log_loss=est(log_loss(y, np.clip(proba, EPS, 1), labels=list(range(n_classes))), nll_boot),
+        n=n,
+    )
+
+
+@dataclass
+class CVResult:
+    """Out-of-fold predictions of one strategy (or of the auto procedure) and their scores."""
+
+    name: str
+    description: str
+    oof_proba: np.ndarray
+    y: np.ndarray
+    train_accuracy: list[float]
+    val_accuracy: list[float]
+    seconds: float
+    scores: Scores
+    choices: list[str] = field(default_factory=list)
+
+    @property
+    def gap(self) -> float:
+        """Mean train minus validation accuracy across folds: how much the strategy memorises."""
+        return float(np.mean(self.train_accuracy) - np.mean(self.val_accuracy))
+
+    def to_dict(self) -> dict:
+        out = {
+            "name": self.name,
+            "description": self.description,
+            **self.scores.to_dict(),
+            "train_accuracy": float(np.mean(self.train_accuracy)),
+            "train_val_gap": self.gap,
+            "fold_accuracy": [float(a) for a in self.val_accuracy],
+            "seconds": self.seconds,
+        }
+        if self.choices:
+            out["choices_per_fold"] = list(self.choices)
+        return out
+
+
+def folds_for(y: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified folds; fewer when the rarest class has fewer members than ``n_folds``."""
+    n_folds = int(min(n_folds, np.bincount(y).min()))
+    splitter = StratifiedKFold(n_splits=max(n_folds, 2), shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(y)), y))
+
+
+def _fit_predict(
+    factory: StrategyFactory, texts: Sequence[str], y: np.ndarray, n_classes: int, train: np.ndarray, val: np.ndarray
+) -> tuple[np.ndarray, float]:
+    strategy = factory().fit([texts[i] for i in train], y[train], n_classes)
+    val_proba = strategy.predict_proba([texts[i] for i in val])
+    train_acc = float((strategy.predict_proba([texts[i] for i in train]).argmax(1) == y[train]).mean())
+    return val_proba, train_acc
+
+
+def cross_validate(
+    factory: StrategyFactory,
+    texts: Sequence[str],
+    y: np.ndarray,
+    n_classes: int,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    name: str,
+    seed: int = 0,
+    on_fold: Callable[[], None] | None = None,
+) -> CVResult:
+    """k-fold cross-validation of one strategy on precomputed ``folds``."""
+    start = time.perf_counter()
+    oof = np.zeros((len(y), n_classes))
+    train_acc, val_acc = [], []
+    for train, val in folds:
+        proba, acc = _fit_predict(factory, texts, y, n_classes, train, val)
+        oof[val] = proba
+        train_acc.append(acc)
+        val_acc.append(float((proba.argmax(1) == y[val]).mean()))
+        if on_fold:
+            on_fold()
+    return CVResult(
+        name, factory().describe(), oof, y, train_acc, val_acc, time.perf_counter() - start, score(y, oof, seed)
+    )
+
+
+def _rank_key(result_acc: float, result_loss: float) -> tuple[float, float]:
+    # Accuracy decides; log loss breaks ties (it separates strategies that are equally right but not
+    # equally sure, and is less noisy than accuracy on a few hundred texts).
+    return (-round(result_acc, 4), result_loss)
+
+
+def choose(results: dict[str, CVResult]) -> str:
+    """The best candidate by cross-validated accuracy, ties broken by log loss."""
+    return min(
+        results,
+        key=lambda k: _rank_key(results[k].scores.accuracy.value, results[k].scores.log_loss.value),
+    )
+
+
+def nested_cross_validate(
+    factories: dict[str, StrategyFactory],
+    texts: Sequence[str],
+    y: np.ndarray,
+    n_classes: int,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    inner_folds: int,
+    seed: int = 0,
+    on_fold: Callable[[], None] | None = None,
+) -> CVResult:
+    """Outer CV of the whole "choose the best candidate by inner CV, then refit" procedure."""
+    start = time.perf_counter()
+    oof = np.zeros((len(y), n_classes))
+    train_acc, val_acc, choices = [], [], []
+    for fold_number, (train, val) in enumerate(folds):
+        inner_texts = [texts[i] for i in train]
+        inner_y = y[train]
+        inner = folds_for(inner_y, inner_folds, seed + 1000 + fold_number)
+        inner_results = {
+            name: cross_validate(factory, inner_texts, inner_y, n_classes, inner, name, seed)
+            for name, factory in factories.items()
+        }
+        chosen = choose(inner_results)
+        choices.append(chosen)
+        proba, acc = _fit_predict(factories[chosen], texts, y, n_classes, train, val)
+        oof[val] = proba
+        train_acc.append(acc)
+        val_acc.append(float((proba.argmax(1) == y[val]).mean()))
+        if on_fold:
+            on_fold()
+    return CVResult(
+        "auto",
+        "choose the best candidate by inner CV",
+        oof,
+        y,
+        train_acc,
+        val_acc,
+        time.perf_counter() - start,
+        score(y, oof, seed),
+        choices,
+    )
+
+
+def majority_baseline(y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Accuracy of always predicting the training fold's most common class, out of fold."""
+    correct = 0
+    for train, val in folds:
+        majority = np.bincount(y[train]).argmax()
+        correct += int((y[val] == majority).sum())
+    return correct / len(y)
+
+
+def per_class(y: np.ndarray, pred: np.ndarray, labels: list[str]) -> dict:
+    """Precision, recall, F1 and support per class, and the confusion matrix (rows: true)."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    idx = list(range(len(labels)))
+    p, r, f, s = precision_recall_fscore_support(y, pred, labels=idx, zero_division=0)
+    return {
+        "per_class": {
+            lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, lab in enumerate(labels)
+        },
+        "confusion_matrix": confusion_matrix(y, pred, labels=idx).tolist(),
+    }

@@ -1,0 +1,49 @@
+"""``ensemble``: the average of ``embed`` and ``tfidf`` probabilities.
+
+The two see different evidence (meaning versus exact words and spellings), so their errors are only
+partly shared; averaging is a cheap, robust way to use both, with nothing extra to fit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fewlabel.strategies.base import Strategy
+from fewlabel.strategies.embed import EmbeddingLogReg
+from fewlabel.strategies.tfidf import TfidfLogReg
+
+
+class EmbedTfidfEnsemble(Strategy):
+    name = "ensemble"
+    uses_backbone = True
+    defaults = {
+        "backbone": "minilm",
+        "embed_weight": 0.5,  # share of the embedding model in the average
+        "embed_C": EmbeddingLogReg.defaults["C"],
+        "tfidf_C": TfidfLogReg.defaults["C"],
+        "cache": True,
+    }
+
+    def _members(self) -> tuple[EmbeddingLogReg, TfidfLogReg]:
+        embed = EmbeddingLogReg(backbone=self.params["backbone"], C=self.params["embed_C"], cache=self.params["cache"])
+        return embed, TfidfLogReg(C=self.params["tfidf_C"])
+
+    def _fit(self, texts: list[str], y: np.ndarray) -> None:
+        self.members_ = [m.fit(texts, y, self.n_classes_) for m in self._members()]
+
+    def _predict_proba(self, texts: list[str]) -> np.ndarray:
+        w = float(self.params["embed_weight"])
+        embed, tfidf = self.members_
+        return w * embed.predict_proba(texts) + (1 - w) * tfidf.predict_proba(texts)
+
+    def _save(self, directory: Path) -> None:
+        for member in self.members_:
+            member.save(directory / member.name)
+
+    def _load(self, directory: Path) -> None:
+        self.members_ = [EmbeddingLogReg.load(directory / "embed"), TfidfLogReg.load(directory / "tfidf")]
+
+    def describe(self) -> str:
+        return f"ensemble (mean of embed[{self.params['backbone']}] and tfidf)"

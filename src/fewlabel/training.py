@@ -1,0 +1,199 @@
+"""``train``: cross-validate the candidates, choose honestly, refit on all the data, save."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fewlabel import __version__, progress
+from fewlabel.config import TrainConfig
+from fewlabel.data import LabelledTexts
+from fewlabel.evaluation import (
+    CVResult,
+    choose,
+    cross_validate,
+    folds_for,
+    majority_baseline,
+    nested_cross_validate,
+    per_class,
+)
+from fewlabel.strategies import make_strategy
+from fewlabel.strategies.base import Strategy
+
+# A 95% interval wider than this (in accuracy) is too wide to act on; the user is told so.
+WIDE_INTERVAL = 0.10
+
+
+@dataclass
+class TrainResult:
+    """What a training run measured and chose."""
+
+    config: TrainConfig
+    labels: list[str]
+    results: dict[str, CVResult]
+    chosen: str
+    estimate: CVResult
+    majority: float
+    strategy: Strategy
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+    model_dir: Path | None = None
+
+    def metrics(self, data: LabelledTexts) -> dict[str, Any]:
+        pred = self.estimate.oof_proba.argmax(axis=1)
+        return {
+            "estimate": {
+                "source": "nested cross-validation of the auto procedure"
+                if self.config.strategy == "auto" and len(self.results) > 1
+                else "cross-validation",
+                **self.estimate.to_dict(),
+                **per_class(self.estimate.y, pred, self.labels),
+            },
+            "chosen_strategy": self.chosen,
+            "majority_baseline_accuracy": self.majority,
+            "strategies": {name: r.to_dict() for name, r in self.results.items()},
+            "data": {
+                "source": data.source,
+                "rows": len(data),
+                "class_counts": data.class_counts(),
+                "sha256": data.fingerprint(),
+                **data.report.to_dict(),
+            },
+            "folds": self.config.folds,
+            "seconds": self.seconds,
+            "warnings": list(self.warnings),
+        }
+
+
+def _factories(config: TrainConfig) -> dict[str, Callable[[], Strategy]]:
+    return {name: (lambda n=name: make_strategy(n, **config.params_for(n))) for name in config.strategies}
+
+
+def _warnings(result: TrainResult) -> list[str]:
+    out = []
+    est = result.estimate.scores.accuracy
+    if est.low <= result.majority:
+        out.append(
+            f"The chosen strategy is not clearly better than always answering the most common class "
+            f"({result.majority:.1%}): its 95% interval reaches down to {est.low:.1%}. Check the labels, "
+            "or add examples."
+        )
+    if est.high - est.low > WIDE_INTERVAL:
+        out.append(
+            f"The accuracy estimate is uncertain (95% interval {est.low:.1%} to {est.high:.1%}): "
+            "with this few labels, differences of a few points between strategies are noise."
+        )
+    for name, r in result.results.items():
+        if r.gap > 0.25:
+            out.append(
+                f"{name} memorises its training folds: train {np.mean(r.train_accuracy):.1%}, "
+                f"validation {np.mean(r.val_accuracy):.1%}."
+            )
+    return out
+
+
+def train(
+    data: LabelledTexts,
+    output: str | Path | None = None,
+    config: TrainConfig | None = None,
+    on_result: Callable[[CVResult], None] | None = None,
+) -> TrainResult:
+    """Train on ``data``: cross-validate, choose (by nested CV when ``auto``), refit on all data, save.
+
+    Args:
+        data: checked labelled texts (see :func:`fewlabel.data.load_labelled`).
+        output: model directory to write; ``None`` keeps the model in memory only.
+        config: settings; defaults to :class:`TrainConfig` defaults.
+        on_result: called with each strategy's cross-validation result as it finishes.
+    """
+    config = config or TrainConfig()
+    start = time.perf_counter()
+    labels = data.classes
+    index = {label: i for i, label in enumerate(labels)}
+    y = np.array([index[label] for label in data.labels])
+    texts = data.texts
+    n_classes = len(labels)
+    folds = folds_for(y, config.folds, config.seed)
+    factories = _factories(config)
+
+    # Embedding strategies encode every text once here; all fits after that hit the cache.
+    for name in factories:
+        probe = factories[name]()
+        if hasattr(probe, "embed"):
+            probe.embed(texts)
+            break
+
+    results: dict[str, CVResult] = {}
+    nested = config.strategy == "auto" and len(factories) > 1
+    total = len(folds) * len(factories) + (len(folds) if nested else 0)
+    with progress.bar("Cross-validating", total) as advance:
+        for name, factory in factories.items():
+            results[name] = cross_validate(factory, texts, y, n_classes, folds, name, config.seed, on_fold=advance)
+            if on_result:
+                on_result(results[name])
+        chosen = choose(results)
+        estimate = results[chosen]
+        if nested:
+            estimate = nested_cross_validate(
+                factories, texts, y, n_classes, folds, config.inner_folds, config.seed, on_fold=advance
+            )
+            if on_result:
+                on_result(estimate)
+
+    final = factories[chosen]().fit(texts, y, n_classes)
+    result = TrainResult(
+        config=config,
+        labels=labels,
+        results=results,
+        chosen=chosen,
+        estimate=estimate,
+        majority=majority_baseline(y, folds),
+        strategy=final,
+        seconds=0.0,
+    )
+    result.warnings = data.report.warnings + _warnings(result)
+    result.seconds = time.perf_counter() - start
+    if output is not None:
+        result.model_dir = save(result, data, Path(output))
+    return result
+
+
+def save(result: TrainResult, data: LabelledTexts, output: Path) -> Path:
+    from fewlabel.backbones import manifest_entry, resolve
+    from fewlabel.persistence import save_model
+
+    metrics = result.metrics(data)
+    backbone = result.strategy.params.get("backbone")
+    manifest = {
+        "fewlabel_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "strategy": {
+            "name": result.chosen,
+            "description": result.strategy.describe(),
+            "params": result.strategy.params,
+        },
+        "backbone": manifest_entry(resolve(backbone)) if backbone else None,
+        "text_column": data.text_column,
+        "label_column": data.label_column,
+        "config": result.config.to_dict(),
+        "metrics": {
+            "accuracy": metrics["estimate"]["accuracy"],
+            "macro_f1": metrics["estimate"]["macro_f1"],
+            "log_loss": metrics["estimate"]["log_loss"],
+            "majority_baseline_accuracy": result.majority,
+            "estimate_source": metrics["estimate"]["source"],
+        },
+        "training_data": {
+            "source": Path(data.source).name,
+            "rows": len(data),
+            "sha256": data.fingerprint(),
+            "class_counts": data.class_counts(),
+        },
+    }
+    return save_model(output, result.strategy, result.labels, manifest, {"metrics.json": metrics})
