@@ -163,8 +163,17 @@ def install_mpnet(progress: Callable[[int, int], None] | None = None) -> Path:
     return target
 
 
+def best_available() -> str:
+    """``mpnet`` when it is installed (or its parts are), else ``minilm``: the most accurate ready offline."""
+    if is_installed("mpnet") or _mpnet_part_files() is not None:
+        return "mpnet"
+    return "minilm"
+
+
 def resolve(name: str) -> Backbone:
-    """Turn ``minilm``, ``mpnet``, a local directory or a Hub id into a loadable :class:`Backbone`."""
+    """Turn ``best``, ``minilm``, ``mpnet``, a local directory or a Hub id into a loadable :class:`Backbone`."""
+    if name == "best":
+        name = best_available()
     if name == "minilm":
         path = _minilm_dir()
         if path is None:

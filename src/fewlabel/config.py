@@ -18,7 +18,8 @@ class TrainConfig:
 
     Attributes:
         strategy: ``auto`` (compare candidates by nested cross-validation) or one registered name.
-        model: backbone for strategies that embed text: ``minilm``, ``mpnet``, a directory or Hub id.
+        model: backbone for strategies that embed text: ``best`` (``mpnet`` if installed, else ``minilm``),
+            ``minilm``, ``mpnet``, a local directory or a Hugging Face Hub id.
         seed: seeds fold assignment and anything random in strategies.
         folds: outer cross-validation folds (5 is the usual bias/variance balance for ~500 texts).
         inner_folds: folds of the inner cross-validation that makes ``auto``'s choice.
@@ -27,7 +28,7 @@ class TrainConfig:
     """
 
     strategy: str = "auto"
-    model: str = "minilm"
+    model: str = "best"
     seed: int = 0
     folds: int = 5
     inner_folds: int = 4
@@ -35,7 +36,11 @@ class TrainConfig:
     strategy_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from fewlabel.backbones import best_available
         from fewlabel.strategies import REGISTRY, get_strategy_class
+
+        if self.model == "best":
+            self.model = best_available()  # recorded concretely, so the saved config says what ran
 
         if self.strategy != "auto" and self.strategy not in REGISTRY:
             get_strategy_class(self.strategy)  # raises with a suggestion

