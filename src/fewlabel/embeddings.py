@@ -33,6 +33,7 @@ def load_sentence_model(backbone: Backbone):
     if backbone.is_local:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as err:
@@ -40,6 +41,13 @@ def load_sentence_model(backbone: Backbone):
             f"embedding strategies need sentence-transformers and PyTorch ({err}); "
             "install the CPU build: `pip install torch==2.13.0 sentence-transformers`"
         ) from None
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # fewlabel shows its own bars; "Loading weights" is noise
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass
     try:
         model = SentenceTransformer(backbone.location, device="cpu", trust_remote_code=False)
     except Exception as err:  # transformers raises OSError, ValueError, HTTP errors...

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, log_loss
+from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import StratifiedKFold
 
 from fewlabel.strategies.base import Strategy
@@ -86,7 +86,7 @@ def score(y: np.ndarray, proba: np.ndarray, seed: int = 0) -> Scores:
     return Scores(
         accuracy=est(accuracy_score(y, pred), acc_boot),
         macro_f1=est(f1_score(y, pred, average="macro", labels=list(range(n_classes)), zero_division=0), f1_boot),
-        log_loss=est(log_loss(y, np.clip(proba, EPS, 1), labels=list(range(n_classes))), nll_boot),
+        log_loss=est(float(nll.mean()), nll_boot),
         n=n,
     )
 

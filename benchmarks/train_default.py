@@ -1,0 +1,129 @@
+"""Benchmark ``fewlabel train`` with default settings on real data: test accuracy versus the estimate.
+
+For each data set and seed: a class-balanced training sample (500 by default), the remaining rows as
+a class-balanced test set; ``train`` with its defaults; then the saved model on the test rows.
+
+    python -m benchmarks.train_default --data uci_amazon cr --seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import balanced_split, commit, load_dataset, machine, write_json
+from fewlabel import progress
+from fewlabel.backbones import fewlabel_home
+from fewlabel.config import TrainConfig
+from fewlabel.persistence import load_model
+from fewlabel.training import train
+
+
+def cold_embedding_cache() -> None:
+    """Time training as a first run would: a fresh embedding cache, the assembled models kept."""
+    home = fewlabel_home()
+    fresh = Path(tempfile.mkdtemp(prefix="fewlabel-bench-"))
+    if (home / "models").exists():
+        (fresh / "models").symlink_to(home / "models")
+    os.environ["FEWLABEL_HOME"] = str(fresh)
+
+
+def run_one(name: str, seed: int, train_size: int, model: str, strategy: str) -> dict:
+    data = load_dataset(name)
+    train_set, test_set = balanced_split(data, train_size, seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        result = train(train_set, f"{tmp}/model", TrainConfig(seed=seed, model=model, strategy=strategy))
+        train_seconds = time.perf_counter() - start
+        model_obj = load_model(f"{tmp}/model")
+        start = time.perf_counter()
+        predicted, _ = model_obj.predict(test_set.texts)
+        predict_seconds = time.perf_counter() - start
+    test_acc = float(np.mean([p == t for p, t in zip(predicted, test_set.labels, strict=True)]))
+    est = result.estimate.scores.accuracy
+    return {
+        "data": name,
+        "seed": seed,
+        "train_size": len(train_set),
+        "test_size": len(test_set),
+        "backbone": result.config.model,
+        "chosen": result.chosen,
+        "choices_per_fold": result.estimate.choices,
+        "cv_accuracy": est.value,
+        "cv_ci95": [est.low, est.high],
+        "test_accuracy": test_acc,
+        "test_in_ci": bool(est.low <= test_acc <= est.high),
+        "train_seconds": train_seconds,
+        "predict_texts_per_second": len(test_set) / predict_seconds,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", nargs="+", default=["uci_amazon", "cr"])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--train-size", type=int, default=500)
+    parser.add_argument("--model", default="best")
+    parser.add_argument("--strategy", default="auto")
+    parser.add_argument("--warm-cache", action="store_true", help="keep the embedding cache (default: cold)")
+    args = parser.parse_args(argv)
+    progress.set_enabled(False)
+    if not args.warm_cache:
+        cold_embedding_cache()
+    runs = []
+    print(f"{'data':<14}{'seed':>5}{'chosen':>10}{'CV acc':>9}{'95% CI':>16}{'test acc':>10}{'in CI':>7}{'train s':>9}")
+    for name in args.data:
+        for seed in range(args.seeds):
+            r = run_one(name, seed, args.train_size, args.model, args.strategy)
+            runs.append(r)
+            ci = f"{100 * r['cv_ci95'][0]:.1f}-{100 * r['cv_ci95'][1]:.1f}"
+            print(
+                f"{name:<14}{seed:>5}{r['chosen']:>10}{100 * r['cv_accuracy']:>8.1f}%{ci:>16}"
+                f"{100 * r['test_accuracy']:>9.1f}%{'yes' if r['test_in_ci'] else 'no':>7}{r['train_seconds']:>9.1f}",
+                flush=True,
+            )
+    print()
+    summary = {}
+    for name in args.data:
+        rs = [r for r in runs if r["data"] == name]
+        acc = [r["test_accuracy"] for r in rs]
+        summary[name] = {
+            "test_accuracy_mean": float(np.mean(acc)),
+            "test_accuracy_std": float(np.std(acc)),
+            "in_ci": sum(r["test_in_ci"] for r in rs),
+            "runs": len(rs),
+            "train_seconds_mean": float(np.mean([r["train_seconds"] for r in rs])),
+        }
+        s = summary[name]
+        print(
+            f"{name:<14} test accuracy {100 * s['test_accuracy_mean']:.1f}% +- {100 * s['test_accuracy_std']:.1f} "
+            f"over {s['runs']} seeds; test inside the CV 95% CI in {s['in_ci']}/{s['runs']}; "
+            f"train {s['train_seconds_mean']:.0f}s mean"
+        )
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    path = write_json(
+        "train_default",
+        {
+            "command": "python -m benchmarks.train_default " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "commit": commit(),
+            "machine": machine(),
+            "peak_rss_mb": peak_mb,
+            "runs": runs,
+            "summary": summary,
+        },
+    )
+    print(f"peak RSS {peak_mb:.0f} MB; wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
