@@ -36,11 +36,7 @@ class TrainConfig:
     strategy_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from fewlabel.backbones import best_available
         from fewlabel.strategies import REGISTRY, get_strategy_class
-
-        if self.model == "best":
-            self.model = best_available()  # recorded concretely, so the saved config says what ran
 
         if self.strategy != "auto" and self.strategy not in REGISTRY:
             get_strategy_class(self.strategy)  # raises with a suggestion

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from fewlabel.evaluation import (
     per_class,
 )
 from fewlabel.strategies import make_strategy
-from fewlabel.strategies.base import Strategy
+from fewlabel.strategies.base import Strategy, fit_memo
 
 # A 95% interval wider than this (in accuracy) is too wide to act on; the user is told so.
 WIDE_INTERVAL = 0.10
@@ -43,6 +43,7 @@ class TrainResult:
     strategy: Strategy
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     model_dir: Path | None = None
 
     def metrics(self, data: LabelledTexts) -> dict[str, Any]:
@@ -68,6 +69,7 @@ class TrainResult:
             "folds": self.config.folds,
             "seconds": self.seconds,
             "warnings": list(self.warnings),
+            "notes": list(self.notes),
         }
 
 
@@ -89,12 +91,12 @@ def _warnings(result: TrainResult) -> list[str]:
             f"The accuracy estimate is uncertain (95% interval {est.low:.1%} to {est.high:.1%}): "
             "with this few labels, differences of a few points between strategies are noise."
         )
-    for name, r in result.results.items():
-        if r.gap > 0.25:
-            out.append(
-                f"{name} memorises its training folds: train {np.mean(r.train_accuracy):.1%}, "
-                f"validation {np.mean(r.val_accuracy):.1%}."
-            )
+    chosen = result.results[result.chosen]
+    if chosen.gap > 0.25:
+        out.append(
+            f"{result.chosen} memorises its training folds: train {np.mean(chosen.train_accuracy):.1%}, "
+            f"validation {np.mean(chosen.val_accuracy):.1%}; expect the validation figure on new data."
+        )
     return out
 
 
@@ -114,6 +116,26 @@ def train(
     """
     config = config or TrainConfig()
     start = time.perf_counter()
+    notes = []
+    if config.model == "best":
+        from fewlabel.backbones import best_available
+
+        # Resolved here, from the texts, and recorded concretely so the saved config says what ran.
+        model, why = best_available(data.texts)
+        config = replace(config, model=model)
+        notes.append(f"Backbone {model}: {why}.")
+    with fit_memo():
+        return _train(data, output, config, on_result, start, notes)
+
+
+def _train(
+    data: LabelledTexts,
+    output: str | Path | None,
+    config: TrainConfig,
+    on_result: Callable[[CVResult], None] | None,
+    start: float,
+    notes: list[str],
+) -> TrainResult:
     labels = data.classes
     index = {label: i for i, label in enumerate(labels)}
     y = np.array([index[label] for label in data.labels])
@@ -126,7 +148,12 @@ def train(
     for name in factories:
         probe = factories[name]()
         if hasattr(probe, "embed"):
+            encode_start = time.perf_counter()
             probe.embed(texts)
+            notes.append(
+                f"Embeddings of {len(texts)} texts with {config.model}: {time.perf_counter() - encode_start:.1f}s "
+                "(cached on disk; a rerun on the same texts skips this)."
+            )
             break
 
     results: dict[str, CVResult] = {}
@@ -157,6 +184,7 @@ def train(
         strategy=final,
         seconds=0.0,
     )
+    result.notes = notes
     result.warnings = data.report.warnings + _warnings(result)
     result.seconds = time.perf_counter() - start
     if output is not None:

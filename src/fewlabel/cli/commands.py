@@ -28,26 +28,18 @@ def _pct(x: float) -> str:
 
 def results_table(result: TrainResult) -> Table:
     table = Table(title="Cross-validated results (out-of-fold)", title_justify="left")
-    for col, justify in [
-        ("strategy", "left"),
-        ("accuracy", "right"),
-        ("95% CI", "right"),
-        ("macro-F1", "right"),
-        ("log loss", "right"),
-        ("train-val gap", "right"),
-        ("time", "right"),
-    ]:
-        table.add_column(col, justify=justify)
+    for col in ("strategy", "accuracy", "95% CI", "macro-F1", "log loss", "gap", "time"):
+        table.add_column(col, justify="left" if col == "strategy" else "right")
 
     def row(r: CVResult, label: str, style: str | None = None) -> None:
         s = r.scores
         table.add_row(
             label,
             _pct(s.accuracy.value),
-            f"{_pct(s.accuracy.low)}-{_pct(s.accuracy.high)}",
+            f"{100 * s.accuracy.low:.1f}-{100 * s.accuracy.high:.1f}",
             f"{s.macro_f1.value:.3f}",
             f"{s.log_loss.value:.3f}",
-            f"{100 * r.gap:+.1f} pts",
+            f"{100 * r.gap:+.1f}",
             f"{r.seconds:.1f}s",
             style=style,
         )
@@ -64,13 +56,16 @@ def results_table(result: TrainResult) -> Table:
 def print_training(result: TrainResult, data: LabelledTexts, console: Console) -> None:
     counts = ", ".join(f"{k}: {v}" for k, v in data.class_counts().items())
     console.print(f"Data: {len(data)} texts from {data.source} ({counts})")
+    for note in result.notes:
+        console.print(note, soft_wrap=True)
     for warning in result.warnings:
         console.print(f"[yellow]Warning:[/] {warning}", soft_wrap=True)
     console.print(results_table(result))
     if result.estimate.name == "auto":
         console.print(
-            "[dim]* chosen. The auto row is the honest estimate: each outer fold made its own choice on "
-            "inner folds, so the figure is not inflated by picking the best of several.[/]"
+            "[dim]* chosen. gap: train minus validation accuracy, in points. The auto row is the honest "
+            "estimate: each outer fold made its own choice on inner folds, so picking the best of several "
+            "does not inflate it.[/]"
         )
     est = result.estimate.scores.accuracy
     chosen = result.results[result.chosen]
@@ -110,7 +105,6 @@ def train_command(
         normalize_labels=normalize_labels,
         min_per_class=folds,
     )
-    console.print(f"Training with strategy [bold]{config.strategy}[/] on backbone [bold]{config.model}[/].")
     result = train(labelled, output, config)
     print_training(result, labelled, console)
     return result
@@ -129,7 +123,7 @@ def demo_command(output: Path, model: str, quiet: bool) -> None:
         config = TrainConfig(model=model)
         console.print(
             f"[bold]fewlabel demo[/]: {len(data)} synthetic product reviews written for this project "
-            f"(not a benchmark), backbone {config.model}."
+            "(not a benchmark)."
         )
         result = train(data, output, config)
     print_training(result, data, console)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,6 +18,37 @@ from fewlabel.errors import FewlabelError, ModelDirError
 
 class NotFittedError(FewlabelError):
     """A strategy was asked to predict or save before it was fitted."""
+
+
+# Fitted state by (strategy, settings, training texts and labels). Cross-validation fits the same
+# thing more than once (the ensemble refits its members; nested CV refits the outer folds); within
+# `fit_memo()` those repeats are lookups. Off outside it, so nothing is kept alive by accident.
+_MEMO: OrderedDict[str, dict[str, Any]] | None = None
+_MEMO_SIZE = 48
+
+
+@contextlib.contextmanager
+def fit_memo() -> Iterator[None]:
+    """Within this block, refitting a strategy on the same data reuses the earlier fit."""
+    global _MEMO
+    outer = _MEMO
+    if outer is None:
+        _MEMO = OrderedDict()
+    try:
+        yield
+    finally:
+        if outer is None:
+            _MEMO = None
+
+
+def _memo_key(strategy: Strategy, texts: Sequence[str], y: np.ndarray) -> str:
+    digest = hashlib.sha256(
+        json.dumps([type(strategy).__qualname__, strategy.params, strategy.n_classes_], sort_keys=True).encode()
+    )
+    for text in texts:
+        digest.update(hashlib.sha256(text.encode("utf-8")).digest())
+    digest.update(np.ascontiguousarray(y).tobytes())
+    return digest.hexdigest()
 
 
 class Strategy(ABC):
@@ -47,7 +81,16 @@ class Strategy(ABC):
         if len(texts) == 0:
             raise FewlabelError("cannot fit on zero texts")
         self.n_classes_ = int(n_classes if n_classes is not None else y.max() + 1)
+        key = _memo_key(self, texts, y) if _MEMO is not None else None
+        if key is not None and _MEMO is not None and key in _MEMO:
+            self.__dict__.update(_MEMO[key])  # fitted attributes are never mutated after fit
+            _MEMO.move_to_end(key)
+            return self
         self._fit(list(texts), y)
+        if key is not None and _MEMO is not None:
+            _MEMO[key] = dict(self.__dict__)
+            while len(_MEMO) > _MEMO_SIZE:
+                _MEMO.popitem(last=False)
         return self
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:

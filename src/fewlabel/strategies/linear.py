@@ -6,8 +6,11 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 
-def fit_logreg(X, y: np.ndarray, n_classes: int, C: float, class_weight: str | None) -> LogisticRegression:
-    model = LogisticRegression(C=C, max_iter=3000, class_weight=class_weight)
+def fit_logreg(
+    X, y: np.ndarray, n_classes: int, C: float, class_weight: str | None, solver: str = "lbfgs"
+) -> LogisticRegression:
+    """L2-regularised logistic regression; ``newton-cg`` converges in a few steps on wide sparse X."""
+    model = LogisticRegression(C=C, max_iter=3000, class_weight=class_weight, solver=solver)
     model.fit(X, y)
     if len(model.classes_) != n_classes:
         # A fold may miss a class; keep the head's columns aligned with all classes.

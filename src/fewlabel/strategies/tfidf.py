@@ -55,7 +55,8 @@ class TfidfLogReg(Strategy):
                 blocks.append(vectorizer.fit_transform(texts))
             del kind
         X = sp.hstack(blocks, format="csr")
-        self.head_ = fit_logreg(X, y, self.n_classes_, self.params["C"], self.params["class_weight"])
+        # newton-cg: ~10x faster than lbfgs on ~100k sparse features, same optimum.
+        self.head_ = fit_logreg(X, y, self.n_classes_, self.params["C"], self.params["class_weight"], "newton-cg")
 
     def _predict_proba(self, texts: list[str]) -> np.ndarray:
         return self.head_.predict_proba(self._features(texts))

@@ -1,0 +1,103 @@
+"""TrainConfig validation and the train() procedure (choice by nested CV, warnings, metrics)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import BACKBONE
+from fewlabel.config import AUTO_CANDIDATES, TrainConfig
+from fewlabel.data import LabelledTexts
+from fewlabel.errors import FewlabelError
+from fewlabel.training import train
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"folds": 1}, "folds must be between 2 and 20"),
+        ({"folds": 21}, "folds must be between 2 and 20"),
+        ({"inner_folds": 11}, "inner_folds must be between 2 and 10"),
+        ({"strategy": "embedd"}, "Did you mean 'embed'?"),
+        ({"candidates": []}, "at least one strategy"),
+        ({"candidates": ["tfidf", "nope"]}, "unknown strategy 'nope'"),
+        ({"strategy_params": {"tfidff": {"C": 1.0}}}, "unknown strategy 'tfidff'"),
+    ],
+)
+def test_config_validation(kwargs, message):
+    with pytest.raises(FewlabelError, match=message):
+        TrainConfig(model=BACKBONE, **kwargs)
+
+
+def test_config_round_trip_and_params():
+    config = TrainConfig(model=BACKBONE, strategy_params={"tfidf": {"C": 3.0}})
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    assert config.strategies == list(AUTO_CANDIDATES)
+    assert TrainConfig(strategy="tfidf", model=BACKBONE).strategies == ["tfidf"]
+    assert config.params_for("tfidf") == {"C": 3.0}  # no backbone for tfidf
+    assert config.params_for("embed") == {"backbone": BACKBONE}
+    with pytest.raises(FewlabelError, match="unknown config key"):
+        TrainConfig.from_dict({**config.to_dict(), "colour": "red"})
+
+
+def test_best_model_is_recorded_concretely():
+    assert TrainConfig().model in {"minilm", "mpnet"}  # resolves the name only; nothing is loaded
+
+
+def test_single_strategy_estimate_is_its_cross_validation(reviews):
+    data = LabelledTexts.from_lists(*reviews)
+    seen = []
+    result = train(data, None, TrainConfig(strategy="tfidf", model=BACKBONE, folds=3), on_result=seen.append)
+    assert result.model_dir is None
+    assert list(result.results) == ["tfidf"] and result.chosen == "tfidf"
+    assert result.estimate is result.results["tfidf"]
+    assert [r.name for r in seen] == ["tfidf"]
+    assert result.labels == ["negative", "positive"]
+    assert result.metrics(data)["estimate"]["source"] == "cross-validation"
+    assert result.estimate.scores.accuracy.value >= 0.75
+
+
+def test_auto_uses_nested_cross_validation(reviews):
+    data = LabelledTexts.from_lists(*reviews)
+    seen = []
+    config = TrainConfig(model=BACKBONE, folds=3, inner_folds=2, candidates=["tfidf", "embed"])
+    result = train(data, None, config, on_result=seen.append)
+    assert [r.name for r in seen] == ["tfidf", "embed", "auto"]
+    assert result.estimate.name == "auto"
+    assert len(result.estimate.choices) == 3 and set(result.estimate.choices) <= {"tfidf", "embed"}
+    assert result.chosen in {"tfidf", "embed"}
+    assert result.strategy.name == result.chosen
+    metrics = result.metrics(data)
+    assert metrics["estimate"]["source"] == "nested cross-validation of the auto procedure"
+    assert metrics["estimate"]["choices_per_fold"] == result.estimate.choices
+    assert set(metrics["strategies"]) == {"tfidf", "embed"}
+    assert metrics["data"]["sha256"] == data.fingerprint()
+    assert sum(map(sum, metrics["estimate"]["confusion_matrix"])) == len(data)
+    assert result.estimate.scores.accuracy.value >= 0.8
+
+
+def test_training_is_deterministic_for_a_seed(reviews):
+    data = LabelledTexts.from_lists(*reviews)
+    a = train(data, None, TrainConfig(strategy="tfidf", model=BACKBONE, folds=3, seed=4))
+    b = train(data, None, TrainConfig(strategy="tfidf", model=BACKBONE, folds=3, seed=4))
+    assert np.array_equal(a.estimate.oof_proba, b.estimate.oof_proba)
+
+
+def test_random_labels_are_warned_about(reviews):
+    texts, labels = reviews
+    shuffled = list(np.random.default_rng(0).permutation(labels))
+    data = LabelledTexts.from_lists(texts, shuffled)
+    result = train(data, None, TrainConfig(strategy="tfidf", model=BACKBONE, folds=4))
+    assert any("not clearly better than always answering the most common class" in w for w in result.warnings)
+    assert any("tfidf memorises its training folds" in w for w in result.warnings)
+    assert any("uncertain" in w for w in result.warnings)
+
+
+def test_data_warnings_are_passed_on(tmp_path, write_csv, reviews):
+    from fewlabel.data import load_labelled
+
+    texts, labels = reviews
+    rows = [[t, lab] for t, lab in zip(texts, labels, strict=True)] + [[texts[0], labels[0]]]
+    data = load_labelled(write_csv(tmp_path / "d.csv", ["text", "label"], rows))
+    result = train(data, None, TrainConfig(strategy="tfidf", model=BACKBONE, folds=3))
+    assert any("duplicate" in w for w in result.warnings)
