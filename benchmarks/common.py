@@ -55,7 +55,10 @@ def balanced_split(
     def subset(idx: list[int]) -> LabelledTexts:
         idx = sorted(int(i) for i in idx)
         return LabelledTexts(
-            [data.texts[i] for i in idx], [data.labels[i] for i in idx], [data.rows[i] for i in idx], data.source
+            [data.texts[i] for i in idx],
+            [data.labels[i] for i in idx],
+            [data.rows[i] for i in idx],
+            data.source,
         )
 
     return subset(train_idx), subset(test_idx)

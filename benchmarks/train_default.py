@@ -67,7 +67,9 @@ def run_one(name: str, seed: int, train_size: int, model: str, strategy: str) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", nargs="+", default=["uci_amazon", "cr"])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--train-size", type=int, default=500)
@@ -79,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.warm_cache:
         cold_embedding_cache()
     runs = []
-    print(f"{'data':<14}{'seed':>5}{'chosen':>10}{'CV acc':>9}{'95% CI':>16}{'test acc':>10}{'in CI':>7}{'train s':>9}")
+    print(
+        f"{'data':<14}{'seed':>5}{'chosen':>10}{'CV acc':>9}{'95% CI':>16}{'test acc':>10}{'in CI':>7}{'train s':>9}"
+    )
     for name in args.data:
         for seed in range(args.seeds):
             r = run_one(name, seed, args.train_size, args.model, args.strategy)
@@ -112,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     path = write_json(
         "train_default",
         {
-            "command": "python -m benchmarks.train_default " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "command": "python -m benchmarks.train_default "
+            + " ".join(argv if argv is not None else sys.argv[1:]),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "commit": commit(),
             "machine": machine(),

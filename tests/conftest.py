@@ -7,6 +7,7 @@ progress bars.
 
 from __future__ import annotations
 
+import atexit
 import csv
 import json
 import os
@@ -20,6 +21,7 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ["FEWLABEL_PROGRESS"] = "0"
 _SESSION_HOME = tempfile.mkdtemp(prefix="fewlabel-test-home-")
 os.environ["FEWLABEL_HOME"] = _SESSION_HOME
+atexit.register(shutil.rmtree, _SESSION_HOME, ignore_errors=True)  # also after --collect-only runs
 
 import pytest  # noqa: E402
 

@@ -303,11 +303,6 @@ def test_json_line_that_is_not_an_object(tmp_path):
         load_labelled(path)
 
 
-@pytest.mark.xfail(
-    reason="BUG: data._read_jsonl splits with str.splitlines(), which also breaks at U+2028/U+2029/U+0085 "
-    "inside JSON strings, so valid JSONL is rejected",
-    strict=True,
-)
 def test_jsonl_text_with_unicode_line_separator(tmp_path, write_jsonl):
     # json.dumps(ensure_ascii=False) writes U+2028 raw; it is valid inside a JSON string.
     records = [{"text": f"good item {i}\u2028really good", "label": "pos"} for i in range(3)]
@@ -360,3 +355,21 @@ def test_fingerprint_depends_on_texts_and_labels():
     b = LabelledTexts.from_lists(["x one", "y two", "z three", "w four"], ["a", "b", "a", "b"])
     c = LabelledTexts.from_lists(["x one", "y two", "z three", "w four"], ["a", "a", "b", "b"])
     assert a.fingerprint() == c.fingerprint() != b.fingerprint()
+
+
+def test_from_lists_treats_missing_values_as_empty():
+    texts = [t for t, _ in REVIEWS[:8]] + ["Arrived today.", "Opened the box.", "Looks ok.", "Fine."]
+    labels = [lab for _, lab in REVIEWS[:8]] + [None, None, float("nan"), float("nan")]
+    with pytest.raises(DataError, match="empty 'label' on line\\(s\\) 9, 10, 11, 12"):
+        LabelledTexts.from_lists(texts, labels)
+    data = LabelledTexts.from_lists(texts, labels, skip_empty=True)
+    assert data.classes == ["negative", "positive"] and len(data) == 8
+
+
+def test_gzipped_csv(tmp_path):
+    import gzip
+
+    body = "text,label\n" + "".join(f'"{t}",{lab}\n' for t, lab in REVIEWS[:8])
+    path = tmp_path / "reviews.csv.gz"
+    path.write_bytes(gzip.compress(body.encode("utf-8")))
+    assert load_labelled(path).texts == [t for t, _ in REVIEWS[:8]]

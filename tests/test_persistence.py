@@ -13,6 +13,7 @@ import pytest
 import fewlabel
 from conftest import BACKBONE, NEW_NEGATIVE, NEW_POSITIVE
 from fewlabel import persistence
+from fewlabel.calibration import apply_temperature
 from fewlabel.config import TrainConfig
 from fewlabel.data import LabelledTexts, load_labelled
 from fewlabel.errors import ModelDirError
@@ -38,7 +39,12 @@ def test_round_trip_gives_identical_predictions(tmp_path, reviews_csv):
     assert result.model_dir == tmp_path / "m"
     model = load_model(tmp_path / "m")
     assert model.labels == ["negative", "positive"]
-    assert np.allclose(model.predict_proba(PROBE), result.strategy.predict_proba(PROBE), atol=1e-6)
+    raw = result.strategy.predict_proba(PROBE)
+    assert np.allclose(model.strategy.predict_proba(PROBE), raw, atol=1e-6)
+    # The saved model answers calibrated probabilities, with the temperature train() fitted.
+    assert model.temperature == pytest.approx(result.calibration["temperature"])
+    assert np.allclose(model.predict_proba(PROBE), apply_temperature(raw, model.temperature), atol=1e-6)
+    assert (model.predict_proba(PROBE).argmax(1) == raw.argmax(1)).all()
     labels, confidence = model.predict(PROBE[:4])
     assert labels == ["positive", "positive", "negative", "negative"]
     assert np.all((confidence >= 0.5) & (confidence <= 1.0))
@@ -56,6 +62,8 @@ def test_manifest_is_complete(tfidf_model_dir, reviews_csv):
     assert manifest["config"]["strategy"] == "tfidf" and manifest["config"]["model"] == BACKBONE
     assert manifest["config"]["folds"] == 3
     assert manifest["backbone"] is None  # tfidf uses no backbone
+    assert manifest["calibration"]["method"] == "temperature"
+    assert 0.05 <= manifest["calibration"]["temperature"] <= 20.0
     assert (manifest["text_column"], manifest["label_column"]) == ("text", "label")
     acc = manifest["metrics"]["accuracy"]
     assert acc["ci95_low"] <= acc["value"] <= acc["ci95_high"]
@@ -84,9 +92,8 @@ def test_embed_model_records_its_backbone(tmp_path, reviews):
     manifest = read_manifest(tmp_path / "m")
     assert manifest["backbone"] == {"name": "minilm", "hub_id": "sentence-transformers/all-MiniLM-L6-v2"}
     assert manifest["strategy"]["params"]["backbone"] == "minilm"
-    assert np.allclose(
-        load_model(tmp_path / "m").predict_proba(PROBE), result.strategy.predict_proba(PROBE), atol=1e-6
-    )
+    model = load_model(tmp_path / "m")
+    assert np.allclose(model.strategy.predict_proba(PROBE), result.strategy.predict_proba(PROBE), atol=1e-6)
 
 
 def test_refuses_to_overwrite_other_directory(tmp_path, reviews):
@@ -147,11 +154,6 @@ def test_failed_save_leaves_nothing_behind(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.xfail(
-    reason="BUG: persistence.save_model moves the old model aside before renaming the new one in, and on "
-    "failure only deletes the new one: the old model is left hidden in .NAME.old-*/model",
-    strict=True,
-)
 def test_failed_swap_keeps_the_old_model(tmp_path, reviews, monkeypatch):
     target = tmp_path / "model"
     strategy, classes = fitted_tfidf(*reviews)
@@ -235,11 +237,6 @@ def test_damaged_manifest(model_copy):
         load_model(model_copy)
 
 
-@pytest.mark.xfail(
-    reason="BUG: persistence.load_model indexes manifest['strategy']['name'] and manifest['labels'] without "
-    "checking, so a manifest missing them raises KeyError (a traceback in the CLI) instead of ModelDirError",
-    strict=True,
-)
 @pytest.mark.parametrize("key", ["strategy", "labels"])
 def test_manifest_missing_a_required_key(model_copy, key):
     manifest = read_manifest(model_copy)
@@ -265,12 +262,6 @@ def test_missing_and_non_model_directories(tmp_path):
         load_model(tmp_path / "plain")
 
 
-@pytest.mark.xfail(
-    reason="BUG: persistence.save_model and TfidfLogReg._save call Path.write_text() without "
-    "encoding='utf-8' while the readers decode UTF-8: non-ASCII labels or vocabulary break on a "
-    "non-UTF-8 locale (Windows)",
-    strict=True,
-)
 def test_non_ascii_model_saves_and_loads_under_a_legacy_locale(tmp_path, monkeypatch):
     """Simulate Windows' default text encoding (cp1252) for calls that do not name an encoding."""
     real_write, real_read = Path.write_text, Path.read_text
@@ -296,4 +287,4 @@ def test_non_ascii_model_saves_and_loads_under_a_legacy_locale(tmp_path, monkeyp
     result = train(data, tmp_path / "m", TrainConfig(strategy="tfidf", model=BACKBONE, folds=2))
     model = load_model(tmp_path / "m")
     assert model.labels == ["négatif", "positif"]
-    assert np.allclose(model.predict_proba(texts), result.strategy.predict_proba(texts), atol=1e-6)
+    assert np.allclose(model.strategy.predict_proba(texts), result.strategy.predict_proba(texts), atol=1e-6)

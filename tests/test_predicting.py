@@ -66,11 +66,6 @@ def test_jsonl_in_and_out(tmp_path, tfidf_model_dir, write_jsonl):
         assert isinstance(got["confidence"], float) and 0.5 <= got["confidence"] <= 1.0
 
 
-@pytest.mark.xfail(
-    reason="BUG: predicting._write (jsonl) writes the string-converted row from read_table, so numbers, "
-    "booleans and null in the input come back as strings ('7', 'true', '')",
-    strict=True,
-)
 def test_jsonl_output_keeps_value_types(tmp_path, tfidf_model_dir, write_jsonl):
     records = [{"id": 7, "text": NEW[0], "verified": True, "extra": None}]
     src = write_jsonl(tmp_path / "in.jsonl", records)
@@ -195,11 +190,6 @@ def test_evaluate_file_unknown_label(tmp_path, tfidf_model_dir, write_csv):
     assert str(src) in msg and "'neutral'" in msg and "'negative', 'positive'" in msg
 
 
-@pytest.mark.xfail(
-    reason="BUG: predicting.evaluate_file goes through labelled_from_table, whose training check "
-    "'a classifier needs at least two classes' rejects an evaluation set holding one class",
-    strict=True,
-)
 def test_evaluate_file_on_a_single_class(tmp_path, tfidf_model_dir, write_csv):
     src = write_csv(tmp_path / "held.csv", ["text", "label"], [[t, "positive"] for t in NEW_POSITIVE])
     metrics = evaluate_file(tfidf_model_dir, str(src))

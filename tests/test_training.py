@@ -40,8 +40,39 @@ def test_config_round_trip_and_params():
         TrainConfig.from_dict({**config.to_dict(), "colour": "red"})
 
 
-def test_best_model_is_recorded_concretely():
-    assert TrainConfig().model in {"minilm", "mpnet"}  # resolves the name only; nothing is loaded
+def test_best_backbone_choice(monkeypatch):
+    from fewlabel import backbones
+
+    monkeypatch.setattr(backbones, "is_installed", lambda name: False)
+    monkeypatch.setattr(backbones, "_mpnet_part_files", lambda: None)
+    name, why = backbones.best_available(["short text"])
+    assert name == "minilm" and "not installed" in why
+
+    monkeypatch.setattr(backbones, "is_installed", lambda name: True)
+    assert backbones.best_available(None)[0] == "mpnet"
+    assert backbones.best_available(["A short review."] * 100)[0] == "mpnet"
+    long_texts = ["word " * 400] * 2000  # far beyond the time budget for mpnet on a CPU
+    assert backbones.estimated_encode_seconds("mpnet", long_texts) > backbones.BEST_BUDGET_SECONDS
+    name, why = backbones.best_available(long_texts)
+    assert name == "minilm" and "--model mpnet" in why
+
+
+def test_best_is_resolved_at_training_and_recorded(monkeypatch, reviews):
+    """``best`` is resolved from the texts when training starts, and the concrete name is recorded."""
+    from fewlabel import backbones
+
+    seen = []
+
+    def fake_best(texts=None):
+        seen.append(len(texts))
+        return BACKBONE, "chosen by the test"
+
+    monkeypatch.setattr(backbones, "best_available", fake_best)
+    data = LabelledTexts.from_lists(*reviews)
+    result = train(data, None, TrainConfig(strategy="tfidf", folds=3))
+    assert seen == [len(data)]
+    assert result.config.model == BACKBONE
+    assert any("chosen by the test" in note for note in result.metrics(data)["notes"])
 
 
 def test_single_strategy_estimate_is_its_cross_validation(reviews):

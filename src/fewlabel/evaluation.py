@@ -55,14 +55,17 @@ class Scores:
 
 def _macro_f1_rows(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Macro-F1 for each row of index arrays ``y``/``pred`` (shape (B, n)), vectorised for the bootstrap."""
-    f1s = []
+    total = np.zeros(len(y))
+    present = np.zeros(len(y))
     for c in range(n_classes):
         tp = ((pred == c) & (y == c)).sum(axis=1)
         fp = ((pred == c) & (y != c)).sum(axis=1)
         fn = ((pred != c) & (y == c)).sum(axis=1)
         denom = 2 * tp + fp + fn
-        f1s.append(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0))
-    return np.mean(f1s, axis=0)
+        # A class absent from both truth and prediction of a resample says nothing; leave it out.
+        total += np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
+        present += denom > 0
+    return total / np.maximum(present, 1)
 
 
 def score(y: np.ndarray, proba: np.ndarray, seed: int = 0) -> Scores:
@@ -85,7 +88,9 @@ def score(y: np.ndarray, proba: np.ndarray, seed: int = 0) -> Scores:
 
     return Scores(
         accuracy=est(accuracy_score(y, pred), acc_boot),
-        macro_f1=est(f1_score(y, pred, average="macro", labels=list(range(n_classes)), zero_division=0), f1_boot),
+        macro_f1=est(
+            f1_score(y, pred, average="macro", labels=np.union1d(y, pred), zero_division=0), f1_boot
+        ),
         log_loss=est(float(nll.mean()), nll_boot),
         n=n,
     )
@@ -133,7 +138,12 @@ def folds_for(y: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, 
 
 
 def _fit_predict(
-    factory: StrategyFactory, texts: Sequence[str], y: np.ndarray, n_classes: int, train: np.ndarray, val: np.ndarray
+    factory: StrategyFactory,
+    texts: Sequence[str],
+    y: np.ndarray,
+    n_classes: int,
+    train: np.ndarray,
+    val: np.ndarray,
 ) -> tuple[np.ndarray, float]:
     strategy = factory().fit([texts[i] for i in train], y[train], n_classes)
     val_proba = strategy.predict_proba([texts[i] for i in val])
@@ -163,7 +173,14 @@ def cross_validate(
         if on_fold:
             on_fold()
     return CVResult(
-        name, factory().describe(), oof, y, train_acc, val_acc, time.perf_counter() - start, score(y, oof, seed)
+        name,
+        factory().describe(),
+        oof,
+        y,
+        train_acc,
+        val_acc,
+        time.perf_counter() - start,
+        score(y, oof, seed),
     )
 
 
@@ -224,13 +241,13 @@ def nested_cross_validate(
     )
 
 
-def majority_baseline(y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> float:
-    """Accuracy of always predicting the training fold's most common class, out of fold."""
-    correct = 0
-    for train, val in folds:
-        majority = np.bincount(y[train]).argmax()
-        correct += int((y[val] == majority).sum())
-    return correct / len(y)
+def majority_baseline(y: np.ndarray) -> float:
+    """Accuracy of always answering the most common class (on balanced data, 1 / number of classes).
+
+    Taken on the whole data rather than out of fold: out of fold, a training fold's majority is the
+    class its validation fold has fewer of, which makes the baseline look worse than chance.
+    """
+    return float(np.bincount(y).max() / len(y))
 
 
 def per_class(y: np.ndarray, pred: np.ndarray, labels: list[str]) -> dict:

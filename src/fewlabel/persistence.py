@@ -40,8 +40,15 @@ class TrainedModel:
     labels: list[str]
     manifest: dict[str, Any]
 
+    @property
+    def temperature(self) -> float:
+        return float((self.manifest.get("calibration") or {}).get("temperature", 1.0))
+
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        return self.strategy.predict_proba(list(texts))
+        """Calibrated class probabilities, columns in the order of ``labels``."""
+        from fewlabel.calibration import apply_temperature
+
+        return apply_temperature(self.strategy.predict_proba(list(texts)), self.temperature)
 
     def predict(self, texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
         """Predicted labels and the probability of each predicted label."""
@@ -75,7 +82,11 @@ def _check_target(directory: Path) -> None:
 
 
 def save_model(
-    directory: str | Path, strategy: Strategy, labels: list[str], manifest: dict[str, Any], extra_json: dict | None = None
+    directory: str | Path,
+    strategy: Strategy,
+    labels: list[str],
+    manifest: dict[str, Any],
+    extra_json: dict | None = None,
 ) -> Path:
     """Write a model directory atomically: into a temporary sibling, then renamed into place.
 
@@ -89,38 +100,61 @@ def save_model(
     try:
         strategy.save(tmp / "strategy")
         for name, content in (extra_json or {}).items():
-            (tmp / name).write_text(json.dumps(content, indent=2, ensure_ascii=False))
+            (tmp / name).write_text(json.dumps(content, indent=2, ensure_ascii=False), encoding="utf-8")
         files = {
             str(p.relative_to(tmp)): {"sha256": _sha256(p), "bytes": p.stat().st_size}
             for p in sorted(tmp.rglob("*"))
             if p.is_file()
         }
-        full = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest, "labels": labels, "files": files}
-        (tmp / MANIFEST).write_text(json.dumps(full, indent=2, ensure_ascii=False))
-        old = None
-        if directory.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
-            os.replace(directory, old / "model")
-        os.replace(tmp, directory)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        full = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            **manifest,
+            "labels": labels,
+            "files": files,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(full, indent=2, ensure_ascii=False), encoding="utf-8")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _swap_into_place(tmp, directory)
     return directory
+
+
+def _swap_into_place(new: Path, directory: Path) -> None:
+    """Rename ``new`` to ``directory``; an old model there is kept until the new one is in place."""
+    old = None
+    try:
+        if directory.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
+            os.replace(directory, old / "model")
+        os.replace(new, directory)
+    except BaseException:
+        if old is not None and not directory.exists() and (old / "model").exists():
+            os.replace(old / "model", directory)  # put the previous model back
+        shutil.rmtree(new, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:
     directory = Path(directory)
     if not directory.exists():
-        raise ModelDirError(f"{directory}: no such model directory; train one with `fewlabel train DATA -o {directory}`")
+        raise ModelDirError(
+            f"{directory}: no such model directory; train one with `fewlabel train DATA -o {directory}`"
+        )
     if not is_model_dir(directory):
-        raise ModelDirError(f"{directory}: not a fewlabel model (no {MANIFEST}); give the directory `fewlabel train` wrote")
+        raise ModelDirError(
+            f"{directory}: not a fewlabel model (no {MANIFEST}); give the directory `fewlabel train` wrote"
+        )
     try:
         manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ModelDirError(f"{directory / MANIFEST}: damaged manifest ({err}); retrain the model") from None
-    if manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ModelDirError(f"{directory / MANIFEST}: not a fewlabel model manifest")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
@@ -128,6 +162,16 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
             f"{directory}: model format version {version}, but this fewlabel reads version {FORMAT_VERSION}; "
             "retrain it or use the fewlabel version that wrote it "
             f"({manifest.get('fewlabel_version', 'unknown')})"
+        )
+    strategy = manifest.get("strategy")
+    labels = manifest.get("labels")
+    if (
+        not isinstance(strategy, dict)
+        or not isinstance(strategy.get("name"), str)
+        or not isinstance(labels, list)
+    ):
+        raise ModelDirError(
+            f"{directory / MANIFEST}: damaged manifest (no strategy name or labels); retrain the model"
         )
     return manifest
 

@@ -13,7 +13,15 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from fewlabel.data import TEXT_COLUMN_NAMES, Table, detect_format, find_column, labelled_from_table, read_lines, read_table
+from fewlabel.data import (
+    TEXT_COLUMN_NAMES,
+    Table,
+    detect_format,
+    find_column,
+    labelled_from_table,
+    read_lines,
+    read_table,
+)
 from fewlabel.errors import DataError
 from fewlabel.evaluation import per_class, score
 from fewlabel.persistence import TrainedModel, load_model
@@ -30,7 +38,9 @@ def _text_column(table: Table, model: TrainedModel, wanted: str | None) -> str:
     return find_column(table, wanted, TEXT_COLUMN_NAMES, "texts", "--text-column")
 
 
-def predict_table(model: TrainedModel, table: Table, text_column: str | None = None) -> tuple[list[str], list[float | None], int]:
+def predict_table(
+    model: TrainedModel, table: Table, text_column: str | None = None
+) -> tuple[list[str], list[float | None], int]:
     """Labels and confidences for every row; rows with an empty text get neither. Returns also their count."""
     from fewlabel import progress
 
@@ -53,10 +63,16 @@ def predict_table(model: TrainedModel, table: Table, text_column: str | None = N
 def _write(table: Table, labels: list[str], confidences: list[float | None], out: TextIO, fmt: str) -> None:
     for clash in (PRED_COLUMN, CONF_COLUMN):
         if clash in table.columns:
-            raise DataError(f"{table.path}: already has a column {clash!r}; rename it so predictions do not replace it")
+            raise DataError(
+                f"{table.path}: already has a column {clash!r}; rename it so predictions do not replace it"
+            )
     if fmt == "jsonl":
-        for row, label, conf in zip(table.rows, labels, confidences, strict=True):
-            record = {**row, PRED_COLUMN: label or None, CONF_COLUMN: None if conf is None else round(conf, 6)}
+        for row, label, conf in zip(table.raw or table.rows, labels, confidences, strict=True):
+            record = {
+                **row,
+                PRED_COLUMN: label or None,
+                CONF_COLUMN: None if conf is None else round(conf, 6),
+            }
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
         return
     if fmt == "lines":
@@ -66,7 +82,9 @@ def _write(table: Table, labels: list[str], confidences: list[float | None], out
     writer = csv.writer(out, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
     writer.writerow([*table.columns, PRED_COLUMN, CONF_COLUMN])
     for row, label, conf in zip(table.rows, labels, confidences, strict=True):
-        writer.writerow([*(row.get(c, "") for c in table.columns), label, "" if conf is None else f"{conf:.6f}"])
+        writer.writerow(
+            [*(row.get(c, "") for c in table.columns), label, "" if conf is None else f"{conf:.6f}"]
+        )
 
 
 def predict_file(
@@ -129,11 +147,13 @@ def evaluate_file(
     """Accuracy, macro-F1 and log loss (with 95% intervals), per-class scores and the confusion matrix."""
     model = load_model(model_dir)
     table = read_table(data_path, format)
-    text_column = text_column or (model.manifest.get("text_column") if model.manifest.get("text_column") in table.columns else None)
+    text_column = text_column or (
+        model.manifest.get("text_column") if model.manifest.get("text_column") in table.columns else None
+    )
     label_column = label_column or (
         model.manifest.get("label_column") if model.manifest.get("label_column") in table.columns else None
     )
-    data = labelled_from_table(table, text_column, label_column, dedupe=False, min_per_class=1)
+    data = labelled_from_table(table, text_column, label_column, dedupe=False, min_per_class=1, min_classes=1)
     unknown = sorted(set(data.labels) - set(model.labels))
     if unknown:
         raise DataError(

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from fewlabel import __version__, progress
+from fewlabel.calibration import apply_temperature, fit_temperature, reliability
 from fewlabel.config import TrainConfig
 from fewlabel.data import LabelledTexts
 from fewlabel.evaluation import (
@@ -44,6 +45,7 @@ class TrainResult:
     seconds: float
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    calibration: dict[str, Any] = field(default_factory=dict)
     model_dir: Path | None = None
 
     def metrics(self, data: LabelledTexts) -> dict[str, Any]:
@@ -57,6 +59,7 @@ class TrainResult:
                 **per_class(self.estimate.y, pred, self.labels),
             },
             "chosen_strategy": self.chosen,
+            "calibration": self.calibration,
             "majority_baseline_accuracy": self.majority,
             "strategies": {name: r.to_dict() for name, r in self.results.items()},
             "data": {
@@ -161,7 +164,9 @@ def _train(
     total = len(folds) * len(factories) + (len(folds) if nested else 0)
     with progress.bar("Cross-validating", total) as advance:
         for name, factory in factories.items():
-            results[name] = cross_validate(factory, texts, y, n_classes, folds, name, config.seed, on_fold=advance)
+            results[name] = cross_validate(
+                factory, texts, y, n_classes, folds, name, config.seed, on_fold=advance
+            )
             if on_result:
                 on_result(results[name])
         chosen = choose(results)
@@ -173,6 +178,16 @@ def _train(
             if on_result:
                 on_result(estimate)
 
+    # Temperature fitted on the chosen strategy's out-of-fold probabilities (texts it had not seen).
+    chosen_oof = results[chosen].oof_proba
+    temperature = fit_temperature(chosen_oof, y)
+    calibration = {
+        "method": "temperature",
+        "temperature": temperature,
+        "fitted_on": f"out-of-fold probabilities of {chosen} ({len(y)} texts)",
+        "before": reliability(chosen_oof, y),
+        "after": reliability(apply_temperature(chosen_oof, temperature), y),
+    }
     final = factories[chosen]().fit(texts, y, n_classes)
     result = TrainResult(
         config=config,
@@ -180,9 +195,10 @@ def _train(
         results=results,
         chosen=chosen,
         estimate=estimate,
-        majority=majority_baseline(y, folds),
+        majority=majority_baseline(y),
         strategy=final,
         seconds=0.0,
+        calibration=calibration,
     )
     result.notes = notes
     result.warnings = data.report.warnings + _warnings(result)
@@ -207,6 +223,7 @@ def save(result: TrainResult, data: LabelledTexts, output: Path) -> Path:
             "params": result.strategy.params,
         },
         "backbone": manifest_entry(resolve(backbone)) if backbone else None,
+        "calibration": {"method": "temperature", "temperature": result.calibration["temperature"]},
         "text_column": data.text_column,
         "label_column": data.label_column,
         "config": result.config.to_dict(),
@@ -216,6 +233,8 @@ def save(result: TrainResult, data: LabelledTexts, output: Path) -> Path:
             "log_loss": metrics["estimate"]["log_loss"],
             "majority_baseline_accuracy": result.majority,
             "estimate_source": metrics["estimate"]["source"],
+            "ece_before_calibration": result.calibration["before"]["ece"],
+            "ece_after_calibration": result.calibration["after"]["ece"],
         },
         "training_data": {
             "source": Path(data.source).name,

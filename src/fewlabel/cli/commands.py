@@ -75,7 +75,9 @@ def print_training(result: TrainResult, data: LabelledTexts, console: Console) -
         f"against {_pct(result.majority)} for always answering the most common class."
     )
     if result.model_dir:
-        console.print(f"Model saved to [bold]{result.model_dir}[/] (metrics in {result.model_dir / 'metrics.json'}).")
+        console.print(
+            f"Model saved to [bold]{result.model_dir}[/] (metrics in {result.model_dir / 'metrics.json'})."
+        )
     console.print(f"Took {result.seconds:.1f}s.")
 
 
@@ -144,7 +146,9 @@ def demo_command(output: Path, model: str, quiet: bool) -> None:
 
 
 def print_evaluation(metrics: dict, console: Console) -> None:
-    table = Table(title=f"{metrics['model']} on {metrics['data']} ({metrics['n']} texts)", title_justify="left")
+    table = Table(
+        title=f"{metrics['model']} on {metrics['data']} ({metrics['n']} texts)", title_justify="left"
+    )
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column("95% CI", justify="right")

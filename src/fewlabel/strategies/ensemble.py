@@ -27,7 +27,9 @@ class EmbedTfidfEnsemble(Strategy):
     }
 
     def _members(self) -> tuple[EmbeddingLogReg, TfidfLogReg]:
-        embed = EmbeddingLogReg(backbone=self.params["backbone"], C=self.params["embed_C"], cache=self.params["cache"])
+        embed = EmbeddingLogReg(
+            backbone=self.params["backbone"], C=self.params["embed_C"], cache=self.params["cache"]
+        )
         return embed, TfidfLogReg(C=self.params["tfidf_C"])
 
     def _fit(self, texts: list[str], y: np.ndarray) -> None:

@@ -33,12 +33,16 @@ class TfidfLogReg(Strategy):
         "class_weight": None,
     }
 
-    def _vectorizers(self, vocabularies: dict[str, dict[str, int]] | None = None) -> dict[str, TfidfVectorizer]:
+    def _vectorizers(
+        self, vocabularies: dict[str, dict[str, int]] | None = None
+    ) -> dict[str, TfidfVectorizer]:
         out = {}
         for kind, settings in _VECTORIZERS.items():
             vocab = vocabularies[kind] if vocabularies else None
             max_features = None if vocab else self.params["max_features"]
-            out[kind] = TfidfVectorizer(**settings, max_features=max_features, vocabulary=vocab, dtype=np.float32)
+            out[kind] = TfidfVectorizer(
+                **settings, max_features=max_features, vocabulary=vocab, dtype=np.float32
+            )
         return out
 
     def _features(self, texts: list[str]) -> sp.csr_matrix:
@@ -56,14 +60,20 @@ class TfidfLogReg(Strategy):
             del kind
         X = sp.hstack(blocks, format="csr")
         # newton-cg: ~10x faster than lbfgs on ~100k sparse features, same optimum.
-        self.head_ = fit_logreg(X, y, self.n_classes_, self.params["C"], self.params["class_weight"], "newton-cg")
+        self.head_ = fit_logreg(
+            X, y, self.n_classes_, self.params["C"], self.params["class_weight"], "newton-cg"
+        )
 
     def _predict_proba(self, texts: list[str]) -> np.ndarray:
         return self.head_.predict_proba(self._features(texts))
 
     def _save(self, directory: Path) -> None:
-        vocabularies = {k: {t: int(i) for t, i in v.vocabulary_.items()} for k, v in self.vectorizers_.items()}
-        (directory / "tfidf_vocabulary.json").write_text(json.dumps(vocabularies, ensure_ascii=False))
+        vocabularies = {
+            k: {t: int(i) for t, i in v.vocabulary_.items()} for k, v in self.vectorizers_.items()
+        }
+        (directory / "tfidf_vocabulary.json").write_text(
+            json.dumps(vocabularies, ensure_ascii=False), encoding="utf-8"
+        )
         arrays = head_arrays(self.head_)
         arrays.update({f"idf_{k}": v.idf_ for k, v in self.vectorizers_.items()})
         np.savez(directory / "tfidf_weights.npz", **arrays)
