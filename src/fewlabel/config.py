@@ -25,6 +25,7 @@ class TrainConfig:
         inner_folds: folds of the inner cross-validation that makes ``auto``'s choice.
         candidates: strategies ``auto`` compares.
         strategy_params: per-strategy overrides, e.g. ``{"tfidf": {"C": 3.0}}``.
+        diagnostics: compute the learning curve, label issues, near-duplicates and the report.
     """
 
     strategy: str = "auto"
@@ -34,6 +35,7 @@ class TrainConfig:
     inner_folds: int = 4
     candidates: list[str] = field(default_factory=lambda: list(AUTO_CANDIDATES))
     strategy_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    diagnostics: bool = True
 
     def __post_init__(self) -> None:
         from fewlabel.strategies import REGISTRY, get_strategy_class

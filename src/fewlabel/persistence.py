@@ -30,6 +30,8 @@ from fewlabel.strategies.base import Strategy
 FORMAT = "fewlabel-model"
 FORMAT_VERSION = 1
 MANIFEST = "fewlabel.json"
+# Documents rebuilt by `fewlabel report`; not loaded by anything, so not checksummed.
+REGENERATED = ("report.html", "README.md")
 
 
 @dataclass
@@ -87,6 +89,7 @@ def save_model(
     labels: list[str],
     manifest: dict[str, Any],
     extra_json: dict | None = None,
+    extra_files: dict[str, str] | None = None,
 ) -> Path:
     """Write a model directory atomically: into a temporary sibling, then renamed into place.
 
@@ -101,10 +104,12 @@ def save_model(
         strategy.save(tmp / "strategy")
         for name, content in (extra_json or {}).items():
             (tmp / name).write_text(json.dumps(content, indent=2, ensure_ascii=False), encoding="utf-8")
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
         files = {
             str(p.relative_to(tmp)): {"sha256": _sha256(p), "bytes": p.stat().st_size}
             for p in sorted(tmp.rglob("*"))
-            if p.is_file()
+            if p.is_file() and str(p.relative_to(tmp)) not in REGENERATED
         }
         full = {
             "format": FORMAT,
@@ -138,6 +143,27 @@ def _swap_into_place(new: Path, directory: Path) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def rebuild_documents(directory: str | Path) -> Path:
+    """Write report.html and README.md again from the manifest and metrics.json; returns the report path."""
+    from fewlabel.report import model_card, render_report
+
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    try:
+        metrics = json.loads((directory / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ModelDirError(f"{directory}: cannot read metrics.json ({err})") from None
+    for name, text in (
+        ("report.html", render_report(manifest, metrics)),
+        ("README.md", model_card(manifest, metrics)),
+    ):
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, directory / name)
+    return directory / "report.html"
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:

@@ -46,6 +46,7 @@ class TrainResult:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     calibration: dict[str, Any] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
     model_dir: Path | None = None
 
     def metrics(self, data: LabelledTexts) -> dict[str, Any]:
@@ -73,6 +74,7 @@ class TrainResult:
             "seconds": self.seconds,
             "warnings": list(self.warnings),
             "notes": list(self.notes),
+            "diagnostics": {k: v for k, v in self.diagnostics.items() if k != "all_label_issues"},
         }
 
 
@@ -188,6 +190,9 @@ def _train(
         "before": reliability(chosen_oof, y),
         "after": reliability(apply_temperature(chosen_oof, temperature), y),
     }
+    diagnostics = (
+        _diagnostics(data, config, factories, results, chosen, y, folds) if config.diagnostics else {}
+    )
     final = factories[chosen]().fit(texts, y, n_classes)
     result = TrainResult(
         config=config,
@@ -199,6 +204,7 @@ def _train(
         strategy=final,
         seconds=0.0,
         calibration=calibration,
+        diagnostics=diagnostics,
     )
     result.notes = notes
     result.warnings = data.report.warnings + _warnings(result)
@@ -206,6 +212,69 @@ def _train(
     if output is not None:
         result.model_dir = save(result, data, Path(output))
     return result
+
+
+def _diagnostics(
+    data: LabelledTexts,
+    config: TrainConfig,
+    factories: dict[str, Callable[[], Strategy]],
+    results: dict[str, CVResult],
+    chosen: str,
+    y: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+) -> dict[str, Any]:
+    """Learning curves (chosen strategy and the TF-IDF baseline), label issues, near-duplicates, mistakes."""
+    from fewlabel import diagnostics as diag
+
+    labels = data.classes
+    curves_for = {chosen: factories[chosen]}
+    if chosen != "tfidf":
+        curves_for["tfidf"] = factories.get("tfidf") or (
+            lambda: make_strategy("tfidf", **config.params_for("tfidf"))
+        )
+    fits = len(folds) * (len(diag.FRACTIONS) - 1) * len(curves_for)
+    curves = {}
+    with progress.bar("Learning curves", fits) as advance:
+        for name, factory in curves_for.items():
+            if name in results:
+                full = results[name].val_accuracy
+            else:
+                full = cross_validate(
+                    factory, data.texts, y, len(labels), folds, name, config.seed
+                ).val_accuracy
+            curves[name] = diag.learning_curve(
+                factory, data.texts, y, len(labels), folds, full, config.seed, on_fit=advance
+            )
+    oof = results[chosen].oof_proba
+    issues = diag.label_issues(oof, y, labels, data.texts, data.rows)
+    return {
+        "learning_curve": curves,
+        "label_issues": issues[:100],
+        "n_label_issues": len(issues),
+        "all_label_issues": issues,
+        "near_duplicates": diag.near_duplicates(data.texts, y, labels, data.rows),
+        "confident_mistakes": diag.confident_mistakes(oof, y, labels, data.texts, data.rows),
+    }
+
+
+def _label_issues_csv(issues: list[dict]) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    columns = [
+        "row",
+        "given_label",
+        "suggested_label",
+        "given_label_probability",
+        "suggested_label_probability",
+        "text",
+    ]
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for issue in issues:
+        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in issue.items()})
+    return out.getvalue()
 
 
 def save(result: TrainResult, data: LabelledTexts, output: Path) -> Path:
@@ -243,4 +312,10 @@ def save(result: TrainResult, data: LabelledTexts, output: Path) -> Path:
             "class_counts": data.class_counts(),
         },
     }
-    return save_model(output, result.strategy, result.labels, manifest, {"metrics.json": metrics})
+    from fewlabel.report import model_card, render_report
+
+    full = {**manifest, "labels": result.labels}
+    extra = {"report.html": render_report(full, metrics), "README.md": model_card(full, metrics)}
+    if result.diagnostics:
+        extra["label_issues.csv"] = _label_issues_csv(result.diagnostics["all_label_issues"])
+    return save_model(output, result.strategy, result.labels, manifest, {"metrics.json": metrics}, extra)

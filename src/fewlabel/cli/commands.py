@@ -74,10 +74,21 @@ def print_training(result: TrainResult, data: LabelledTexts, console: Console) -
         f"[bold green]{_pct(est.value)}[/] (95% CI {_pct(est.low)} to {_pct(est.high)}), "
         f"against {_pct(result.majority)} for always answering the most common class."
     )
-    if result.model_dir:
+    curve = (result.diagnostics.get("learning_curve") or {}).get(result.chosen)
+    if curve and curve["extrapolation"].get("gain") is not None:
+        from fewlabel.report import more_labels_sentence
+
+        console.print(more_labels_sentence(result.metrics(data)), soft_wrap=True)
+    if result.diagnostics:
+        conflicting = sum(d["conflicting_labels"] for d in result.diagnostics["near_duplicates"])
         console.print(
-            f"Model saved to [bold]{result.model_dir}[/] (metrics in {result.model_dir / 'metrics.json'})."
+            f"Label issues: {result.diagnostics['n_label_issues']} row(s) have a label the model disputes; "
+            f"{conflicting} near-duplicate pair(s) carry different labels.",
+            soft_wrap=True,
         )
+    if result.model_dir:
+        console.print(f"Model saved to [bold]{result.model_dir}[/]")
+        console.print(f"Report: [bold]{result.model_dir / 'report.html'}[/] (every number in metrics.json)")
     console.print(f"Took {result.seconds:.1f}s.")
 
 
@@ -93,11 +104,12 @@ def train_command(
     format: str | None,
     skip_empty: bool,
     normalize_labels: bool,
+    diagnostics: bool,
     quiet: bool,
 ) -> TrainResult:
     progress.set_enabled(not quiet)
     console = Console(highlight=False)
-    config = TrainConfig(strategy=strategy, model=model, seed=seed, folds=folds)
+    config = TrainConfig(strategy=strategy, model=model, seed=seed, folds=folds, diagnostics=diagnostics)
     labelled = load_labelled(
         data,
         text_column,

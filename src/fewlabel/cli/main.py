@@ -104,6 +104,9 @@ def train(
     normalize_labels: Annotated[
         bool, typer.Option(help="Merge labels that differ only by case or spaces ('Positive', 'positive ').")
     ] = False,
+    diagnostics: Annotated[
+        bool, typer.Option(help="Learning curves, label issues, near-duplicates and the HTML report.")
+    ] = True,
     quiet: Quiet = False,
 ) -> None:
     """Cross-validate strategies, pick the best honestly, refit on all data and save the model."""
@@ -122,6 +125,7 @@ def train(
         format=format,
         skip_empty=skip_empty,
         normalize_labels=normalize_labels,
+        diagnostics=diagnostics,
         quiet=quiet,
     )
 
@@ -189,6 +193,22 @@ def demo(
     from fewlabel.cli.commands import demo_command
 
     _run(demo_command, output=output, model=model, quiet=quiet)
+
+
+@app.command()
+def report(
+    model_dir: Annotated[Path, typer.Argument(help="A model directory written by `fewlabel train`.")],
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the report in a web browser.")] = False,
+) -> None:
+    """Rebuild a model's report.html and model card from its saved metrics (and optionally open it)."""
+    from fewlabel.persistence import rebuild_documents
+
+    path = _run(rebuild_documents, model_dir)
+    typer.echo(f"Report: {path}")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
 
 
 @models_app.callback()

@@ -1,0 +1,400 @@
+"""The training report (one self-contained HTML file, plots inline as SVG) and the model card.
+
+Both are rebuilt from ``fewlabel.json`` and ``metrics.json`` alone, so ``fewlabel report`` can
+regenerate them for any saved model.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from typing import Any
+
+PALETTE = {"chosen": "#1f6feb", "tfidf": "#8b949e", "good": "#1a7f37", "bad": "#cf222e"}
+
+
+def _pct(x: float | None, digits: int = 1) -> str:
+    return "n/a" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def _svg(fig) -> str:
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]
+
+
+def _figure(width: float = 6.0, height: float = 3.4):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(
+        {"font.size": 9, "svg.fonttype": "none", "axes.spines.top": False, "axes.spines.right": False}
+    )
+    return plt.subplots(figsize=(width, height))
+
+
+def plot_strategies(metrics: dict) -> str:
+    fig, ax = _figure(6, 0.5 + 0.45 * (len(metrics["strategies"]) + 2))
+    names, values, lows, highs, colors = [], [], [], [], []
+    rows = list(metrics["strategies"].items())
+    est = metrics["estimate"]
+    if est.get("name") == "auto":
+        rows.append(("auto (nested CV)", est))
+    for name, r in rows:
+        names.append(name)
+        values.append(r["accuracy"]["value"])
+        lows.append(r["accuracy"]["value"] - r["accuracy"]["ci95_low"])
+        highs.append(r["accuracy"]["ci95_high"] - r["accuracy"]["value"])
+        colors.append(
+            PALETTE["chosen"]
+            if name in (metrics["chosen_strategy"], "auto (nested CV)")
+            else PALETTE["tfidf"]
+        )
+    y = range(len(names))
+    ax.barh(list(y), values, xerr=[lows, highs], color=colors, capsize=3, height=0.6)
+    ax.axvline(metrics["majority_baseline_accuracy"], color=PALETTE["bad"], linestyle="--", linewidth=1)
+    ax.text(
+        metrics["majority_baseline_accuracy"],
+        len(names) - 0.4,
+        " majority class",
+        color=PALETTE["bad"],
+        fontsize=8,
+    )
+    ax.set_yticks(list(y), names)
+    ax.invert_yaxis()
+    ax.set_xlim(max(0.0, min(values + [metrics["majority_baseline_accuracy"]]) - 0.1), 1.0)
+    ax.set_xlabel("cross-validated accuracy (95% interval)")
+    return _svg(fig)
+
+
+def plot_learning_curve(curves: dict[str, Any], chosen: str) -> str:
+    fig, ax = _figure()
+    for name, curve in curves.items():
+        pts = curve["points"]
+        n = [p["n_train"] for p in pts]
+        color = PALETTE["chosen"] if name == chosen else PALETTE["tfidf"]
+        ax.plot(n, [p["accuracy"] for p in pts], marker="o", color=color, label=name)
+        ax.fill_between(n, [p["low"] for p in pts], [p["high"] for p in pts], color=color, alpha=0.15)
+        ext = curve["extrapolation"]
+        if ext.get("accuracy") is not None:
+            ax.plot(
+                [n[-1], ext["n_train"]], [pts[-1]["accuracy"], ext["accuracy"]], linestyle=":", color=color
+            )
+            ax.errorbar(
+                [ext["n_train"]],
+                [ext["accuracy"]],
+                yerr=[[max(ext["gain"] - ext["low"], 0)], [max(ext["high"] - ext["gain"], 0)]],
+                fmt="o",
+                mfc="white",
+                color=color,
+                capsize=3,
+            )
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("training texts per fold (log scale); open marker: extrapolated to twice the data")
+    ax.set_ylabel("cross-validated accuracy")
+    ax.legend(frameon=False)
+    return _svg(fig)
+
+
+def plot_reliability(calibration: dict) -> str:
+    fig, ax = _figure(4.2, 3.6)
+    ax.plot([0, 1], [0, 1], color="#999", linestyle="--", linewidth=1, label="perfect")
+    for key, color, label in (("before", PALETTE["tfidf"], "before"), ("after", PALETTE["chosen"], "after")):
+        bins = calibration[key]["bins"]
+        ax.plot(
+            [b["confidence"] for b in bins],
+            [b["accuracy"] for b in bins],
+            marker="o",
+            color=color,
+            label=f"{label} (ECE {calibration[key]['ece']:.3f})",
+        )
+    ax.set_xlabel("confidence (out of fold)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0.4 if len(calibration["after"]["bins"]) else 0, 1.0)
+    ax.legend(frameon=False, loc="upper left")
+    return _svg(fig)
+
+
+def plot_confusion(matrix: list[list[int]], labels: list[str]) -> str:
+    import numpy as np
+
+    m = np.array(matrix)
+    size = 1.2 + 0.7 * len(labels)
+    fig, ax = _figure(size + 1, size)
+    ax.imshow(m, cmap="Blues")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(
+                j,
+                i,
+                str(m[i, j]),
+                ha="center",
+                va="center",
+                color="white" if m[i, j] > m.max() / 2 else "black",
+            )
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("given label")
+    return _svg(fig)
+
+
+def _table(columns: list[str], rows: list[list[Any]], cls: str = "") -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def more_labels_sentence(metrics: dict) -> str:
+    curves = (metrics.get("diagnostics") or {}).get("learning_curve") or {}
+    curve = curves.get(metrics["chosen_strategy"])
+    if not curve or curve["extrapolation"].get("gain") is None:
+        return "No learning curve was computed."
+    ext = curve["extrapolation"]
+    gain, low, high = ext["gain"], ext["low"], ext["high"]
+    verdict = "likely to help" if low > 0.01 else ("unlikely to help much" if high < 0.02 else "uncertain")
+    return (
+        f"More labels: doubling the data to about {ext['n_train']} texts per training fold would change accuracy by "
+        f"{100 * gain:+.1f} points (95% interval {100 * low:+.1f} to {100 * high:+.1f}): {verdict}."
+    )
+
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:960px;margin:2rem auto;padding:0 1rem;
+color:#1f2328;line-height:1.45}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{border-bottom:1px solid #d0d7de;padding-bottom:.2rem;margin-top:2rem}
+.verdict{background:#f6f8fa;border-left:6px solid #1f6feb;padding:1rem 1.2rem;border-radius:6px}
+.big{font-size:2.2rem;font-weight:700;color:#1f6feb}.warn{background:#fff8c5;border-left:6px solid #d4a72c;
+padding:.5rem 1rem;border-radius:6px;margin:.4rem 0}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}th,td{border:1px solid #d0d7de;padding:.3rem .6rem;
+text-align:left;vertical-align:top}th{background:#f6f8fa}td.num{text-align:right}
+.texts td:last-child{max-width:520px}.muted{color:#656d76;font-size:.85rem}svg{max-width:100%;height:auto}
+figure{margin:.8rem 0}
+"""
+
+
+def render_report(manifest: dict, metrics: dict) -> str:
+    """The whole report as one HTML string: verdict first, then the evidence."""
+    est = metrics["estimate"]
+    acc = est["accuracy"]
+    diag = metrics.get("diagnostics") or {}
+    labels = manifest["labels"]
+    chosen = metrics["chosen_strategy"]
+    strategy = manifest["strategy"]
+    backbone = (manifest.get("backbone") or {}).get("name")
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<title>fewlabel report: {html.escape(strategy['description'])}</title><style>{CSS}</style></head><body>",
+        "<h1>fewlabel training report</h1>",
+        f"<p class='muted'>Created {html.escape(manifest.get('created', ''))} by fewlabel "
+        f"{html.escape(manifest.get('fewlabel_version', ''))} from {html.escape(str(metrics['data']['source']))} "
+        f"({metrics['data']['rows']} texts).</p>",
+        "<section class='verdict' id='verdict'><h2 style='border:0;margin-top:0'>Verdict</h2>",
+        f"<p>Expected accuracy on new texts like these: <span class='big'>{_pct(acc['value'])}</span> "
+        f"(95% interval {_pct(acc['ci95_low'])} to {_pct(acc['ci95_high'])}; {html.escape(est['source'])}).</p>",
+        f"<p>Chosen strategy: <b>{html.escape(strategy['description'])}</b>"
+        + (f" on backbone <b>{html.escape(backbone)}</b>" if backbone else "")
+        + f". Always answering the most common class would score {_pct(metrics['majority_baseline_accuracy'])}.</p>",
+        f"<p>{html.escape(more_labels_sentence(metrics))}</p>",
+    ]
+    n_issues = diag.get("n_label_issues")
+    if n_issues is not None:
+        parts.append(
+            f"<p>{n_issues} training row(s) have a label the model disputes (see <a href='#labels'>label issues</a> "
+            "and <code>label_issues.csv</code>).</p>"
+        )
+    parts.append("</section>")
+    for warning in metrics.get("warnings", []):
+        parts.append(f"<div class='warn'>{html.escape(warning)}</div>")
+
+    parts.append("<h2 id='strategies'>Strategies compared</h2>")
+    parts.append(
+        "<p>Every figure is out of fold: each text was scored by a model that had not seen it. The auto row "
+        "is nested cross-validation of the whole choose-the-best procedure, so it is not inflated by the choice.</p>"
+    )
+    parts.append(f"<figure>{plot_strategies(metrics)}</figure>")
+    rows = []
+    for name, r in metrics["strategies"].items():
+        rows.append(
+            [
+                name + (" (chosen)" if name == chosen else ""),
+                _pct(r["accuracy"]["value"]),
+                f"{_pct(r['accuracy']['ci95_low'])} to {_pct(r['accuracy']['ci95_high'])}",
+                f"{r['macro_f1']['value']:.3f}",
+                f"{r['log_loss']['value']:.3f}",
+                _pct(r["train_accuracy"]),
+                f"{100 * r['train_val_gap']:+.1f} pts",
+                ", ".join(_pct(a, 0) for a in r["fold_accuracy"]),
+            ]
+        )
+    parts.append(
+        _table(
+            ["strategy", "accuracy", "95% CI", "macro-F1", "log loss", "train acc", "gap", "per fold"],
+            rows,
+        )
+    )
+    if est.get("choices_per_fold"):
+        parts.append(
+            f"<p class='muted'>Choices made by the outer folds: {', '.join(est['choices_per_fold'])}.</p>"
+        )
+
+    curves = diag.get("learning_curve")
+    if curves:
+        parts.append("<h2 id='learning-curve'>Would more labels help?</h2>")
+        parts.append(f"<p>{html.escape(more_labels_sentence(metrics))}</p>")
+        parts.append(f"<figure>{plot_learning_curve(curves, chosen)}</figure>")
+        lc_rows = [
+            [name, p["n_train"], _pct(p["accuracy"]), f"{_pct(p['low'])} to {_pct(p['high'])}"]
+            for name, c in curves.items()
+            for p in c["points"]
+        ]
+        parts.append(_table(["strategy", "training texts", "accuracy", "95% CI (across folds)"], lc_rows))
+
+    calibration = metrics.get("calibration")
+    if calibration:
+        parts.append("<h2 id='calibration'>Can you trust the confidence?</h2>")
+        parts.append(
+            f"<p>Expected calibration error of the out-of-fold confidence: {calibration['before']['ece']:.3f} as the "
+            f"model comes, {calibration['after']['ece']:.3f} after temperature scaling (T = "
+            f"{calibration['temperature']:.2f}, fitted on out-of-fold predictions and stored in the model). "
+            "A confidence of 0.8 should be right about 80% of the time.</p>"
+        )
+        parts.append(f"<figure>{plot_reliability(calibration)}</figure>")
+
+    parts.append("<h2 id='errors'>Errors to read</h2>")
+    parts.append(f"<figure>{plot_confusion(est['confusion_matrix'], labels)}</figure>")
+    parts.append(
+        _table(
+            ["label", "precision", "recall", "F1", "support"],
+            [
+                [lab, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", m["support"]]
+                for lab, m in est["per_class"].items()
+            ],
+        )
+    )
+    mistakes = diag.get("confident_mistakes") or []
+    if mistakes:
+        parts.append("<p>The out-of-fold mistakes the model was most sure of:</p>")
+        parts.append(
+            _table(
+                ["row", "given", "predicted", "confidence", "text"],
+                [
+                    [m["row"], m["given_label"], m["predicted_label"], f"{m['confidence']:.2f}", m["text"]]
+                    for m in mistakes
+                ],
+                "texts",
+            )
+        )
+
+    if n_issues is not None:
+        parts.append("<h2 id='labels'>Label issues and near-duplicates</h2>")
+        parts.append(
+            "<p>Rows whose label the out-of-fold model disputes with at least the confidence it usually has for "
+            "the suggested class (confident learning). Row numbers are lines of the data file. The full list is "
+            "in <code>label_issues.csv</code>.</p>"
+        )
+        issues = diag.get("label_issues") or []
+        parts.append(
+            _table(
+                ["row", "given", "suggested", "p(given)", "text"],
+                [
+                    [
+                        i["row"],
+                        i["given_label"],
+                        i["suggested_label"],
+                        f"{i['given_label_probability']:.2f}",
+                        i["text"],
+                    ]
+                    for i in issues[:25]
+                ],
+                "texts",
+            )
+            if issues
+            else "<p>None found.</p>"
+        )
+        dups = diag.get("near_duplicates") or []
+        conflicting = [d for d in dups if d["conflicting_labels"]]
+        parts.append(
+            f"<p>{len(dups)} pair(s) of near-duplicate texts (character n-gram cosine at least 0.9), "
+            f"{len(conflicting)} of them with different labels.</p>"
+        )
+        if dups:
+            parts.append(
+                _table(
+                    ["rows", "labels", "similarity", "text A", "text B"],
+                    [
+                        [
+                            f"{d['row_a']}, {d['row_b']}",
+                            f"{d['label_a']} / {d['label_b']}",
+                            f"{d['similarity']:.2f}",
+                            d["text_a"],
+                            d["text_b"],
+                        ]
+                        for d in dups[:20]
+                    ],
+                    "texts",
+                )
+            )
+
+    data = metrics["data"]
+    parts.append("<h2 id='data'>Data and settings</h2>")
+    parts.append(
+        _table(
+            ["", ""],
+            [
+                ["rows used", data["rows"]],
+                ["rows read", data.get("rows_read", "")],
+                ["classes", ", ".join(f"{k}: {v}" for k, v in data["class_counts"].items())],
+                ["duplicates merged", data.get("duplicates_merged", 0)],
+                ["conflicting rows left out", data.get("conflicting_rows_removed", 0)],
+                ["long texts", data.get("long_texts", 0)],
+                ["data SHA-256", data["sha256"]],
+                ["folds", metrics["folds"]],
+                ["seconds", f"{metrics['seconds']:.1f}"],
+            ],
+        )
+    )
+    for note in metrics.get("notes", []):
+        parts.append(f"<p class='muted'>{html.escape(note)}</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def model_card(manifest: dict, metrics: dict) -> str:
+    """A short README.md for the model directory."""
+    acc = metrics["estimate"]["accuracy"]
+    backbone = (manifest.get("backbone") or {}).get("name")
+    lines = [
+        "# fewlabel model",
+        "",
+        f"- **Task**: text classification into {', '.join(f'`{lab}`' for lab in manifest['labels'])}.",
+        f"- **Strategy**: {manifest['strategy']['description']}"
+        + (f", backbone `{backbone}`." if backbone else "."),
+        f"- **Expected accuracy**: {_pct(acc['value'])} (95% interval {_pct(acc['ci95_low'])} to "
+        f"{_pct(acc['ci95_high'])}), {metrics['estimate']['source']}; majority class "
+        f"{_pct(metrics['majority_baseline_accuracy'])}.",
+        f"- **Macro-F1**: {metrics['estimate']['macro_f1']['value']:.3f}; **log loss** "
+        f"{metrics['estimate']['log_loss']['value']:.3f}.",
+        f"- **Training data**: {metrics['data']['rows']} texts from `{manifest['training_data']['source']}` "
+        f"(SHA-256 `{manifest['training_data']['sha256'][:16]}…`).",
+        f"- **Created**: {manifest.get('created', '')} with fewlabel {manifest.get('fewlabel_version', '')}.",
+        "",
+        "The estimate holds for texts like the training data; on another domain, measure with "
+        "`fewlabel evaluate`. Confidences are calibrated by temperature scaling on out-of-fold predictions.",
+        "",
+        "```bash",
+        "fewlabel predict THIS_DIR input.csv -o predictions.csv",
+        "fewlabel evaluate THIS_DIR labelled.csv",
+        "```",
+        "",
+        "See `report.html` for the evidence and `label_issues.csv` for rows worth re-checking.",
+        "",
+    ]
+    return "\n".join(lines)
