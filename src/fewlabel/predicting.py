@@ -29,6 +29,7 @@ from fewlabel.persistence import TrainedModel, load_model
 PRED_COLUMN = "predicted_label"
 CONF_COLUMN = "confidence"
 BATCH = 512
+ABSTAIN = "ABSTAIN"
 
 
 def _text_column(table: Table, model: TrainedModel, wanted: str | None) -> str:
@@ -39,9 +40,13 @@ def _text_column(table: Table, model: TrainedModel, wanted: str | None) -> str:
 
 
 def predict_table(
-    model: TrainedModel, table: Table, text_column: str | None = None
+    model: TrainedModel, table: Table, text_column: str | None = None, threshold: float | None = None
 ) -> tuple[list[str], list[float | None], int]:
-    """Labels and confidences for every row; rows with an empty text get neither. Returns also their count."""
+    """Labels and confidences for every row; rows with an empty text get neither. Returns also their count.
+
+    With ``threshold``, a prediction whose confidence is below it is replaced by ``ABSTAIN`` (the
+    confidence is kept), so uncertain rows can go to a person instead.
+    """
     from fewlabel import progress
 
     column = _text_column(table, model, text_column)
@@ -54,7 +59,7 @@ def predict_table(
             chunk = todo[start : start + BATCH]
             pred, conf = model.predict([texts[i] for i in chunk])
             for i, label, c in zip(chunk, pred, conf, strict=True):
-                labels[i] = label
+                labels[i] = ABSTAIN if threshold is not None and c < threshold else label
                 confidences[i] = float(c)
             advance(len(chunk))
     return labels, confidences, len(texts) - len(todo)
@@ -95,20 +100,25 @@ def predict_file(
     format: str | None = None,
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     """Predict every row of ``input_path`` (``-``: one text per line on stdin) into ``output_path``.
 
     The output holds every input column plus ``predicted_label`` and ``confidence`` (the probability
     of the predicted label). It is written to a temporary file and renamed, and never over the input.
     """
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise DataError(f"--threshold must be between 0 and 1, got {threshold}")
     model = load_model(model_dir)
+    if ABSTAIN in model.labels and threshold is not None:
+        raise DataError(f"the model has a class named {ABSTAIN!r}; --threshold cannot mark abstentions")
     if input_path == "-":
         table = read_lines(stdin or sys.stdin)
         in_fmt = "lines"
     else:
         table = read_table(input_path, format)
         in_fmt = table.format if table.format != "parquet" else "csv"
-    labels, confidences, empty = predict_table(model, table, text_column)
+    labels, confidences, empty = predict_table(model, table, text_column, threshold)
     if output_path is None:
         out_fmt = in_fmt
         _write(table, labels, confidences, stdout or sys.stdout, out_fmt)

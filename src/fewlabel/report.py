@@ -116,7 +116,15 @@ def plot_reliability(calibration: dict) -> str:
         )
     ax.set_xlabel("confidence (out of fold)")
     ax.set_ylabel("accuracy")
-    ax.set_xlim(0.4 if len(calibration["after"]["bins"]) else 0, 1.0)
+    values = [
+        v
+        for key in ("before", "after")
+        for b in calibration[key]["bins"]
+        for v in (b["confidence"], b["accuracy"])
+    ]
+    low = min([0.5, *values]) // 0.1 * 0.1
+    ax.set_xlim(low, 1.0)
+    ax.set_ylim(low, 1.02)
     ax.legend(frameon=False, loc="upper left")
     return _svg(fig)
 
@@ -160,7 +168,7 @@ def more_labels_sentence(metrics: dict) -> str:
     gain, low, high = ext["gain"], ext["low"], ext["high"]
     verdict = "likely to help" if low > 0.01 else ("unlikely to help much" if high < 0.02 else "uncertain")
     return (
-        f"More labels: doubling the data to about {ext['n_train']} texts per training fold would change accuracy by "
+        f"More labels: doubling the training data (to about {ext['n_train']} texts per fold) would change accuracy by "
         f"{100 * gain:+.1f} points (95% interval {100 * low:+.1f} to {100 * high:+.1f}): {verdict}."
     )
 

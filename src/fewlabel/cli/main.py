@@ -142,6 +142,10 @@ def predict(
     ] = None,
     text_column: TextColumn = None,
     format: Format = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="Answer ABSTAIN where the (calibrated) confidence is below this, e.g. 0.8."),
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """Add predicted_label and confidence to every row of INPUT."""
@@ -149,7 +153,7 @@ def predict(
     from fewlabel.predicting import predict_file
 
     progress.set_enabled(not quiet)
-    summary = _run(predict_file, model_dir, input, output, text_column, format)
+    summary = _run(predict_file, model_dir, input, output, text_column, format, threshold=threshold)
     if output is not None:
         counts = ", ".join(f"{k}: {v}" for k, v in sorted(summary["predicted"].items()))
         msg = f"Wrote {summary['rows']} rows to {output} ({counts})."
