@@ -6,6 +6,7 @@ data the model was fitted on.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -41,11 +42,14 @@ def learning_curve(
     per_fold: list[list[float]] = []
     for fraction in fractions:
         accs = []
+        sizes = [len(train) for train, _ in folds]
         if fraction >= 1.0:
             accs = [float(a) for a in full_fold_accuracy]
         else:
+            sizes = []
             for train, val in folds:
                 take = _stratified_subsample(train, y, fraction, rng)
+                sizes.append(len(take))
                 model = factory().fit([texts[i] for i in take], y[take], n_classes)
                 pred = model.predict_proba([texts[i] for i in val]).argmax(axis=1)
                 accs.append(float((pred == y[val]).mean()))
@@ -54,7 +58,7 @@ def learning_curve(
         per_fold.append(accs)
         mean = float(np.mean(accs))
         half = 1.96 * float(np.std(accs, ddof=1)) / np.sqrt(len(accs)) if len(accs) > 1 else 0.0
-        n_train = int(round(fraction * np.mean([len(t) for t, _ in folds])))
+        n_train = int(round(np.mean(sizes)))  # what was really fitted (small classes keep at least 2)
         points.append(
             {
                 "fraction": fraction,
@@ -116,7 +120,8 @@ def _extrapolate(points: list[dict], per_fold: list[list[float]], rng: np.random
         boot = folds[:, idx].mean(axis=1)
         f = _fit_curve(n, boot)
         if f is not None:
-            draws.append(float(_power_law(2 * n[-1], *f)) - float(boot[-1]))
+            # The same quantity as the estimate: the fitted curve's rise from n to 2n.
+            draws.append(float(_power_law(2 * n[-1], *f)) - float(_power_law(n[-1], *f)))
     gain = predicted - float(_power_law(n[-1], *fit))
     low, high = np.percentile(draws, [2.5, 97.5]) if draws else (gain, gain)
     return {
@@ -176,7 +181,11 @@ def near_duplicates(
 
     if len(texts) < 2:
         return []
-    matrix = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True).fit_transform(texts)
+    # Compared without case and punctuation, so "Great!" and "great." are the same text.
+    normalised = [re.sub(r"\s+", " ", re.sub(r"[^\w\s]", " ", t.lower())).strip() for t in texts]
+    matrix = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True).fit_transform(
+        normalised
+    )
     pairs = []
     block = 1000
     for start in range(0, matrix.shape[0], block):

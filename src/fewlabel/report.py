@@ -6,8 +6,12 @@ regenerate them for any saved model.
 
 from __future__ import annotations
 
+import functools
 import html
 import io
+import itertools
+import re
+from pathlib import Path
 from typing import Any
 
 PALETTE = {"chosen": "#1f6feb", "tfidf": "#8b949e", "good": "#1a7f37", "bad": "#cf222e"}
@@ -17,28 +21,49 @@ def _pct(x: float | None, digits: int = 1) -> str:
     return "n/a" if x is None else f"{100 * x:.{digits}f}%"
 
 
-def _svg(fig) -> str:
-    buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight")
-    import matplotlib.pyplot as plt
+STYLE = {"font.size": 9, "svg.fonttype": "none", "axes.spines.top": False, "axes.spines.right": False}
+_svg_count = itertools.count()
 
-    plt.close(fig)
+
+def _svg(fig) -> str:
+    """The figure as inline SVG, its element ids prefixed so several SVGs can share one page."""
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context(STYLE):
+        fig.savefig(buffer, format="svg", bbox_inches="tight")
     text = buffer.getvalue()
-    return text[text.index("<svg") :]
+    text = text[text.index("<svg") :]
+    prefix = f"f{next(_svg_count)}-"
+    text = re.sub(r'\bid="', f'id="{prefix}', text)
+    return text.replace("url(#", f"url(#{prefix}").replace('href="#', f'href="#{prefix}')
+
+
+def _styled(plot):
+    """Run a plot function under fewlabel's matplotlib style, restoring the caller's settings after."""
+
+    @functools.wraps(plot)
+    def wrapper(*args, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context(STYLE):
+            return plot(*args, **kwargs)
+
+    return wrapper
 
 
 def _figure(width: float = 6.0, height: float = 3.4):
+    """A figure from matplotlib's object API: no pyplot, no backend switch, no global state changed."""
     import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update(
-        {"font.size": 9, "svg.fonttype": "none", "axes.spines.top": False, "axes.spines.right": False}
-    )
-    return plt.subplots(figsize=(width, height))
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(width, height))
+        ax = fig.subplots()
+    return fig, ax
 
 
+@_styled
 def plot_strategies(metrics: dict) -> str:
     fig, ax = _figure(6, 0.5 + 0.45 * (len(metrics["strategies"]) + 2))
     names, values, lows, highs, colors = [], [], [], [], []
@@ -73,6 +98,7 @@ def plot_strategies(metrics: dict) -> str:
     return _svg(fig)
 
 
+@_styled
 def plot_learning_curve(curves: dict[str, Any], chosen: str) -> str:
     fig, ax = _figure()
     for name, curve in curves.items():
@@ -102,6 +128,7 @@ def plot_learning_curve(curves: dict[str, Any], chosen: str) -> str:
     return _svg(fig)
 
 
+@_styled
 def plot_reliability(calibration: dict) -> str:
     fig, ax = _figure(4.2, 3.6)
     ax.plot([0, 1], [0, 1], color="#999", linestyle="--", linewidth=1, label="perfect")
@@ -129,6 +156,7 @@ def plot_reliability(calibration: dict) -> str:
     return _svg(fig)
 
 
+@_styled
 def plot_confusion(matrix: list[list[int]], labels: list[str]) -> str:
     import numpy as np
 
@@ -202,7 +230,8 @@ def render_report(manifest: dict, metrics: dict) -> str:
         f"<title>fewlabel report: {html.escape(strategy['description'])}</title><style>{CSS}</style></head><body>",
         "<h1>fewlabel training report</h1>",
         f"<p class='muted'>Created {html.escape(manifest.get('created', ''))} by fewlabel "
-        f"{html.escape(manifest.get('fewlabel_version', ''))} from {html.escape(str(metrics['data']['source']))} "
+        f"{html.escape(manifest.get('fewlabel_version', ''))} from "
+        f"{html.escape(Path(str(metrics['data']['source'])).name)} "
         f"({metrics['data']['rows']} texts).</p>",
         "<section class='verdict' id='verdict'><h2 style='border:0;margin-top:0'>Verdict</h2>",
         f"<p>Expected accuracy on new texts like these: <span class='big'>{_pct(acc['value'])}</span> "
@@ -402,7 +431,8 @@ def model_card(manifest: dict, metrics: dict) -> str:
         "fewlabel evaluate THIS_DIR labelled.csv",
         "```",
         "",
-        "See `report.html` for the evidence and `label_issues.csv` for rows worth re-checking.",
+        "See `report.html` for the evidence"
+        + (" and `label_issues.csv` for rows worth re-checking." if metrics.get("diagnostics") else "."),
         "",
     ]
     return "\n".join(lines)

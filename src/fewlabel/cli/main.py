@@ -105,7 +105,10 @@ def train(
         bool, typer.Option(help="Merge labels that differ only by case or spaces ('Positive', 'positive ').")
     ] = False,
     diagnostics: Annotated[
-        bool, typer.Option(help="Learning curves, label issues, near-duplicates and the HTML report.")
+        bool,
+        typer.Option(
+            help="Learning curves, label issues and near-duplicates (in the report and label_issues.csv)."
+        ),
     ] = True,
     quiet: Quiet = False,
 ) -> None:
