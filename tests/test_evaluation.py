@@ -273,3 +273,23 @@ def test_reliability_ece():
     report = reliability(ninety, y)
     assert report["ece"] == pytest.approx(0.1)
     assert sum(b["n"] for b in report["bins"]) == 4
+
+
+def test_expected_accuracy_adds_clipped_curve_gain_and_widens_for_fold_noise():
+    from fewlabel.evaluation import expected_accuracy
+
+    y = np.array([0, 1] * 50)
+    proba = np.eye(2)[y] * 0.8 + 0.1  # all right, so the bootstrap interval collapses to a point
+    steady = CVResult("s", "s", proba, y, [1.0] * 5, [1.0] * 5, 0.0, score(y, proba))
+    assert expected_accuracy(steady, 100, 5)["ci95_low"] == expected_accuracy(steady, 100, 5)["value"] == 1.0
+
+    noisy_folds = CVResult("n", "n", proba, y, [1.0] * 5, [0.9, 1.0, 0.8, 1.0, 0.95], 0.0, score(y, proba))
+    wide = expected_accuracy(noisy_folds, 100, 5)
+    assert wide["ci95_high"] - wide["ci95_low"] > 0.1  # fold disagreement widens what the bootstrap missed
+
+    half = np.array([0, 1] * 50)
+    mixed = np.where(np.arange(100)[:, None] < 80, np.eye(2)[half], np.eye(2)[1 - half]) * 0.8 + 0.1
+    r = CVResult("m", "m", mixed, half, [1.0] * 5, [0.8] * 5, 0.0, score(half, mixed))
+    assert expected_accuracy(r, 100, 5, curve_gain=0.01)["value"] == pytest.approx(0.81)
+    assert expected_accuracy(r, 100, 5, curve_gain=0.5)["value"] == pytest.approx(0.83)  # clipped to +3 points
+    assert expected_accuracy(r, 100, 5, curve_gain=-0.2)["value"] == pytest.approx(0.80)  # never lowered

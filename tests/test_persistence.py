@@ -83,7 +83,8 @@ def test_manifest_is_complete(tfidf_model_dir, reviews_csv):
         assert entry["bytes"] == len(content)
     metrics = json.loads((tfidf_model_dir / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["chosen_strategy"] == "tfidf"
-    assert metrics["estimate"]["accuracy"] == acc
+    assert {k: metrics["expected_accuracy"][k] for k in acc} == acc
+    assert metrics["estimate"]["accuracy"] == manifest["metrics"]["cv_accuracy"]
 
 
 def test_embed_model_records_its_backbone(tmp_path, reviews):

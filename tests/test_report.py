@@ -34,7 +34,7 @@ def _metrics(model_dir: Path) -> dict:
 
 
 def _accuracy_text(model_dir: Path) -> str:
-    return f"{100 * _metrics(model_dir)['estimate']['accuracy']['value']:.1f}%"
+    return f"{100 * _metrics(model_dir)['expected_accuracy']['value']:.1f}%"
 
 
 def _verdict(html_text: str) -> str:
@@ -80,7 +80,7 @@ def test_report_is_self_contained_with_verdict_and_plots(tfidf_model_dir):
     accuracy = _accuracy_text(tfidf_model_dir)
     assert accuracy in verdict
     metrics = _metrics(tfidf_model_dir)
-    est = metrics["estimate"]["accuracy"]
+    est = metrics["expected_accuracy"]
     assert f"{100 * est['ci95_low']:.1f}%" in verdict and f"{100 * est['ci95_high']:.1f}%" in verdict
     assert "More labels:" in verdict  # the learning-curve sentence (diagnostics on)
     assert f"{metrics['diagnostics']['n_label_issues']} training row(s)" in verdict

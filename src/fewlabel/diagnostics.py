@@ -68,7 +68,18 @@ def learning_curve(
                 "high": mean + half,
             }
         )
-    return {"points": points, "extrapolation": _extrapolate(points, per_fold, rng)}
+    n = np.array([p["n_train"] for p in points], dtype=float)
+    fit = _fit_curve(n, np.array([p["accuracy"] for p in points]))
+    return {
+        "points": points,
+        "fit": list(fit) if fit else None,
+        "extrapolation": _extrapolate(points, per_fold, rng),
+    }
+
+
+def curve_value(fit: Sequence[float], n: float) -> float:
+    """The fitted learning curve a - b * n^-c at ``n`` training texts."""
+    return float(_power_law(np.array([float(n)]), *fit)[0])
 
 
 def _stratified_subsample(

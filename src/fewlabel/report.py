@@ -218,7 +218,7 @@ figure{margin:.8rem 0}
 def render_report(manifest: dict, metrics: dict) -> str:
     """The whole report as one HTML string: verdict first, then the evidence."""
     est = metrics["estimate"]
-    acc = est["accuracy"]
+    acc = metrics.get("expected_accuracy") or est["accuracy"]
     diag = metrics.get("diagnostics") or {}
     labels = manifest["labels"]
     chosen = metrics["chosen_strategy"]
@@ -235,7 +235,15 @@ def render_report(manifest: dict, metrics: dict) -> str:
         f"({metrics['data']['rows']} texts).</p>",
         "<section class='verdict' id='verdict'><h2 style='border:0;margin-top:0'>Verdict</h2>",
         f"<p>Expected accuracy on new texts like these: <span class='big'>{_pct(acc['value'])}</span> "
-        f"(95% interval {_pct(acc['ci95_low'])} to {_pct(acc['ci95_high'])}; {html.escape(est['source'])}).</p>",
+        f"(95% interval {_pct(acc['ci95_low'])} to {_pct(acc['ci95_high'])}).</p>",
+        f"<p class='muted'>From {html.escape(est['source'])}: {_pct(est['accuracy']['value'])} out of fold"
+        + (
+            f", plus {100 * acc['learning_curve_gain']:.1f} points the learning curve predicts for training on all "
+            "rows instead of (k-1)/k of them"
+            if acc.get("learning_curve_gain")
+            else ""
+        )
+        + ". The interval allows for the noise of cross-validation itself (Nadeau and Bengio's correction).</p>",
         f"<p>Chosen strategy: <b>{html.escape(strategy['description'])}</b>"
         + (f" on backbone <b>{html.escape(backbone)}</b>" if backbone else "")
         + f". Always answering the most common class would score {_pct(metrics['majority_baseline_accuracy'])}.</p>",
@@ -406,7 +414,7 @@ def render_report(manifest: dict, metrics: dict) -> str:
 
 def model_card(manifest: dict, metrics: dict) -> str:
     """A short README.md for the model directory."""
-    acc = metrics["estimate"]["accuracy"]
+    acc = metrics.get("expected_accuracy") or metrics["estimate"]["accuracy"]
     backbone = (manifest.get("backbone") or {}).get("name")
     lines = [
         "# fewlabel model",

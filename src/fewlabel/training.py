@@ -17,8 +17,10 @@ from fewlabel.config import TrainConfig
 from fewlabel.data import LabelledTexts
 from fewlabel.evaluation import (
     CVResult,
+    Estimate,
     choose,
     cross_validate,
+    expected_accuracy,
     folds_for,
     majority_baseline,
     nested_cross_validate,
@@ -47,6 +49,7 @@ class TrainResult:
     notes: list[str] = field(default_factory=list)
     calibration: dict[str, Any] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    expected: dict[str, Any] = field(default_factory=dict)
     model_dir: Path | None = None
 
     def metrics(self, data: LabelledTexts) -> dict[str, Any]:
@@ -59,6 +62,7 @@ class TrainResult:
                 **self.estimate.to_dict(),
                 **per_class(self.estimate.y, pred, self.labels),
             },
+            "expected_accuracy": self.expected,
             "chosen_strategy": self.chosen,
             "calibration": self.calibration,
             "majority_baseline_accuracy": self.majority,
@@ -84,7 +88,7 @@ def _factories(config: TrainConfig) -> dict[str, Callable[[], Strategy]]:
 
 def _warnings(result: TrainResult) -> list[str]:
     out = []
-    est = result.estimate.scores.accuracy
+    est = Estimate(result.expected["value"], result.expected["ci95_low"], result.expected["ci95_high"])
     if est.low <= result.majority:
         out.append(
             f"The chosen strategy is not clearly better than always answering the most common class "
@@ -206,12 +210,26 @@ def _train(
         calibration=calibration,
         diagnostics=diagnostics,
     )
+    result.expected = expected_accuracy(
+        estimate, len(y), len(folds), _curve_gain(diagnostics, chosen, len(y))
+    )
     result.notes = notes
     result.warnings = data.report.warnings + _warnings(result)
     result.seconds = time.perf_counter() - start
     if output is not None:
         result.model_dir = save(result, data, Path(output))
     return result
+
+
+def _curve_gain(diagnostics: dict[str, Any], chosen: str, n_rows: int) -> float | None:
+    """The learning curve's rise from the folds' training size to all rows, if a curve was fitted."""
+    from fewlabel.diagnostics import curve_value
+
+    curve = (diagnostics.get("learning_curve") or {}).get(chosen)
+    if not curve or curve.get("fit") is None:
+        return None
+    n_fold = curve["points"][-1]["n_train"]
+    return curve_value(curve["fit"], n_rows) - curve_value(curve["fit"], n_fold)
 
 
 def _diagnostics(
@@ -297,7 +315,8 @@ def save(result: TrainResult, data: LabelledTexts, output: Path) -> Path:
         "label_column": data.label_column,
         "config": result.config.to_dict(),
         "metrics": {
-            "accuracy": metrics["estimate"]["accuracy"],
+            "accuracy": {k: metrics["expected_accuracy"][k] for k in ("value", "ci95_low", "ci95_high")},
+            "cv_accuracy": metrics["estimate"]["accuracy"],
             "macro_f1": metrics["estimate"]["macro_f1"],
             "log_loss": metrics["estimate"]["log_loss"],
             "majority_baseline_accuracy": result.majority,

@@ -67,12 +67,18 @@ def print_training(result: TrainResult, data: LabelledTexts, console: Console) -
             "estimate: each outer fold made its own choice on inner folds, so picking the best of several "
             "does not inflate it.[/]"
         )
-    est = result.estimate.scores.accuracy
+    exp = result.expected
     chosen = result.results[result.chosen]
+    adjustment = (
+        f" (cross-validated {_pct(exp['cv_accuracy'])} + {100 * exp['learning_curve_gain']:.1f} pts for training on all rows)"
+        if exp["learning_curve_gain"] > 0
+        else ""
+    )
     console.print(
         f"Chosen: [bold]{chosen.description}[/]. Expected accuracy on new texts like these: "
-        f"[bold green]{_pct(est.value)}[/] (95% CI {_pct(est.low)} to {_pct(est.high)}), "
-        f"against {_pct(result.majority)} for always answering the most common class."
+        f"[bold green]{_pct(exp['value'])}[/] (95% CI {_pct(exp['ci95_low'])} to {_pct(exp['ci95_high'])}){adjustment}, "
+        f"against {_pct(result.majority)} for always answering the most common class.",
+        soft_wrap=True,
     )
     curve = (result.diagnostics.get("learning_curve") or {}).get(result.chosen)
     if curve and curve["extrapolation"].get("gain") is not None:
