@@ -46,16 +46,17 @@ def coverage_run(name: str, seed: int, train_size: int) -> dict:
         proba = model.predict_proba(test_set.texts)
     y = np.array([model.labels.index(label) for label in test_set.labels])
     test_acc = float((proba.argmax(axis=1) == y).mean())
-    est = result.estimate.scores.accuracy
+    exp = result.expected  # what fewlabel reports to the user: the saved model's expected accuracy
     return {
         "data": name,
         "seed": seed,
         "backbone": result.config.model,
         "chosen": result.chosen,
-        "cv_accuracy": est.value,
-        "cv_ci95": [est.low, est.high],
+        "cv_accuracy": exp["value"],
+        "cv_ci95": [exp["ci95_low"], exp["ci95_high"]],
+        "raw_cv_accuracy": exp["cv_accuracy"],
         "test_accuracy": test_acc,
-        "test_in_ci": bool(est.low <= test_acc <= est.high),
+        "test_in_ci": bool(exp["ci95_low"] <= test_acc <= exp["ci95_high"]),
         "test_ece": reliability(proba, y)["ece"],
         "test_ece_uncalibrated": reliability(model.strategy.predict_proba(test_set.texts), y)["ece"],
         "train_seconds": train_seconds,
