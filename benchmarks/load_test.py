@@ -224,7 +224,10 @@ async def benchmark(args: argparse.Namespace) -> dict:
             rss_before = rss_mb(server.proc.pid)
             result = await run_load(client, args)
             rss_after = rss_mb(server.proc.pid)
+    if result["non_2xx"] or result["errors"]:
         print(f"server log: {log_path}")
+    else:
+        shutil.rmtree(log_path.parent, ignore_errors=True)
     return {
         **result,
         "startup_seconds": startup,

@@ -291,5 +291,7 @@ def test_expected_accuracy_adds_clipped_curve_gain_and_widens_for_fold_noise():
     mixed = np.where(np.arange(100)[:, None] < 80, np.eye(2)[half], np.eye(2)[1 - half]) * 0.8 + 0.1
     r = CVResult("m", "m", mixed, half, [1.0] * 5, [0.8] * 5, 0.0, score(half, mixed))
     assert expected_accuracy(r, 100, 5, curve_gain=0.01)["value"] == pytest.approx(0.81)
-    assert expected_accuracy(r, 100, 5, curve_gain=0.5)["value"] == pytest.approx(0.83)  # clipped to +3 points
+    assert expected_accuracy(r, 100, 5, curve_gain=0.5)["value"] == pytest.approx(
+        0.83
+    )  # clipped to +3 points
     assert expected_accuracy(r, 100, 5, curve_gain=-0.2)["value"] == pytest.approx(0.80)  # never lowered

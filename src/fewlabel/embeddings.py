@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -71,11 +72,20 @@ class Encoder:
     """
 
     def __init__(self, backbone: str | Backbone = "minilm", batch_size: int = 32, cache: bool = True):
-        self.backbone = backbone if isinstance(backbone, Backbone) else resolve(backbone)
+        self._spec = backbone
+        self._backbone: Backbone | None = backbone if isinstance(backbone, Backbone) else None
         self.batch_size = batch_size
         self.cache = cache
         self._memory: dict[str, np.ndarray] = {}
         self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()  # one connection, used from whichever thread predicts
+
+    @property
+    def backbone(self) -> Backbone:
+        """Resolved on first use, so a loaded model only needs its backbone when it embeds."""
+        if self._backbone is None:
+            self._backbone = resolve(str(self._spec))
+        return self._backbone
 
     @property
     def max_tokens(self) -> int:
@@ -89,7 +99,7 @@ class Encoder:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 path = folder / f"{self.backbone.cache_key}.sqlite"
-                self._db = sqlite3.connect(path, timeout=30)
+                self._db = sqlite3.connect(path, timeout=30, check_same_thread=False)
                 self._db.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB NOT NULL)")
             except (OSError, sqlite3.Error):
                 self.cache = False  # a read-only home must not stop training; it only costs speed
@@ -119,7 +129,32 @@ class Encoder:
                 )
 
     def encode(self, texts: Sequence[str], show_progress: bool = True) -> np.ndarray:
-        """Embeddings of ``texts`` as an (n, dim) float32 array, rows in the input order."""
+        """Embeddings of ``texts`` as an (n, dim) float32 array, rows in the input order.
+
+        Without the cache nothing is kept between calls, so memory stays flat however many texts
+        pass through (prediction and serving).
+        """
+        if not self.cache:
+            if not texts:
+                return np.zeros((0, 0), dtype=np.float32)
+            return self._model_encode(list(texts))
+        with self._lock:
+            return self._cached_encode(texts, show_progress)
+
+    def _model_encode(self, texts: list[str]) -> np.ndarray:
+        return (
+            load_sentence_model(self.backbone)
+            .encode(
+                texts,
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+            .astype(np.float32)
+        )
+
+    def _cached_encode(self, texts: Sequence[str], show_progress: bool) -> np.ndarray:
         keys = [_text_key(t) for t in texts]
         self._lookup(keys)
         todo: dict[str, str] = {}
@@ -127,20 +162,13 @@ class Encoder:
             if key not in self._memory:
                 todo.setdefault(key, text)
         if todo:
-            model = load_sentence_model(self.backbone)
             # Longest first: batches of similar length pad less, and the bar's ETA is pessimistic early.
             order = sorted(todo, key=lambda k: -len(todo[k]))
             total = len(order) if show_progress else None
             with progress.bar(f"Encoding with {self.backbone.name}", total) as advance:
                 for start in range(0, len(order), CHUNK):
                     chunk = order[start : start + CHUNK]
-                    vectors = model.encode(
-                        [todo[k] for k in chunk],
-                        batch_size=self.batch_size,
-                        convert_to_numpy=True,
-                        normalize_embeddings=True,
-                        show_progress_bar=False,
-                    ).astype(np.float32)
+                    vectors = self._model_encode([todo[k] for k in chunk])
                     self._store(chunk, vectors)
                     advance(len(chunk))
         if not keys:

@@ -217,12 +217,42 @@ def verify_files(directory: Path, manifest: dict[str, Any]) -> None:
             )
 
 
-def load_model(directory: str | Path, verify: bool = True) -> TrainedModel:
-    """Load a saved model; never unpickles or runs code from the directory."""
+def load_model(directory: str | Path, verify: bool = True, engine: str = "auto") -> TrainedModel:
+    """Load a saved model; never unpickles or runs code from the directory.
+
+    Args:
+        engine: ``auto`` runs an exported ONNX encoder when the model has one and ONNX Runtime is
+            installed, else PyTorch; ``onnx`` requires the ONNX encoder; ``torch`` ignores it.
+    """
+    if engine not in ("auto", "onnx", "torch"):
+        raise ModelDirError(f"unknown engine {engine!r}; use auto, onnx or torch")
     directory = Path(directory)
     manifest = read_manifest(directory)
     if verify:
         verify_files(directory, manifest)
     cls = get_strategy_class(manifest["strategy"]["name"])
     strategy = cls.load(directory / "strategy")
+    onnx = manifest.get("onnx")
+    if engine == "onnx" and not onnx:
+        raise ModelDirError(
+            f"{directory}: has no ONNX encoder; run `fewlabel export {directory} --format onnx`"
+        )
+    attached = False
+    if onnx and engine != "torch":
+        try:
+            from fewlabel.onnx_export import OnnxEncoder
+
+            strategy.attach_encoder(OnnxEncoder(directory / onnx["dir"]))
+            attached = True
+        except ImportError:
+            if engine == "onnx":
+                raise ModelDirError(
+                    "the ONNX engine needs onnxruntime: `pip install 'fewlabel[onnx]'`"
+                ) from None
+    backbone = manifest.get("backbone")
+    if backbone and not attached:
+        from fewlabel.embeddings import Encoder
+
+        # Predicting keeps no embedding cache: memory stays flat over millions of texts.
+        strategy.attach_encoder(Encoder(backbone["name"], cache=False))
     return TrainedModel(strategy, list(manifest["labels"]), manifest)

@@ -101,6 +101,7 @@ def predict_file(
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
     threshold: float | None = None,
+    engine: str = "auto",
 ) -> dict[str, Any]:
     """Predict every row of ``input_path`` (``-``: one text per line on stdin) into ``output_path``.
 
@@ -109,7 +110,7 @@ def predict_file(
     """
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise DataError(f"--threshold must be between 0 and 1, got {threshold}")
-    model = load_model(model_dir)
+    model = load_model(model_dir, engine=engine)
     if ABSTAIN in model.labels and threshold is not None:
         raise DataError(f"the model has a class named {ABSTAIN!r}; --threshold cannot mark abstentions")
     if input_path == "-":

@@ -5,14 +5,16 @@ Heavy modules (scikit-learn, PyTorch) are imported inside the commands so ``fewl
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from fewlabel import __version__
+from fewlabel.cli.serve_command import serve as serve_command
 from fewlabel.errors import FewlabelError
 
 app = typer.Typer(
@@ -149,6 +151,10 @@ def predict(
         float | None,
         typer.Option(help="Answer ABSTAIN where the (calibrated) confidence is below this, e.g. 0.8."),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(help="auto (ONNX Runtime when the model was exported, else PyTorch), onnx or torch."),
+    ] = "auto",
     quiet: Quiet = False,
 ) -> None:
     """Add predicted_label and confidence to every row of INPUT."""
@@ -156,7 +162,9 @@ def predict(
     from fewlabel.predicting import predict_file
 
     progress.set_enabled(not quiet)
-    summary = _run(predict_file, model_dir, input, output, text_column, format, threshold=threshold)
+    summary = _run(
+        predict_file, model_dir, input, output, text_column, format, threshold=threshold, engine=engine
+    )
     if output is not None:
         counts = ", ".join(f"{k}: {v}" for k, v in sorted(summary["predicted"].items()))
         msg = f"Wrote {summary['rows']} rows to {output} ({counts})."
@@ -203,6 +211,27 @@ def demo(
 
 
 @app.command()
+def export(
+    model_dir: Annotated[Path, typer.Argument(help="A model directory written by `fewlabel train`.")],
+    format: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+    quantize: Annotated[
+        str | None, typer.Option(help="int8: dynamic int8 quantisation (several times faster on a CPU).")
+    ] = None,
+) -> None:
+    """Export the model's encoder to ONNX; predict and serve then use ONNX Runtime."""
+    if format != "onnx":
+        _fail(f"unknown export format {format!r}; fewlabel exports onnx")
+    from fewlabel.onnx_export import export_onnx
+
+    info = _run(export_onnx, model_dir, quantize)
+    size = info["bytes"] / 1e6
+    typer.echo(
+        f"Wrote {info['onnx']} ({size:.0f} MB, {info['quantize'] or 'float32'}); "
+        "`fewlabel predict` and `fewlabel serve` now use it (--engine torch to compare)."
+    )
+
+
+@app.command()
 def report(
     model_dir: Annotated[Path, typer.Argument(help="A model directory written by `fewlabel train`.")],
     open_browser: Annotated[bool, typer.Option("--open", help="Open the report in a web browser.")] = False,
@@ -216,6 +245,12 @@ def report(
         import webbrowser
 
         webbrowser.open(path.resolve().as_uri())
+
+
+@app.command("serve")
+@functools.wraps(serve_command)
+def serve(**options: Any) -> None:
+    _run(serve_command, **options)
 
 
 @models_app.callback()

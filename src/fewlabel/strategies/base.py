@@ -144,6 +144,10 @@ class Strategy(ABC):
         """One line for tables: the name and the settings that matter."""
         return self.name
 
+    def attach_encoder(self, encoder: Any) -> None:
+        """Use ``encoder`` (anything with ``encode(texts)``) instead of the backbone; no-op without one."""
+        del encoder  # strategies that embed nothing have nothing to replace
+
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:
     """Read an .npz written by a strategy, refusing pickled objects."""

@@ -26,9 +26,15 @@ class EmbeddingLogReg(Strategy):
 
     @property
     def encoder(self):
+        attached = self.__dict__.get("attached_encoder_")
+        if attached is not None:
+            return attached
         from fewlabel.embeddings import get_encoder
 
         return get_encoder(self.params["backbone"], cache=self.params["cache"])
+
+    def attach_encoder(self, encoder) -> None:
+        self.attached_encoder_ = encoder
 
     def embed(self, texts: list[str]) -> np.ndarray:
         return self.encoder.encode(texts)

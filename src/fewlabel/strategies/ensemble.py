@@ -47,5 +47,9 @@ class EmbedTfidfEnsemble(Strategy):
     def _load(self, directory: Path) -> None:
         self.members_ = [EmbeddingLogReg.load(directory / "embed"), TfidfLogReg.load(directory / "tfidf")]
 
+    def attach_encoder(self, encoder) -> None:
+        for member in self.members_:
+            member.attach_encoder(encoder)
+
     def describe(self) -> str:
         return f"ensemble (mean of embed[{self.params['backbone']}] and tfidf)"

@@ -1,0 +1,103 @@
+"""``fewlabel serve``: the HTTP prediction service of :mod:`fewlabel.serve`, run with uvicorn.
+
+FastAPI and uvicorn are optional (``pip install 'fewlabel[serve]'``) and imported only when the
+command runs, so ``fewlabel --help`` stays instant and works without them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fewlabel.errors import FewlabelError
+
+API_KEY_ENV = "FEWLABEL_API_KEY"
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` accepts connections from this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to any interface
+
+
+def serve(
+    model_dir: Annotated[Path, typer.Argument(help="A model directory written by `fewlabel train`.")],
+    host: Annotated[
+        str,
+        typer.Option(help="Address to listen on. 127.0.0.1 accepts this machine only; 0.0.0.0 accepts any."),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar=API_KEY_ENV,
+            show_envvar=True,
+            show_default=False,
+            help="Require this key in the X-API-Key header of /predict and /model. Prefer the environment "
+            "variable: a key on the command line is visible to other users in the process list.",
+        ),
+    ] = None,
+    max_texts: Annotated[int, typer.Option(help="Most texts in one request.")] = 256,
+    max_chars: Annotated[int, typer.Option(help="Most characters in one text.")] = 20_000,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body, in bytes.")] = 2_000_000,
+    batch_wait_ms: Annotated[
+        float,
+        typer.Option(
+            help="How long a batch waits for more concurrent requests (more throughput, more latency)."
+        ),
+    ] = 5.0,
+    max_batch: Annotated[int, typer.Option(help="Texts at which a batch is predicted without waiting.")] = 64,
+    access_log: Annotated[bool, typer.Option(help="Log one line per request.")] = True,
+) -> None:
+    """Serve a model over HTTP: POST /predict, GET /model, GET /health; the schema is at /openapi.json.
+
+    One process (one worker): the model is loaded once and concurrent requests are batched together.
+    To use more cores, run several servers behind a load balancer.
+    """
+    try:
+        import uvicorn
+
+        from fewlabel.serve import create_app
+    except ImportError as err:
+        raise FewlabelError(
+            f"`fewlabel serve` needs FastAPI and uvicorn ({err}); install them with `pip install 'fewlabel[serve]'`"
+        ) from None
+    from fewlabel import progress
+
+    progress.set_enabled(False)  # a server has no terminal to draw bars on
+    if not is_loopback(host):
+        from rich.console import Console
+
+        console = Console(stderr=True, highlight=False)
+        if api_key:
+            console.print(
+                f"[bold yellow]Note:[/] listening on {host}, reachable from other machines over plain HTTP: "
+                "the API key travels unencrypted; put a TLS proxy in front for untrusted networks.",
+                soft_wrap=True,
+            )
+        else:
+            console.print(
+                f"[bold yellow]Warning:[/] listening on {host} without an API key: anyone who can reach port "
+                f"{port} can use the model. Set {API_KEY_ENV} (or --api-key) to require an X-API-Key header.",
+                soft_wrap=True,
+            )
+    app = create_app(
+        model_dir,
+        api_key=api_key,
+        max_texts=max_texts,
+        max_chars=max_chars,
+        max_body_bytes=max_body_bytes,
+        batch_wait_ms=batch_wait_ms,
+        max_batch=max_batch,
+    )
+    # workers=1: the model and the batcher live in this process; more workers would load the model
+    # once each and batch separately.
+    uvicorn.run(app, host=host, port=port, workers=1, access_log=access_log, server_header=False)
