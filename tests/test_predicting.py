@@ -41,6 +41,7 @@ def test_csv_keeps_columns_and_order_and_adds_two(tmp_path, tfidf_model_dir, wri
         "empty_texts": 0,
         "predicted": {"positive": 2, "negative": 2},
         "output": str(tmp_path / "out.csv"),
+        "resumed_rows": 0,
     }
     assert src.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]  # no temporary file left
@@ -194,3 +195,50 @@ def test_evaluate_file_on_a_single_class(tmp_path, tfidf_model_dir, write_csv):
     src = write_csv(tmp_path / "held.csv", ["text", "label"], [[t, "positive"] for t in NEW_POSITIVE])
     metrics = evaluate_file(tfidf_model_dir, str(src))
     assert metrics["n"] == 2 and metrics["accuracy"]["value"] == 1.0
+
+
+def test_large_input_streams_in_chunks_and_matches_whole_prediction(tmp_path, tfidf_model_dir, write_csv):
+    texts = [f"{t} (copy {i})" for i in range(60) for t in NEW]
+    src = write_csv(tmp_path / "in.csv", ["id", "text"], [[i, t] for i, t in enumerate(texts)])
+    predict_file(tfidf_model_dir, str(src), str(tmp_path / "whole.csv"), chunk_rows=10_000)
+    predict_file(tfidf_model_dir, str(src), str(tmp_path / "chunked.csv"), chunk_rows=7)
+    assert (tmp_path / "whole.csv").read_bytes() == (tmp_path / "chunked.csv").read_bytes()
+
+
+def test_interrupted_run_resumes_without_redoing_or_duplicating_rows(
+    tmp_path, tfidf_model_dir, write_csv, monkeypatch
+):
+    import fewlabel.predicting as predicting
+
+    texts = [f"{t} (copy {i})" for i in range(30) for t in NEW]
+    src = write_csv(tmp_path / "in.csv", ["id", "text"], [[i, t] for i, t in enumerate(texts)])
+    predict_file(tfidf_model_dir, str(src), str(tmp_path / "reference.csv"), chunk_rows=10)
+
+    real = predicting.predict_table
+    calls = {"n": 0}
+
+    def dies_on_fifth_chunk(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predicting, "predict_table", dies_on_fifth_chunk)
+    out = tmp_path / "out.csv"
+    with pytest.raises(KeyboardInterrupt):
+        predict_file(tfidf_model_dir, str(src), str(out), chunk_rows=10)
+    assert not out.exists()  # the output appears only when complete
+    assert (tmp_path / ".out.csv.partial").exists()
+
+    predicted_rows = []
+
+    def counting(model, table, *args, **kwargs):
+        predicted_rows.extend(r["id"] for r in table.rows)
+        return real(model, table, *args, **kwargs)
+
+    monkeypatch.setattr(predicting, "predict_table", counting)
+    summary = predict_file(tfidf_model_dir, str(src), str(out), chunk_rows=10)
+    assert summary["resumed_rows"] == 40 and summary["rows"] == len(texts)
+    assert predicted_rows[0] == "40" and len(predicted_rows) == len(texts) - 40  # nothing redone
+    assert out.read_bytes() == (tmp_path / "reference.csv").read_bytes()  # nothing duplicated or lost
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv", "reference.csv"]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -16,10 +20,10 @@ import numpy as np
 from fewlabel.data import (
     TEXT_COLUMN_NAMES,
     Table,
+    _scalar_to_str,
     detect_format,
     find_column,
     labelled_from_table,
-    read_lines,
     read_table,
 )
 from fewlabel.errors import DataError
@@ -40,7 +44,11 @@ def _text_column(table: Table, model: TrainedModel, wanted: str | None) -> str:
 
 
 def predict_table(
-    model: TrainedModel, table: Table, text_column: str | None = None, threshold: float | None = None
+    model: TrainedModel,
+    table: Table,
+    text_column: str | None = None,
+    threshold: float | None = None,
+    show_progress: bool = True,
 ) -> tuple[list[str], list[float | None], int]:
     """Labels and confidences for every row; rows with an empty text get neither. Returns also their count.
 
@@ -54,7 +62,8 @@ def predict_table(
     labels: list[str] = [""] * len(texts)
     confidences: list[float | None] = [None] * len(texts)
     todo = [i for i, t in enumerate(texts) if t]
-    with progress.bar("Predicting", len(todo)) as advance:
+    bar = progress.bar("Predicting", len(todo)) if show_progress else contextlib.nullcontext(lambda n=1: None)
+    with bar as advance:
         for start in range(0, len(todo), BATCH):
             chunk = todo[start : start + BATCH]
             pred, conf = model.predict([texts[i] for i in chunk])
@@ -65,7 +74,14 @@ def predict_table(
     return labels, confidences, len(texts) - len(todo)
 
 
-def _write(table: Table, labels: list[str], confidences: list[float | None], out: TextIO, fmt: str) -> None:
+def _write(
+    table: Table,
+    labels: list[str],
+    confidences: list[float | None],
+    out: TextIO,
+    fmt: str,
+    header: bool = True,
+) -> None:
     for clash in (PRED_COLUMN, CONF_COLUMN):
         if clash in table.columns:
             raise DataError(
@@ -85,11 +101,161 @@ def _write(table: Table, labels: list[str], confidences: list[float | None], out
             out.write(f"{label}\t{'' if conf is None else f'{conf:.4f}'}\n")
         return
     writer = csv.writer(out, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
-    writer.writerow([*table.columns, PRED_COLUMN, CONF_COLUMN])
+    if header:
+        writer.writerow([*table.columns, PRED_COLUMN, CONF_COLUMN])
     for row, label, conf in zip(table.rows, labels, confidences, strict=True):
         writer.writerow(
             [*(row.get(c, "") for c in table.columns), label, "" if conf is None else f"{conf:.6f}"]
         )
+
+
+CHUNK_ROWS = 2048  # rows read, predicted and written at a time: memory stays flat on any input size
+
+
+def _stream_delimited(
+    handle: TextIO, path: str, delimiter: str, fmt: str, chunk_rows: int
+) -> Iterator[Table]:
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    reader = csv.reader(handle, delimiter=delimiter)
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise DataError(f"{path}: the file is empty; it needs a header row") from None
+    rows: list[dict[str, str]] = []
+    lines: list[int] = []
+    line = reader.line_num + 1
+    try:
+        for record in reader:
+            if not record:
+                line = reader.line_num + 1
+                continue
+            if len(record) != len(header):
+                raise DataError(
+                    f"{path}, line {line}: {len(record)} fields, but the header has {len(header)}; "
+                    "quote texts that contain the delimiter"
+                )
+            rows.append(dict(zip(header, record, strict=True)))
+            lines.append(line)
+            line = reader.line_num + 1
+            if len(rows) >= chunk_rows:
+                yield Table(path, header, rows, lines, fmt)
+                rows, lines = [], []
+    except csv.Error as err:
+        raise DataError(f"{path}, line {line}: cannot parse the row ({err}); check its quotes") from None
+    if rows or not lines:
+        yield Table(path, header, rows, lines, fmt)
+
+
+def _stream_jsonl(handle: TextIO, path: str, chunk_rows: int) -> Iterator[Table]:
+    rows, raw, lines = [], [], []
+    columns: dict[str, None] = {}
+    for number, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(
+                f"{path}, line {number}: not valid JSON ({err.msg}, column {err.colno})"
+            ) from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}, line {number}: expected a JSON object")
+        row = {str(k): _scalar_to_str(v) for k, v in obj.items()}
+        columns.update(dict.fromkeys(row))
+        rows.append(row)
+        raw.append(obj)
+        lines.append(number)
+        if len(rows) >= chunk_rows:
+            yield Table(path, list(columns), rows, lines, "jsonl", raw)
+            rows, raw, lines = [], [], []
+    yield Table(path, list(columns), rows, lines, "jsonl", raw)
+
+
+def _stream_lines(handle: TextIO, chunk_rows: int) -> Iterator[Table]:
+    rows, lines = [], []
+    for number, line in enumerate(handle, start=1):
+        rows.append({"text": line.rstrip("\n").rstrip("\r")})
+        lines.append(number)
+        if len(rows) >= chunk_rows:
+            yield Table("<stdin>", ["text"], rows, lines, "lines")
+            rows, lines = [], []
+    yield Table("<stdin>", ["text"], rows, lines, "lines")
+
+
+def stream_table(path: str, format: str | None, chunk_rows: int = CHUNK_ROWS, stdin: TextIO | None = None):
+    """Yield the input as Tables of at most ``chunk_rows`` rows, never holding the whole file."""
+    if path == "-":
+        yield from _stream_lines(stdin or sys.stdin, chunk_rows)
+        return
+    file = Path(path)
+    fmt = detect_format(file, format)
+    if not file.exists() or file.is_dir() or fmt == "parquet" or file.suffix.lower() == ".gz":
+        yield read_table(path, format)  # read_table explains a missing file; Parquet and gzip are read whole
+        return
+    try:
+        with file.open("r", encoding="utf-8-sig", newline="") as handle:
+            if fmt == "jsonl":
+                yield from _stream_jsonl(handle, str(file), chunk_rows)
+            else:
+                yield from _stream_delimited(
+                    handle, str(file), "\t" if fmt == "tsv" else ",", fmt, chunk_rows
+                )
+    except UnicodeDecodeError:
+        read_table(path, format)  # re-read to name the line with the bad byte
+        raise
+
+
+def _model_fingerprint(model: TrainedModel) -> str:
+    files = model.manifest.get("files", {})
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class _Progress:
+    rows: int = 0
+    empty: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _predict_stream(
+    model: TrainedModel,
+    chunks: Iterator[Table],
+    out: TextIO,
+    out_fmt: str,
+    done: _Progress,
+    skip: int,
+    header: bool,
+    text_column: str | None,
+    threshold: float | None,
+    on_chunk: Callable[[], None] | None = None,
+) -> None:
+    """Predict chunk by chunk, writing each before reading the next; the first ``skip`` rows were done."""
+    from fewlabel import progress
+
+    with progress.bar("Predicting (rows)", None) as advance:
+        for table in chunks:
+            if skip >= len(table.rows):
+                skip -= len(table.rows)
+                continue
+            if skip:
+                raw = table.raw[skip:] if table.raw else None
+                table = Table(
+                    table.path, table.columns, table.rows[skip:], table.line_numbers[skip:], table.format, raw
+                )
+                skip = 0
+            labels, confidences, empty = predict_table(
+                model, table, text_column, threshold, show_progress=False
+            )
+            _write(table, labels, confidences, out, out_fmt, header=header)
+            header = False
+            done.rows += len(table.rows)
+            done.empty += empty
+            for label in labels:
+                if label:
+                    done.counts[label] = done.counts.get(label, 0) + 1
+            if on_chunk:
+                on_chunk()
+            advance(len(table.rows))
 
 
 def predict_file(
@@ -102,50 +268,100 @@ def predict_file(
     stdout: TextIO | None = None,
     threshold: float | None = None,
     engine: str = "auto",
+    chunk_rows: int = CHUNK_ROWS,
+    resume: bool = True,
 ) -> dict[str, Any]:
     """Predict every row of ``input_path`` (``-``: one text per line on stdin) into ``output_path``.
 
     The output holds every input column plus ``predicted_label`` and ``confidence`` (the probability
-    of the predicted label). It is written to a temporary file and renamed, and never over the input.
+    of the predicted label). Rows are read, predicted and written in chunks, so inputs larger than
+    memory work. A file output is built in a hidden ``.partial`` file beside it, with a progress
+    record after every chunk: an interrupted run started again with the same input and model goes
+    on where it stopped, without redoing or duplicating rows; the output appears only when complete,
+    and never over the input.
     """
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise DataError(f"--threshold must be between 0 and 1, got {threshold}")
     model = load_model(model_dir, engine=engine)
     if ABSTAIN in model.labels and threshold is not None:
         raise DataError(f"the model has a class named {ABSTAIN!r}; --threshold cannot mark abstentions")
-    if input_path == "-":
-        table = read_lines(stdin or sys.stdin)
-        in_fmt = "lines"
-    else:
-        table = read_table(input_path, format)
-        in_fmt = table.format if table.format != "parquet" else "csv"
-    labels, confidences, empty = predict_table(model, table, text_column, threshold)
+    in_fmt = "lines" if input_path == "-" else detect_format(Path(input_path), format)
+    in_fmt = "csv" if in_fmt == "parquet" else in_fmt
+    done = _Progress()
+    chunks = stream_table(input_path, format, chunk_rows, stdin)
+
     if output_path is None:
-        out_fmt = in_fmt
-        _write(table, labels, confidences, stdout or sys.stdout, out_fmt)
-    else:
-        out = Path(output_path)
-        if input_path != "-" and out.resolve() == Path(input_path).resolve():
-            raise DataError(f"{out}: is the input file; write predictions to a new file so the input is kept")
-        out_fmt = detect_format(out) if out.suffix else in_fmt
-        if out_fmt == "parquet":
-            raise DataError(f"{out}: writing Parquet is not supported; use .csv, .tsv or .jsonl")
-        if out_fmt == "lines":
-            out_fmt = "csv"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+        _predict_stream(model, chunks, stdout or sys.stdout, in_fmt, done, 0, True, text_column, threshold)
+        return {"rows": done.rows, "empty_texts": done.empty, "predicted": done.counts, "output": "-"}
+
+    out = Path(output_path)
+    if input_path != "-" and out.resolve() == Path(input_path).resolve():
+        raise DataError(f"{out}: is the input file; write predictions to a new file so the input is kept")
+    out_fmt = detect_format(out) if out.suffix else in_fmt
+    if out_fmt == "parquet":
+        raise DataError(f"{out}: writing Parquet is not supported; use .csv, .tsv or .jsonl")
+    out_fmt = "csv" if out_fmt == "lines" else out_fmt
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.parent / f".{out.name}.partial"
+    state_path = out.parent / f".{out.name}.progress.json"
+    source = Path(input_path)
+    identity = {
+        "input": str(source.resolve()) if input_path != "-" else "-",
+        "input_bytes": source.stat().st_size if source.is_file() else None,
+        "input_mtime_ns": source.stat().st_mtime_ns if source.is_file() else None,
+        "model": _model_fingerprint(model),
+        "format": out_fmt,
+        "threshold": threshold,
+        "text_column": text_column,
+    }
+    skip, offset, resumed = 0, 0, 0
+    if resume and input_path != "-" and state_path.exists() and partial.exists():
         try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-                _write(table, labels, confidences, handle, out_fmt)
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    counts: dict[str, int] = {}
-    for label in labels:
-        if label:
-            counts[label] = counts.get(label, 0) + 1
-    return {"rows": len(table.rows), "empty_texts": empty, "predicted": counts, "output": output_path or "-"}
+            state = json.loads(state_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            state = {}
+        if state.get("identity") == identity and 0 <= state.get("bytes", -1) <= partial.stat().st_size:
+            skip = resumed = int(state["rows"])
+            offset = int(state["bytes"])
+            done = _Progress(int(state["rows"]), int(state.get("empty", 0)), dict(state.get("counts", {})))
+
+    try:
+        with open(partial, "r+" if offset else "w", encoding="utf-8", newline="") as handle:
+            handle.seek(offset)
+            handle.truncate()  # drop whatever a stopped run wrote after its last checkpoint
+
+            def checkpoint() -> None:
+                handle.flush()
+                os.fsync(handle.fileno())
+                record = {
+                    "identity": identity,
+                    "rows": done.rows,
+                    "bytes": handle.tell(),
+                    "counts": done.counts,
+                    "empty": done.empty,
+                }
+                fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    json.dump(record, f)
+                os.replace(tmp, state_path)
+
+            _predict_stream(
+                model, chunks, handle, out_fmt, done, skip, offset == 0, text_column, threshold, checkpoint
+            )
+    except DataError:
+        # Bad input will not get better by resuming: leave nothing behind.
+        partial.unlink(missing_ok=True)
+        state_path.unlink(missing_ok=True)
+        raise
+    os.replace(partial, out)
+    state_path.unlink(missing_ok=True)
+    return {
+        "rows": done.rows,
+        "empty_texts": done.empty,
+        "predicted": done.counts,
+        "output": output_path,
+        "resumed_rows": resumed,
+    }
 
 
 def evaluate_file(

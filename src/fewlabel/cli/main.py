@@ -168,6 +168,8 @@ def predict(
     if output is not None:
         counts = ", ".join(f"{k}: {v}" for k, v in sorted(summary["predicted"].items()))
         msg = f"Wrote {summary['rows']} rows to {output} ({counts})."
+        if summary.get("resumed_rows"):
+            msg += f" Resumed an interrupted run after row {summary['resumed_rows']}."
         if summary["empty_texts"]:
             msg += f" {summary['empty_texts']} row(s) had an empty text and got no prediction."
         _console(stderr=True).print(msg)
