@@ -14,14 +14,12 @@ among the top 10% of reported label issues.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 
 import numpy as np
 
-from benchmarks.common import balanced_split, commit, load_dataset, machine, write_json
+from benchmarks.common import balanced_split, load_dataset, run_record, write_json
 from benchmarks.train_default import cold_embedding_cache
 from fewlabel import progress
 from fewlabel.calibration import reliability
@@ -154,11 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     path = write_json(
         "calibration_coverage",
         {
-            "command": "python -m benchmarks.calibration_coverage "
-            + " ".join(argv if argv is not None else sys.argv[1:]),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "commit": commit(),
-            "machine": machine(),
+            **run_record("calibration_coverage", argv),
             "runs": runs,
             "noise": noise,
             "summary": summary,

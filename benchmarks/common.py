@@ -79,6 +79,19 @@ def commit() -> str:
         return "unknown"
 
 
+def run_record(module: str, argv: list[str] | None) -> dict:
+    """The fields every benchmark result starts with: how to rerun it, when, where, on what code."""
+    import sys
+
+    args = argv if argv is not None else sys.argv[1:]
+    return {
+        "command": f"python -m benchmarks.{module} " + " ".join(args),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "commit": commit(),
+        "machine": machine(),
+    }
+
+
 def write_json(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")

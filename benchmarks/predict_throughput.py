@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import balanced_split, commit, load_dataset, machine, write_json
+from benchmarks.common import balanced_split, load_dataset, run_record, write_json
 from fewlabel import progress
 from fewlabel.config import TrainConfig
 from fewlabel.onnx_export import export_onnx
@@ -87,11 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     path = write_json(
         "predict_throughput",
         {
-            "command": "python -m benchmarks.predict_throughput "
-            + " ".join(argv if argv is not None else sys.argv[1:]),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "commit": commit(),
-            "machine": machine(),
+            **run_record("predict_throughput", argv),
             "short_data": args.short,
             "long_data": args.long,
             "rows": rows,

@@ -11,15 +11,13 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import balanced_split, commit, load_dataset, machine, write_json
+from benchmarks.common import balanced_split, load_dataset, run_record, write_json
 from fewlabel import progress
 from fewlabel.backbones import fewlabel_home
 from fewlabel.config import TrainConfig
@@ -117,11 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     path = write_json(
         "train_default",
         {
-            "command": "python -m benchmarks.train_default "
-            + " ".join(argv if argv is not None else sys.argv[1:]),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "commit": commit(),
-            "machine": machine(),
+            **run_record("train_default", argv),
             "peak_rss_mb": peak_mb,
             "runs": runs,
             "summary": summary,

@@ -14,7 +14,7 @@ import json
 import re
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -212,14 +212,10 @@ def _read_delimited(text: str, path: Path, delimiter: str, fmt: str) -> Table:
     return Table(str(path), header, rows, lines, fmt)
 
 
-def _read_jsonl(text: str, path: Path) -> Table:
-    rows: list[dict[str, str]] = []
-    raw: list[dict] = []
-    lines: list[int] = []
-    columns: dict[str, None] = {}
-    # split on "\n" only: str.splitlines() also breaks at U+2028 and friends, which JSON strings may hold.
-    for number, line in enumerate(text.split("\n"), start=1):
-        line = line.rstrip("\r")
+def iter_jsonl(lines: Iterable[str], path: str | Path) -> Iterator[tuple[int, dict[str, str], dict]]:
+    """(line number, row as strings, object as parsed) for each non-blank line of a JSONL stream."""
+    for number, line in enumerate(lines, start=1):
+        line = line.rstrip("\r\n")
         if not line.strip():
             continue
         try:
@@ -233,7 +229,16 @@ def _read_jsonl(text: str, path: Path) -> Table:
             raise DataError(
                 f'{path}, line {number}: expected a JSON object like {{"text": ..., "label": ...}}'
             )
-        row = {str(k): _scalar_to_str(v) for k, v in obj.items()}
+        yield number, {str(k): _scalar_to_str(v) for k, v in obj.items()}, obj
+
+
+def _read_jsonl(text: str, path: Path) -> Table:
+    rows: list[dict[str, str]] = []
+    raw: list[dict] = []
+    lines: list[int] = []
+    columns: dict[str, None] = {}
+    # split on "\n" only: str.splitlines() also breaks at U+2028 and friends, which JSON strings may hold.
+    for number, row, obj in iter_jsonl(text.split("\n"), path):
         columns.update(dict.fromkeys(row))
         rows.append(row)
         raw.append(obj)

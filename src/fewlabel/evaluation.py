@@ -151,6 +151,29 @@ def _fit_predict(
     return val_proba, train_acc
 
 
+def _run_folds(
+    pick: Callable[[int, np.ndarray], tuple[str, StrategyFactory]],
+    texts: Sequence[str],
+    y: np.ndarray,
+    n_classes: int,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    on_fold: Callable[[], None] | None,
+) -> tuple[np.ndarray, list[float], list[float], list[str]]:
+    """Fit what ``pick`` names on each training fold; out-of-fold probabilities and per-fold accuracies."""
+    oof = np.zeros((len(y), n_classes))
+    train_acc, val_acc, picked = [], [], []
+    for number, (train, val) in enumerate(folds):
+        name, factory = pick(number, train)
+        proba, acc = _fit_predict(factory, texts, y, n_classes, train, val)
+        oof[val] = proba
+        train_acc.append(acc)
+        val_acc.append(float((proba.argmax(1) == y[val]).mean()))
+        picked.append(name)
+        if on_fold:
+            on_fold()
+    return oof, train_acc, val_acc, picked
+
+
 def cross_validate(
     factory: StrategyFactory,
     texts: Sequence[str],
@@ -163,25 +186,11 @@ def cross_validate(
 ) -> CVResult:
     """k-fold cross-validation of one strategy on precomputed ``folds``."""
     start = time.perf_counter()
-    oof = np.zeros((len(y), n_classes))
-    train_acc, val_acc = [], []
-    for train, val in folds:
-        proba, acc = _fit_predict(factory, texts, y, n_classes, train, val)
-        oof[val] = proba
-        train_acc.append(acc)
-        val_acc.append(float((proba.argmax(1) == y[val]).mean()))
-        if on_fold:
-            on_fold()
-    return CVResult(
-        name,
-        factory().describe(),
-        oof,
-        y,
-        train_acc,
-        val_acc,
-        time.perf_counter() - start,
-        score(y, oof, seed),
+    oof, train_acc, val_acc, _ = _run_folds(
+        lambda _n, _t: (name, factory), texts, y, n_classes, folds, on_fold
     )
+    seconds = time.perf_counter() - start
+    return CVResult(name, factory().describe(), oof, y, train_acc, val_acc, seconds, score(y, oof, seed))
 
 
 def _rank_key(result_acc: float, result_loss: float) -> tuple[float, float]:
@@ -209,36 +218,22 @@ def nested_cross_validate(
     on_fold: Callable[[], None] | None = None,
 ) -> CVResult:
     """Outer CV of the whole "choose the best candidate by inner CV, then refit" procedure."""
-    start = time.perf_counter()
-    oof = np.zeros((len(y), n_classes))
-    train_acc, val_acc, choices = [], [], []
-    for fold_number, (train, val) in enumerate(folds):
+
+    def pick(number: int, train: np.ndarray) -> tuple[str, StrategyFactory]:
         inner_texts = [texts[i] for i in train]
-        inner_y = y[train]
-        inner = folds_for(inner_y, inner_folds, seed + 1000 + fold_number)
-        inner_results = {
-            name: cross_validate(factory, inner_texts, inner_y, n_classes, inner, name, seed)
+        inner = folds_for(y[train], inner_folds, seed + 1000 + number)
+        results = {
+            name: cross_validate(factory, inner_texts, y[train], n_classes, inner, name, seed)
             for name, factory in factories.items()
         }
-        chosen = choose(inner_results)
-        choices.append(chosen)
-        proba, acc = _fit_predict(factories[chosen], texts, y, n_classes, train, val)
-        oof[val] = proba
-        train_acc.append(acc)
-        val_acc.append(float((proba.argmax(1) == y[val]).mean()))
-        if on_fold:
-            on_fold()
-    return CVResult(
-        "auto",
-        "choose the best candidate by inner CV",
-        oof,
-        y,
-        train_acc,
-        val_acc,
-        time.perf_counter() - start,
-        score(y, oof, seed),
-        choices,
-    )
+        chosen = choose(results)
+        return chosen, factories[chosen]
+
+    start = time.perf_counter()
+    oof, train_acc, val_acc, choices = _run_folds(pick, texts, y, n_classes, folds, on_fold)
+    seconds = time.perf_counter() - start
+    description = "choose the best candidate by inner CV"
+    return CVResult("auto", description, oof, y, train_acc, val_acc, seconds, score(y, oof, seed), choices)
 
 
 def majority_baseline(y: np.ndarray) -> float:

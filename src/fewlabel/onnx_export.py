@@ -7,7 +7,6 @@ dynamic quantisation of the matrix multiplications makes it several times faster
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from fewlabel.errors import FewlabelError
-from fewlabel.persistence import MANIFEST, read_manifest
+from fewlabel.persistence import MANIFEST, file_sha256, read_manifest
 
 ONNX_DIR = "onnx"
 BATCH = 32
@@ -103,14 +102,6 @@ def _export_graph(backbone_dir: Path, out: Path, max_tokens: int) -> list[str]:
     return names
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def export_onnx(model_dir: str | Path, quantize: str | None = None) -> dict[str, Any]:
     """Export the encoder of a saved model to ``MODEL_DIR/onnx`` and record it in the manifest.
 
@@ -188,7 +179,7 @@ def export_onnx(model_dir: str | Path, quantize: str | None = None) -> dict[str,
 
     files = dict(manifest.get("files", {}))
     for path in sorted(final.iterdir()):
-        files[f"{ONNX_DIR}/{path.name}"] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
+        files[f"{ONNX_DIR}/{path.name}"] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
     manifest["files"] = files
     manifest["onnx"] = {"dir": ONNX_DIR, **settings}
     fd, tmp_manifest = tempfile.mkstemp(prefix=f".{MANIFEST}.", dir=model_dir)

@@ -61,7 +61,7 @@ class TrainedModel:
         return [self.labels[i] for i in best], proba[np.arange(len(best)), best]
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):
@@ -107,7 +107,7 @@ def save_model(
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text, encoding="utf-8")
         files = {
-            str(p.relative_to(tmp)): {"sha256": _sha256(p), "bytes": p.stat().st_size}
+            str(p.relative_to(tmp)): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
             for p in sorted(tmp.rglob("*"))
             if p.is_file() and str(p.relative_to(tmp)) not in REGENERATED
         }
@@ -210,7 +210,7 @@ def verify_files(directory: Path, manifest: dict[str, Any]) -> None:
             raise ModelDirError(f"{directory / MANIFEST}: unsafe file path {rel!r}")
         if not path.is_file():
             raise ModelDirError(f"{directory}: file {rel} is missing; the model directory is incomplete")
-        if path.stat().st_size != expected["bytes"] or _sha256(path) != expected["sha256"]:
+        if path.stat().st_size != expected["bytes"] or file_sha256(path) != expected["sha256"]:
             raise ModelDirError(
                 f"{directory}: file {rel} does not match its checksum (truncated or changed since training); "
                 "retrain or restore the model"

@@ -20,9 +20,9 @@ import numpy as np
 from fewlabel.data import (
     TEXT_COLUMN_NAMES,
     Table,
-    _scalar_to_str,
     detect_format,
     find_column,
+    iter_jsonl,
     labelled_from_table,
     read_table,
 )
@@ -149,18 +149,7 @@ def _stream_delimited(
 def _stream_jsonl(handle: TextIO, path: str, chunk_rows: int) -> Iterator[Table]:
     rows, raw, lines = [], [], []
     columns: dict[str, None] = {}
-    for number, line in enumerate(handle, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(
-                f"{path}, line {number}: not valid JSON ({err.msg}, column {err.colno})"
-            ) from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{path}, line {number}: expected a JSON object")
-        row = {str(k): _scalar_to_str(v) for k, v in obj.items()}
+    for number, row, obj in iter_jsonl(handle, path):
         columns.update(dict.fromkeys(row))
         rows.append(row)
         raw.append(obj)
