@@ -159,10 +159,9 @@ def _train(
         if hasattr(probe, "embed"):
             encode_start = time.perf_counter()
             probe.embed(texts)
-            notes.append(
-                f"Embeddings of {len(texts)} texts with {config.model}: {time.perf_counter() - encode_start:.1f}s "
-                "(cached on disk; a rerun on the same texts skips this)."
-            )
+            seconds = time.perf_counter() - encode_start
+            how = "from the on-disk cache" if seconds < 1 else "now cached on disk; a rerun on these texts skips this"
+            notes.append(f"Embeddings of {len(texts)} texts with {config.model}: {seconds:.1f}s ({how}).")
             break
 
     results: dict[str, CVResult] = {}
