@@ -482,9 +482,3 @@ def load_labelled(
         normalize_labels=normalize_labels,
         min_per_class=min_per_class,
     )
-
-
-def read_lines(stream: io.TextIOBase) -> Table:
-    """One text per line (for ``predict -``); blank lines are kept as empty texts so rows stay aligned."""
-    rows = [{"text": line.rstrip("\n").rstrip("\r")} for line in stream]
-    return Table("<stdin>", ["text"], rows, list(range(1, len(rows) + 1)), "lines")

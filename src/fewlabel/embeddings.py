@@ -11,7 +11,6 @@ import os
 import sqlite3
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -185,16 +184,3 @@ def get_encoder(backbone: str, cache: bool = True) -> Encoder:
     if key not in _ENCODERS:
         _ENCODERS[key] = Encoder(backbone, cache=cache)
     return _ENCODERS[key]
-
-
-def cache_size_bytes() -> int:
-    folder = fewlabel_home() / "embeddings"
-    return sum(p.stat().st_size for p in folder.glob("*.sqlite")) if folder.exists() else 0
-
-
-def clear_cache() -> int:
-    """Delete the on-disk embedding cache; returns the bytes freed."""
-    size = cache_size_bytes()
-    for path in (fewlabel_home() / "embeddings").glob("*.sqlite"):
-        Path(path).unlink()
-    return size

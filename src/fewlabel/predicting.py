@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
-import io
 import json
 import os
 import sys
@@ -390,10 +389,3 @@ def evaluate_file(
         **per_class(y, proba.argmax(axis=1), model.labels),
         "cv_estimate_at_training": model.manifest.get("metrics", {}).get("accuracy"),
     }
-
-
-def to_jsonl_string(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    for row in rows:
-        buffer.write(json.dumps(row) + "\n")
-    return buffer.getvalue()

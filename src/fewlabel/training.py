@@ -160,7 +160,11 @@ def _train(
             encode_start = time.perf_counter()
             probe.embed(texts)
             seconds = time.perf_counter() - encode_start
-            how = "from the on-disk cache" if seconds < 1 else "now cached on disk; a rerun on these texts skips this"
+            how = (
+                "from the on-disk cache"
+                if seconds < 1
+                else "now cached on disk; a rerun on these texts skips this"
+            )
             notes.append(f"Embeddings of {len(texts)} texts with {config.model}: {seconds:.1f}s ({how}).")
             break
 
