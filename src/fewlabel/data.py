@@ -175,11 +175,18 @@ def _decode(raw: bytes, path: Path) -> str:
         ) from None
 
 
-def _read_delimited(text: str, path: Path, delimiter: str, fmt: str) -> Table:
+def iter_delimited(
+    handle: Iterable[str], path: str | Path, delimiter: str, fmt: str, chunk_rows: int | None = None
+) -> Iterator[Table]:
+    """CSV or TSV rows as Tables of at most ``chunk_rows`` rows (all in one when None), header checked."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    reader = csv.reader(handle, delimiter=delimiter)
     try:
         header = next(reader)
+    except StopIteration:
+        raise DataError(
+            f"{path}: the file is empty; it needs a header row and at least one data row"
+        ) from None
     except csv.Error as err:
         raise DataError(f"{path}, line 1: cannot parse the header ({err})") from None
     header = [h.strip() for h in header]
@@ -207,9 +214,12 @@ def _read_delimited(text: str, path: Path, delimiter: str, fmt: str) -> Table:
             rows.append(dict(zip(header, record, strict=True)))
             lines.append(line)
             line = reader.line_num + 1
+            if chunk_rows is not None and len(rows) >= chunk_rows:
+                yield Table(str(path), header, rows, lines, fmt)
+                rows, lines = [], []
     except csv.Error as err:
         raise DataError(f"{path}, line {line}: cannot parse the row ({err}); check its quotes") from None
-    return Table(str(path), header, rows, lines, fmt)
+    yield Table(str(path), header, rows, lines, fmt)
 
 
 def iter_jsonl(lines: Iterable[str], path: str | Path) -> Iterator[tuple[int, dict[str, str], dict]]:
@@ -232,18 +242,32 @@ def iter_jsonl(lines: Iterable[str], path: str | Path) -> Iterator[tuple[int, di
         yield number, {str(k): _scalar_to_str(v) for k, v in obj.items()}, obj
 
 
-def _read_jsonl(text: str, path: Path) -> Table:
+def iter_jsonl_tables(
+    lines: Iterable[str], path: str | Path, chunk_rows: int | None = None
+) -> Iterator[Table]:
+    """JSONL records as Tables of at most ``chunk_rows`` rows (all in one when None)."""
     rows: list[dict[str, str]] = []
     raw: list[dict] = []
-    lines: list[int] = []
+    numbers: list[int] = []
     columns: dict[str, None] = {}
-    # split on "\n" only: str.splitlines() also breaks at U+2028 and friends, which JSON strings may hold.
-    for number, row, obj in iter_jsonl(text.split("\n"), path):
+    for number, row, obj in iter_jsonl(lines, path):
         columns.update(dict.fromkeys(row))
         rows.append(row)
         raw.append(obj)
-        lines.append(number)
-    return Table(str(path), list(columns), rows, lines, "jsonl", raw)
+        numbers.append(number)
+        if chunk_rows is not None and len(rows) >= chunk_rows:
+            yield Table(str(path), list(columns), rows, numbers, "jsonl", raw)
+            rows, raw, numbers = [], [], []
+    yield Table(str(path), list(columns), rows, numbers, "jsonl", raw)
+
+
+def _read_delimited(text: str, path: Path, delimiter: str, fmt: str) -> Table:
+    return next(iter_delimited(io.StringIO(text, newline=""), path, delimiter, fmt))
+
+
+def _read_jsonl(text: str, path: Path) -> Table:
+    # split on "\n" only: str.splitlines() also breaks at U+2028 and friends, which JSON strings may hold.
+    return next(iter_jsonl_tables(text.split("\n"), path))
 
 
 def _read_parquet(path: Path) -> Table:

@@ -73,7 +73,7 @@ def learning_curve(
     return {
         "points": points,
         "fit": list(fit) if fit else None,
-        "extrapolation": _extrapolate(points, per_fold, rng),
+        "extrapolation": _extrapolate(points, per_fold, rng, fit),
     }
 
 
@@ -114,12 +114,21 @@ def _fit_curve(n: np.ndarray, acc: np.ndarray) -> tuple[float, float, float] | N
     return tuple(float(p) for p in params)  # type: ignore[return-value]
 
 
-def _extrapolate(points: list[dict], per_fold: list[list[float]], rng: np.random.Generator) -> dict:
-    """Accuracy expected at twice the data from a power law a - b * n^-c, with a bootstrap interval."""
+def _extrapolate(
+    points: list[dict],
+    per_fold: list[list[float]],
+    rng: np.random.Generator,
+    fit: tuple[float, float, float] | None = None,
+) -> dict:
+    """Accuracy expected at twice the data from a power law a - b * n^-c, with a bootstrap interval.
+
+    ``fit`` is the curve already fitted to ``points``, if the caller has it.
+    """
     n = np.array([p["n_train"] for p in points], dtype=float)
     acc = np.array([p["accuracy"] for p in points])
     current = float(acc[-1])
-    fit = _fit_curve(n, acc)
+    if fit is None:
+        fit = _fit_curve(n, acc)
     if fit is None:
         return {"n_train": int(2 * n[-1]), "accuracy": None, "gain": None, "low": None, "high": None}
     predicted = float(_power_law(2 * n[-1], *fit))

@@ -21,7 +21,8 @@ from fewlabel.data import (
     Table,
     detect_format,
     find_column,
-    iter_jsonl,
+    iter_delimited,
+    iter_jsonl_tables,
     labelled_from_table,
     read_table,
 )
@@ -111,54 +112,6 @@ def _write(
 CHUNK_ROWS = 2048  # rows read, predicted and written at a time: memory stays flat on any input size
 
 
-def _stream_delimited(
-    handle: TextIO, path: str, delimiter: str, fmt: str, chunk_rows: int
-) -> Iterator[Table]:
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    reader = csv.reader(handle, delimiter=delimiter)
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        raise DataError(f"{path}: the file is empty; it needs a header row") from None
-    rows: list[dict[str, str]] = []
-    lines: list[int] = []
-    line = reader.line_num + 1
-    try:
-        for record in reader:
-            if not record:
-                line = reader.line_num + 1
-                continue
-            if len(record) != len(header):
-                raise DataError(
-                    f"{path}, line {line}: {len(record)} fields, but the header has {len(header)}; "
-                    "quote texts that contain the delimiter"
-                )
-            rows.append(dict(zip(header, record, strict=True)))
-            lines.append(line)
-            line = reader.line_num + 1
-            if len(rows) >= chunk_rows:
-                yield Table(path, header, rows, lines, fmt)
-                rows, lines = [], []
-    except csv.Error as err:
-        raise DataError(f"{path}, line {line}: cannot parse the row ({err}); check its quotes") from None
-    if rows or not lines:
-        yield Table(path, header, rows, lines, fmt)
-
-
-def _stream_jsonl(handle: TextIO, path: str, chunk_rows: int) -> Iterator[Table]:
-    rows, raw, lines = [], [], []
-    columns: dict[str, None] = {}
-    for number, row, obj in iter_jsonl(handle, path):
-        columns.update(dict.fromkeys(row))
-        rows.append(row)
-        raw.append(obj)
-        lines.append(number)
-        if len(rows) >= chunk_rows:
-            yield Table(path, list(columns), rows, lines, "jsonl", raw)
-            rows, raw, lines = [], [], []
-    yield Table(path, list(columns), rows, lines, "jsonl", raw)
-
-
 def _stream_lines(handle: TextIO, chunk_rows: int) -> Iterator[Table]:
     rows, lines = [], []
     for number, line in enumerate(handle, start=1):
@@ -183,11 +136,9 @@ def stream_table(path: str, format: str | None, chunk_rows: int = CHUNK_ROWS, st
     try:
         with file.open("r", encoding="utf-8-sig", newline="") as handle:
             if fmt == "jsonl":
-                yield from _stream_jsonl(handle, str(file), chunk_rows)
+                yield from iter_jsonl_tables(handle, file, chunk_rows)
             else:
-                yield from _stream_delimited(
-                    handle, str(file), "\t" if fmt == "tsv" else ",", fmt, chunk_rows
-                )
+                yield from iter_delimited(handle, file, "\t" if fmt == "tsv" else ",", fmt, chunk_rows)
     except UnicodeDecodeError:
         read_table(path, format)  # re-read to name the line with the bad byte
         raise

@@ -84,7 +84,10 @@ def print_training(result: TrainResult, data: LabelledTexts, console: Console) -
     if curve and curve["extrapolation"].get("gain") is not None:
         from fewlabel.report import more_labels_sentence
 
-        console.print(more_labels_sentence(result.metrics(data)), soft_wrap=True)
+        console.print(
+            more_labels_sentence({"diagnostics": result.diagnostics, "chosen_strategy": result.chosen}),
+            soft_wrap=True,
+        )
     if result.diagnostics:
         conflicting = sum(d["conflicting_labels"] for d in result.diagnostics["near_duplicates"])
         console.print(
