@@ -62,7 +62,7 @@ def test_train_writes_model_and_prints_results(runner, tmp_path, reviews_csv):
         runner, "train", reviews_csv, "-o", out, "--strategy", "tfidf", "--model", BACKBONE, "--folds", "3"
     )
     assert result.exit_code == 0, result.output
-    assert "Cross-validated results" in result.stdout
+    assert "Results on texts each model did not see" in result.stdout
     assert "tfidf *" in result.stdout and "majority class" in result.stdout
     assert "Expected accuracy on new texts" in result.stdout
     assert f"Model saved to {out}" in result.stdout

@@ -14,12 +14,19 @@ from fewlabel.strategies import REGISTRY, Strategy, get_strategy_class, make_str
 from fewlabel.strategies.base import NotFittedError
 
 NAMES = sorted(REGISTRY)
+# Settings that keep slow strategies to seconds on the tiny fixtures; the contract is the same.
+FAST = {
+    "finetune": {"epochs": 3, "max_tokens": 32},
+    "setfit": {"epochs": 3, "max_tokens": 32},
+}
 
 
 def build(name: str, **params) -> Strategy:
-    """A strategy with the backbone pinned to minilm when it takes one."""
+    """A strategy with the backbone pinned to minilm when it takes one, and fast settings."""
     if "backbone" in get_strategy_class(name).defaults:
         params.setdefault("backbone", BACKBONE)
+    for key, value in FAST.get(name, {}).items():
+        params.setdefault(key, value)
     return make_strategy(name, **params)
 
 
@@ -122,7 +129,7 @@ def test_saved_files_need_no_pickle(fitted, tmp_path, monkeypatch):
     files = [p for p in (tmp_path / "s").rglob("*") if p.is_file()]
     assert files
     assert not [p for p in files if p.suffix in {".pkl", ".pickle", ".joblib", ".pt", ".bin"}]
-    assert {p.suffix for p in files} <= {".json", ".npz"}
+    assert {p.suffix for p in files} <= {".json", ".npz", ".safetensors"}
     for npz in (p for p in files if p.suffix == ".npz"):
         with np.load(npz, allow_pickle=False) as data:  # object arrays would raise here
             assert all(data[k].dtype != object for k in data.files)

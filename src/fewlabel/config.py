@@ -9,7 +9,11 @@ from fewlabel.errors import FewlabelError
 
 # Candidates ``auto`` compares. Frozen embeddings are robust with few labels; TF-IDF wins on some
 # vocabulary-driven data; the ensemble averages both and is rarely worse than the better one.
-AUTO_CANDIDATES = ("tfidf", "embed", "ensemble")
+# Fine-tuning is usually the most accurate and joins when the time budget allows it.
+AUTO_CANDIDATES = ("tfidf", "embed", "ensemble", "finetune")
+# Minutes a whole ``train`` run may take by default: a coffee break for 500 reviews on a laptop,
+# enough to fine-tune on them. Fine-tuning stops early (keeping its best checkpoint) to stay inside.
+DEFAULT_BUDGET_MINUTES = 15.0
 
 
 @dataclass
@@ -26,6 +30,13 @@ class TrainConfig:
         candidates: strategies ``auto`` compares.
         strategy_params: per-strategy overrides, e.g. ``{"tfidf": {"C": 3.0}}``.
         diagnostics: compute the learning curve, label issues, near-duplicates and the report.
+        budget_minutes: upper bound on the whole run; fine-tuning is skipped when it cannot fit and
+            stops early (keeping its best checkpoint) when time runs out.
+        preset: fine-tuning recipe, ``robust`` (default) or ``naive`` (the common failing setup, to
+            reproduce and explain it).
+        augment: ``eda`` fits every strategy on its training texts plus EDA variants of them
+            (:mod:`fewlabel.augment`; training folds only, never validation folds); ``None`` (default)
+            does not augment: on the shared benchmarks it did not help.
     """
 
     strategy: str = "auto"
@@ -36,6 +47,9 @@ class TrainConfig:
     candidates: list[str] = field(default_factory=lambda: list(AUTO_CANDIDATES))
     strategy_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     diagnostics: bool = True
+    budget_minutes: float = DEFAULT_BUDGET_MINUTES
+    preset: str = "robust"
+    augment: str | None = None
 
     def __post_init__(self) -> None:
         from fewlabel.strategies import REGISTRY, get_strategy_class
@@ -46,6 +60,12 @@ class TrainConfig:
             raise FewlabelError(f"folds must be between 2 and 20, got {self.folds}")
         if not 2 <= self.inner_folds <= 10:
             raise FewlabelError(f"inner_folds must be between 2 and 10, got {self.inner_folds}")
+        if not self.budget_minutes > 0:
+            raise FewlabelError(f"budget_minutes must be positive, got {self.budget_minutes}")
+        if self.preset not in ("robust", "naive"):
+            raise FewlabelError(f"preset must be robust or naive, got {self.preset!r}")
+        if self.augment not in (None, "eda"):
+            raise FewlabelError(f"augment must be eda or None, got {self.augment!r}")
         if not self.candidates:
             raise FewlabelError("candidates must name at least one strategy")
         for name in [*self.candidates, *self.strategy_params]:
@@ -60,8 +80,13 @@ class TrainConfig:
         from fewlabel.strategies import get_strategy_class
 
         params = dict(self.strategy_params.get(name, {}))
-        if "backbone" in get_strategy_class(name).defaults:
+        defaults = get_strategy_class(name).defaults
+        if "backbone" in defaults:
             params.setdefault("backbone", self.model)
+        if "preset" in defaults:
+            params.setdefault("preset", self.preset)
+        if "seed" in defaults:
+            params.setdefault("seed", self.seed)
         return params
 
     def to_dict(self) -> dict[str, Any]:

@@ -109,6 +109,9 @@ class CVResult:
     seconds: float
     scores: Scores
     choices: list[str] = field(default_factory=list)
+    # "cv": out-of-fold over every row; "holdout": one held-out split (strategies too slow to refit
+    # per fold, scored on the validation rows of their own run).
+    protocol: str = "cv"
 
     @property
     def gap(self) -> float:
@@ -124,6 +127,7 @@ class CVResult:
             "train_val_gap": self.gap,
             "fold_accuracy": [float(a) for a in self.val_accuracy],
             "seconds": self.seconds,
+            "protocol": self.protocol,
         }
         if self.choices:
             out["choices_per_fold"] = list(self.choices)
@@ -290,4 +294,19 @@ def expected_accuracy(
         "fold_sd": fold_sd,
         "method": "out-of-fold accuracy, plus the learning-curve gain from (k-1)/k to all rows; interval the "
         "wider of a row bootstrap and the Nadeau-Bengio corrected CV variance",
+    }
+
+
+def holdout_accuracy(estimate: CVResult) -> dict[str, float | str]:
+    """Expected accuracy of a model scored on one held-out split: its accuracy there, bootstrap interval."""
+    acc = estimate.scores.accuracy
+    return {
+        "value": acc.value,
+        "ci95_low": acc.low,
+        "ci95_high": acc.high,
+        "cv_accuracy": acc.value,
+        "learning_curve_gain": 0.0,
+        "fold_sd": 0.0,
+        "method": f"accuracy on {len(estimate.y)} held-out validation rows, row-bootstrap interval; the same "
+        "rows chose the checkpoint, so it is slightly optimistic",
     }

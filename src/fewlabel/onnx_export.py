@@ -128,6 +128,11 @@ def export_onnx(model_dir: str | Path, quantize: str | None = None) -> dict[str,
             f"{model_dir}: strategy {manifest['strategy']['name']!r} uses no neural encoder; it is already fast "
             "and has nothing to export"
         )
+    if manifest["strategy"]["name"] in ("finetune", "setfit"):
+        raise FewlabelError(
+            f"{model_dir}: ONNX export covers frozen-encoder strategies (embed, ensemble); a "
+            f"{manifest['strategy']['name']} model runs with PyTorch (`predict` and `serve` use it as it is)"
+        )
     backbone = resolve(backbone_entry["name"])
     if not backbone.is_local:
         raise FewlabelError(

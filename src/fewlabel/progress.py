@@ -32,3 +32,27 @@ def bar(description: str, total: float | None) -> Iterator[callable]:
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n=1: progress.advance(task, n)
+
+
+@contextlib.contextmanager
+def tracker(description: str) -> Iterator[callable]:
+    """A bar whose total is learned on the way; yields ``update(done, total, stage)``."""
+    if not _enabled:
+        yield lambda done, total, stage="": None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield lambda done, total, stage="": None
+        return
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(description, total=None)
+
+        def update(done: int, total: int, stage: str = "") -> None:
+            label = f"{description} ({stage})" if stage else description
+            progress.update(task, completed=done, total=total or None, description=label)
+
+        yield update

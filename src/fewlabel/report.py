@@ -94,7 +94,7 @@ def plot_strategies(metrics: dict) -> str:
     ax.set_yticks(list(y), names)
     ax.invert_yaxis()
     ax.set_xlim(max(0.0, min(values + [metrics["majority_baseline_accuracy"]]) - 0.1), 1.0)
-    ax.set_xlabel("cross-validated accuracy (95% interval)")
+    ax.set_xlabel("accuracy on texts the model did not see (95% interval)")
     return _svg(fig)
 
 
@@ -125,6 +125,46 @@ def plot_learning_curve(curves: dict[str, Any], chosen: str) -> str:
     ax.set_xlabel("training texts per fold (log scale); open marker: extrapolated to twice the data")
     ax.set_ylabel("cross-validated accuracy")
     ax.legend(frameon=False)
+    return _svg(fig)
+
+
+@_styled
+def plot_training_run(history: list[dict[str, float]], best_epoch: float) -> str:
+    """Train and validation loss and accuracy per evaluation of a fine-tuning run."""
+    fig, ax = _figure()
+    epochs = [h["epoch"] for h in history]
+    ax.plot(
+        epochs,
+        [h["train_accuracy"] for h in history],
+        marker="o",
+        color=PALETTE["tfidf"],
+        label="train accuracy (running)",
+    )
+    ax.plot(
+        epochs,
+        [h["val_accuracy"] for h in history],
+        marker="o",
+        color=PALETTE["chosen"],
+        label="validation accuracy",
+    )
+    ax.axvline(best_epoch, color=PALETTE["chosen"], linestyle=":", linewidth=1)
+    ax.set_xlabel("epoch (dotted line: checkpoint kept)")
+    ax.set_ylabel("accuracy")
+    loss_ax = ax.twinx()
+    loss_ax.plot(
+        epochs, [h["train_loss"] for h in history], linestyle="--", color=PALETTE["tfidf"], label="train loss"
+    )
+    loss_ax.plot(
+        epochs,
+        [h["val_loss"] for h in history],
+        linestyle="--",
+        color=PALETTE["chosen"],
+        label="validation loss",
+    )
+    loss_ax.set_ylabel("loss (dashed)")
+    handles = ax.get_legend_handles_labels()
+    more = loss_ax.get_legend_handles_labels()
+    ax.legend(handles[0] + more[0], handles[1] + more[1], frameon=False, fontsize=7, loc="center right")
     return _svg(fig)
 
 
@@ -262,14 +302,18 @@ def render_report(manifest: dict, metrics: dict) -> str:
     parts.append("<h2 id='strategies'>Strategies compared</h2>")
     parts.append(
         "<p>Every figure is out of fold: each text was scored by a model that had not seen it. The auto row "
-        "is nested cross-validation of the whole choose-the-best procedure, so it is not inflated by the choice.</p>"
+        "is nested cross-validation of the whole choose-the-best procedure, so it is not inflated by the choice. "
+        "Strategies too slow to refit on every fold (fine-tuning) are scored on the 20% of rows their own run "
+        "held out; those rows also picked the checkpoint, so their figure is slightly optimistic.</p>"
     )
     parts.append(f"<figure>{plot_strategies(metrics)}</figure>")
     rows = []
     for name, r in metrics["strategies"].items():
         rows.append(
             [
-                name + (" (chosen)" if name == chosen else ""),
+                name
+                + (" (held out)" if r.get("protocol") == "holdout" else "")
+                + (" (chosen)" if name == chosen else ""),
                 _pct(r["accuracy"]["value"]),
                 f"{_pct(r['accuracy']['ci95_low'])} to {_pct(r['accuracy']['ci95_high'])}",
                 f"{r['macro_f1']['value']:.3f}",
@@ -289,6 +333,20 @@ def render_report(manifest: dict, metrics: dict) -> str:
         parts.append(
             f"<p class='muted'>Choices made by the outer folds: {', '.join(est['choices_per_fold'])}.</p>"
         )
+
+    for name, run in metrics.get("runs", {}).items():
+        parts.append(f"<h2 id='run-{html.escape(name)}'>How {html.escape(name)} trained</h2>")
+        parts.append(
+            f"<p>{run['n_train']} texts trained, {run['n_val']} held out for early stopping and scoring; "
+            f"{run['frozen_layers']} lower layers frozen (computed once, {run['cache_seconds']:.0f}s), "
+            f"{run['trained_layers']} trained. {html.escape(run['stopped'])}; the checkpoint after epoch "
+            f"{run['best_epoch']:.1f} was kept. {run['truncated']} text(s) were longer than the window. "
+            f"Took {run['seconds']:.0f}s.</p>"
+        )
+        for line in run["restarts"] + run["flags"]:
+            parts.append(f"<div class='warn'>{html.escape(line)}</div>")
+        if run["history"]:
+            parts.append(f"<figure>{plot_training_run(run['history'], run['best_epoch'])}</figure>")
 
     curves = diag.get("learning_curve")
     if curves:

@@ -22,15 +22,22 @@ from fewlabel.evaluation import (
     cross_validate,
     expected_accuracy,
     folds_for,
+    holdout_accuracy,
     majority_baseline,
     nested_cross_validate,
     per_class,
+    score,
 )
-from fewlabel.strategies import make_strategy
+from fewlabel.strategies import get_strategy_class, make_strategy
 from fewlabel.strategies.base import Strategy, fit_memo
 
 # A 95% interval wider than this (in accuracy) is too wide to act on; the user is told so.
 WIDE_INTERVAL = 0.10
+# Slow strategies hold out 20% for early stopping and scoring; below this many rows that split is
+# too small to do either (40 validation rows give a +-15 point interval).
+MIN_ROWS_FOR_HOLDOUT = 200
+# Seconds kept back from the budget for what follows the slow strategies (refit, report, save).
+FINAL_STEPS_SECONDS = 30.0
 
 
 @dataclass
@@ -50,15 +57,25 @@ class TrainResult:
     calibration: dict[str, Any] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
     expected: dict[str, Any] = field(default_factory=dict)
+    runs: dict[str, Any] = field(default_factory=dict)  # what each slow strategy's training run did
+    nested: CVResult | None = None  # nested CV of auto's choice among the cross-validated strategies
     model_dir: Path | None = None
+
+    def estimate_source(self) -> str:
+        if self.estimate.protocol == "holdout":
+            return (
+                f"the {len(self.estimate.y)} validation rows {self.chosen} held out "
+                "(also used for early stopping, so slightly optimistic)"
+            )
+        if self.estimate.name == "auto":
+            return "nested cross-validation of the auto procedure"
+        return "cross-validation"
 
     def metrics(self, data: LabelledTexts) -> dict[str, Any]:
         pred = self.estimate.oof_proba.argmax(axis=1)
         return {
             "estimate": {
-                "source": "nested cross-validation of the auto procedure"
-                if self.config.strategy == "auto" and len(self.results) > 1
-                else "cross-validation",
+                "source": self.estimate_source(),
                 **self.estimate.to_dict(),
                 **per_class(self.estimate.y, pred, self.labels),
             },
@@ -79,10 +96,23 @@ class TrainResult:
             "warnings": list(self.warnings),
             "notes": list(self.notes),
             "diagnostics": {k: v for k, v in self.diagnostics.items() if k != "all_label_issues"},
+            "runs": self.runs,
         }
 
 
 def _factories(config: TrainConfig) -> dict[str, Callable[[], Strategy]]:
+    if config.augment:
+        from fewlabel.augment import Augmented
+
+        # Wrapped, so each fit augments its own training texts: validation folds stay real texts.
+        return {
+            name: (
+                lambda n=name: Augmented(
+                    strategy=n, strategy_params=config.params_for(n), method=config.augment, seed=config.seed
+                )
+            )
+            for name in config.strategies
+        }
     return {name: (lambda n=name: make_strategy(n, **config.params_for(n))) for name in config.strategies}
 
 
@@ -101,7 +131,7 @@ def _warnings(result: TrainResult) -> list[str]:
             "with this few labels, differences of a few points between strategies are noise."
         )
     chosen = result.results[result.chosen]
-    if chosen.gap > 0.25:
+    if chosen.protocol == "cv" and chosen.gap > 0.25:
         out.append(
             f"{result.chosen} memorises its training folds: train {np.mean(chosen.train_accuracy):.1%}, "
             f"validation {np.mean(chosen.val_accuracy):.1%}; expect the validation figure on new data."
@@ -126,7 +156,12 @@ def train(
     config = config or TrainConfig()
     start = time.perf_counter()
     notes = []
+    slow_backbones = [config.model]
     if config.model == "best":
+        from fewlabel.backbones import is_installed
+
+        # Slow strategies pick their own: the most accurate backbone whose run fits the budget.
+        slow_backbones = [b for b in ("mpnet", "minilm") if b == "minilm" or is_installed(b)]
         from fewlabel.backbones import best_available
 
         # Resolved here, from the texts, and recorded concretely so the saved config says what ran.
@@ -134,7 +169,7 @@ def train(
         config = replace(config, model=model)
         notes.append(f"Backbone {model}: {why}.")
     with fit_memo():
-        return _train(data, output, config, on_result, start, notes)
+        return _train(data, output, config, on_result, start, notes, slow_backbones)
 
 
 def _train(
@@ -144,6 +179,7 @@ def _train(
     on_result: Callable[[CVResult], None] | None,
     start: float,
     notes: list[str],
+    slow_backbones: list[str],
 ) -> TrainResult:
     labels = data.classes
     index = {label: i for i, label in enumerate(labels)}
@@ -152,7 +188,125 @@ def _train(
     n_classes = len(labels)
     folds = folds_for(y, config.folds, config.seed)
     factories = _factories(config)
+    deadline = start + 60 * config.budget_minutes
+    slow = [name for name in factories if get_strategy_class(name).evaluation == "holdout"]
+    fast = {name: f for name, f in factories.items() if name not in slow}
 
+    results: dict[str, CVResult] = {}
+    chosen: str | None = None
+    estimate: CVResult | None = None
+    nested: CVResult | None = None
+    if fast:
+        chosen, estimate = _cross_validate_fast(
+            fast, texts, y, n_classes, folds, config, results, notes, on_result
+        )
+        nested = estimate if estimate.name == "auto" else None
+    fitted: dict[str, Strategy] = {}
+    warnings: list[str] = []
+    for name in slow:
+        remaining = deadline - time.perf_counter() - FINAL_STEPS_SECONDS
+        backbone, skip = _slow_plan(name, config, texts, remaining, slow_backbones)
+        if skip:
+            notes.append(skip)
+            continue
+        params = {**config.params_for(name), "time_budget_s": max(remaining, 30.0)}
+        if "backbone" not in config.strategy_params.get(name, {}):
+            params["backbone"] = backbone
+        strategy = make_strategy(name, **params).fit(texts, y, n_classes)
+        held_out = _holdout_result(name, strategy, y, config.seed)
+        results[name] = held_out
+        fitted[name] = strategy
+        if on_result:
+            on_result(held_out)
+        run = strategy.report_
+        notes.extend(f"{name}: {restart}." for restart in run.restarts)
+        if run.stopped:
+            notes.append(f"{name}: {run.stopped} (best checkpoint after epoch {run.best_epoch:.1f}).")
+        if run.truncated:
+            notes.append(
+                f"{name}: {run.truncated} text(s) longer than {strategy.recipe().max_tokens} tokens ({strategy.recipe().long_texts})."
+            )
+        warnings.extend(f"{name}: {flag}" for flag in run.flags)
+        if chosen is None or estimate is None:
+            chosen, estimate = name, held_out
+            continue
+        rival = _score_on_same_rows(factories[chosen], texts, y, n_classes, run.val_index)
+        mine = held_out.scores.accuracy.value
+        notes.append(
+            f"On the same {len(run.val_index)} held-out rows: {name} {mine:.1%}, {chosen} {rival:.1%}"
+            f" ({name if mine > rival else chosen} kept)."
+        )
+        if mine > rival:
+            chosen, estimate = name, held_out
+    assert chosen is not None and estimate is not None
+
+    # Temperature fitted on the chosen strategy's predictions for texts it had not seen.
+    chosen_result = results[chosen]
+    temperature = fit_temperature(chosen_result.oof_proba, chosen_result.y)
+    calibration = {
+        "method": "temperature",
+        "temperature": temperature,
+        "fitted_on": f"{'held-out' if chosen in fitted else 'out-of-fold'} probabilities of {chosen} "
+        f"({len(chosen_result.y)} texts)",
+        "before": reliability(chosen_result.oof_proba, chosen_result.y),
+        "after": reliability(apply_temperature(chosen_result.oof_proba, temperature), chosen_result.y),
+    }
+    cv_results = {k: v for k, v in results.items() if v.protocol == "cv"}
+    diagnostics: dict[str, Any] = {}
+    if config.diagnostics and cv_results:
+        diag_for = chosen if chosen in cv_results else choose(cv_results)
+        if diag_for != chosen:
+            notes.append(
+                f"Diagnostics (learning curve, label issues) come from {diag_for}'s cross-validation: "
+                f"{chosen} is too slow to refit on every fold."
+            )
+        diagnostics = _diagnostics(data, config, factories, results, diag_for, y, folds)
+    elif config.diagnostics:
+        notes.append("No diagnostics: they need cross-validation, and only slow strategies ran.")
+    final = fitted[chosen] if chosen in fitted else factories[chosen]().fit(texts, y, n_classes)
+    result = TrainResult(
+        config=config,
+        labels=labels,
+        results=results,
+        chosen=chosen,
+        estimate=estimate,
+        majority=majority_baseline(y),
+        strategy=final,
+        seconds=0.0,
+        calibration=calibration,
+        diagnostics=diagnostics,
+    )
+    if chosen in fitted:
+        result.expected = holdout_accuracy(estimate)
+    else:
+        result.expected = expected_accuracy(
+            estimate, len(y), len(folds), _curve_gain(diagnostics, chosen, len(y))
+        )
+    result.nested = nested
+    result.runs = {
+        name: {k: v for k, v in s.report_.to_dict().items() if k not in ("val_index", "val_proba")}
+        for name, s in fitted.items()
+    }
+    result.notes = notes
+    result.warnings = data.report.warnings + warnings + _warnings(result)
+    result.seconds = time.perf_counter() - start
+    if output is not None:
+        result.model_dir = save(result, data, Path(output))
+    return result
+
+
+def _cross_validate_fast(
+    factories: dict[str, Callable[[], Strategy]],
+    texts: list[str],
+    y: np.ndarray,
+    n_classes: int,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    config: TrainConfig,
+    results: dict[str, CVResult],
+    notes: list[str],
+    on_result: Callable[[CVResult], None] | None,
+) -> tuple[str, CVResult]:
+    """Cross-validate the strategies cheap enough to refit per fold; nested CV when choosing among them."""
     # Embedding strategies encode every text once here; all fits after that hit the cache.
     for name in factories:
         probe = factories[name]()
@@ -167,8 +321,6 @@ def _train(
             )
             notes.append(f"Embeddings of {len(texts)} texts with {config.model}: {seconds:.1f}s ({how}).")
             break
-
-    results: dict[str, CVResult] = {}
     nested = config.strategy == "auto" and len(factories) > 1
     total = len(folds) * len(factories) + (len(folds) if nested else 0)
     with progress.bar("Cross-validating", total) as advance:
@@ -186,42 +338,61 @@ def _train(
             )
             if on_result:
                 on_result(estimate)
+    return chosen, estimate
 
-    # Temperature fitted on the chosen strategy's out-of-fold probabilities (texts it had not seen).
-    chosen_oof = results[chosen].oof_proba
-    temperature = fit_temperature(chosen_oof, y)
-    calibration = {
-        "method": "temperature",
-        "temperature": temperature,
-        "fitted_on": f"out-of-fold probabilities of {chosen} ({len(y)} texts)",
-        "before": reliability(chosen_oof, y),
-        "after": reliability(apply_temperature(chosen_oof, temperature), y),
-    }
-    diagnostics = (
-        _diagnostics(data, config, factories, results, chosen, y, folds) if config.diagnostics else {}
+
+def _slow_plan(
+    name: str, config: TrainConfig, texts: list[str], remaining: float, backbones: list[str]
+) -> tuple[str, str | None]:
+    """The backbone a slow strategy runs with, or why ``auto`` leaves it out (too few rows, no time)."""
+    from fewlabel.finetuning import estimated_seconds
+
+    pinned = config.strategy_params.get(name, {}).get("backbone")
+    candidates = [pinned] if pinned else backbones
+    if config.strategy != "auto":
+        return candidates[0], None  # asked for by name: run it, within the budget
+    if len(texts) < MIN_ROWS_FOR_HOLDOUT:
+        return candidates[0], (
+            f"{name} left out: with {len(texts)} texts its validation split would be too small to stop "
+            f"early on or to score it (it joins auto from {MIN_ROWS_FOR_HOLDOUT} texts)."
+        )
+    for backbone in candidates:
+        if estimated_seconds(texts, backbone) <= remaining:
+            return backbone, None
+    needed = estimated_seconds(texts, candidates[-1])
+    return candidates[-1], (
+        f"{name} left out: about {needed / 60:.0f} min with {candidates[-1]}, and {max(remaining, 0) / 60:.0f} "
+        f"min of the {config.budget_minutes:g}-minute budget remain; raise --budget-minutes to include it."
     )
-    final = factories[chosen]().fit(texts, y, n_classes)
-    result = TrainResult(
-        config=config,
-        labels=labels,
-        results=results,
-        chosen=chosen,
-        estimate=estimate,
-        majority=majority_baseline(y),
-        strategy=final,
-        seconds=0.0,
-        calibration=calibration,
-        diagnostics=diagnostics,
+
+
+def _holdout_result(name: str, strategy: Strategy, y: np.ndarray, seed: int) -> CVResult:
+    """A slow strategy's scores on the validation rows its own run held out."""
+    run = strategy.report_
+    rows = np.asarray(run.val_index, dtype=np.int64)
+    proba = np.asarray(run.val_proba, dtype=float)
+    return CVResult(
+        name,
+        strategy.describe(),
+        proba,
+        y[rows],
+        [run.train_accuracy],
+        [run.val_accuracy],
+        run.seconds,
+        score(y[rows], proba, seed),
+        protocol="holdout",
     )
-    result.expected = expected_accuracy(
-        estimate, len(y), len(folds), _curve_gain(diagnostics, chosen, len(y))
-    )
-    result.notes = notes
-    result.warnings = data.report.warnings + _warnings(result)
-    result.seconds = time.perf_counter() - start
-    if output is not None:
-        result.model_dir = save(result, data, Path(output))
-    return result
+
+
+def _score_on_same_rows(
+    factory: Callable[[], Strategy], texts: list[str], y: np.ndarray, n_classes: int, rows: list[int]
+) -> float:
+    """Accuracy of another strategy fitted on the complement of ``rows``: a paired comparison."""
+    held = np.zeros(len(y), dtype=bool)
+    held[rows] = True
+    fitted = factory().fit([t for t, h in zip(texts, held, strict=True) if not h], y[~held], n_classes)
+    proba = fitted.predict_proba([texts[i] for i in rows])
+    return float((proba.argmax(1) == y[rows]).mean())
 
 
 def _curve_gain(diagnostics: dict[str, Any], chosen: str, n_rows: int) -> float | None:

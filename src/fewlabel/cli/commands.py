@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fewlabel import progress
-from fewlabel.config import TrainConfig
+from fewlabel.config import DEFAULT_BUDGET_MINUTES, TrainConfig
 from fewlabel.data import LabelledTexts, load_labelled
 from fewlabel.evaluation import CVResult
 from fewlabel.training import TrainResult, train
@@ -27,7 +27,7 @@ def _pct(x: float) -> str:
 
 
 def results_table(result: TrainResult) -> Table:
-    table = Table(title="Cross-validated results (out-of-fold)", title_justify="left")
+    table = Table(title="Results on texts each model did not see", title_justify="left")
     for col in ("strategy", "accuracy", "95% CI", "macro-F1", "log loss", "gap", "time"):
         table.add_column(col, justify="left" if col == "strategy" else "right")
 
@@ -46,9 +46,10 @@ def results_table(result: TrainResult) -> Table:
 
     for name, r in result.results.items():
         marker = " *" if name == result.chosen else ""
-        row(r, f"{name}{marker}", "bold" if marker else None)
-    if result.estimate.name == "auto":
-        row(result.estimate, "auto (nested CV)", "bold green")
+        held = " (held out)" if r.protocol == "holdout" else ""
+        row(r, f"{name}{held}{marker}", "bold" if marker else None)
+    if result.nested is not None:
+        row(result.nested, "auto (nested CV)", "bold green" if result.estimate is result.nested else None)
     table.add_row("majority class", _pct(result.majority), "", "", "", "", "", style="dim")
     return table
 
@@ -61,11 +62,17 @@ def print_training(result: TrainResult, data: LabelledTexts, console: Console) -
     for warning in result.warnings:
         console.print(f"[yellow]Warning:[/] {warning}", soft_wrap=True)
     console.print(results_table(result))
-    if result.estimate.name == "auto":
+    if result.nested is not None:
         console.print(
             "[dim]* chosen. gap: train minus validation accuracy, in points. The auto row is the honest "
             "estimate: each outer fold made its own choice on inner folds, so picking the best of several "
             "does not inflate it.[/]"
+        )
+    if any(r.protocol == "holdout" for r in result.results.values()):
+        console.print(
+            "[dim]held out: scored on the validation rows its own run held out (20%), not by "
+            "cross-validation: too slow to refit on every fold. Those rows also chose its best "
+            "checkpoint, so the figure is slightly optimistic.[/]"
         )
     exp = result.expected
     chosen = result.results[result.chosen]
@@ -115,10 +122,20 @@ def train_command(
     normalize_labels: bool,
     diagnostics: bool,
     quiet: bool,
+    budget_minutes: float = DEFAULT_BUDGET_MINUTES,
+    preset: str = "robust",
 ) -> TrainResult:
     progress.set_enabled(not quiet)
     console = Console(highlight=False)
-    config = TrainConfig(strategy=strategy, model=model, seed=seed, folds=folds, diagnostics=diagnostics)
+    config = TrainConfig(
+        strategy=strategy,
+        model=model,
+        seed=seed,
+        folds=folds,
+        diagnostics=diagnostics,
+        budget_minutes=budget_minutes,
+        preset=preset,
+    )
     labelled = load_labelled(
         data,
         text_column,

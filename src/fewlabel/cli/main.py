@@ -15,6 +15,8 @@ import typer
 
 from fewlabel import __version__
 from fewlabel.cli.serve_command import serve as serve_command
+from fewlabel.cli.suggest_command import suggest as suggest_command
+from fewlabel.config import DEFAULT_BUDGET_MINUTES
 from fewlabel.errors import FewlabelError
 
 app = typer.Typer(
@@ -84,7 +86,9 @@ def train(
     strategy: Annotated[
         str,
         typer.Option(
-            "--strategy", "-s", help="auto (compare candidates honestly), tfidf, embed or ensemble."
+            "--strategy",
+            "-s",
+            help="auto (compare candidates honestly), tfidf, embed, ensemble or finetune.",
         ),
     ] = "auto",
     model: Annotated[
@@ -112,6 +116,20 @@ def train(
             help="Learning curves, label issues and near-duplicates (in the report and label_issues.csv)."
         ),
     ] = True,
+    budget_minutes: Annotated[
+        float,
+        typer.Option(
+            help="Upper bound on the whole run. Fine-tuning joins auto only when it fits, and stops early "
+            "(keeping its best checkpoint) when time runs out."
+        ),
+    ] = DEFAULT_BUDGET_MINUTES,
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="Fine-tuning recipe: robust, or naive (lr 5e-5, no warmup, fixed epochs: the common "
+            "failing setup, reproduced so its failure can be seen and explained)."
+        ),
+    ] = "robust",
     quiet: Quiet = False,
 ) -> None:
     """Cross-validate strategies, pick the best honestly, refit on all data and save the model."""
@@ -131,6 +149,8 @@ def train(
         skip_empty=skip_empty,
         normalize_labels=normalize_labels,
         diagnostics=diagnostics,
+        budget_minutes=budget_minutes,
+        preset=preset,
         quiet=quiet,
     )
 
@@ -253,6 +273,12 @@ def report(
 @functools.wraps(serve_command)
 def serve(**options: Any) -> None:
     _run(serve_command, **options)
+
+
+@app.command("suggest")
+@functools.wraps(suggest_command)
+def suggest(**options: Any) -> None:
+    _run(suggest_command, **options)
 
 
 @models_app.callback()

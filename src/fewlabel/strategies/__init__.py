@@ -12,6 +12,8 @@ REGISTRY: dict[str, str] = {
     "tfidf": "fewlabel.strategies.tfidf:TfidfLogReg",
     "embed": "fewlabel.strategies.embed:EmbeddingLogReg",
     "ensemble": "fewlabel.strategies.ensemble:EmbedTfidfEnsemble",
+    "finetune": "fewlabel.strategies.finetune:FineTunedEncoder",
+    "setfit": "fewlabel.strategies.finetune:ContrastiveEncoder",
 }
 
 

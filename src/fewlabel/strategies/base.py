@@ -64,6 +64,9 @@ class Strategy(ABC):
     name: ClassVar[str]
     defaults: ClassVar[dict[str, Any]] = {}
     uses_backbone: ClassVar[bool] = False
+    # "cv": cheap enough to refit on every fold; "holdout": scored on a validation split of its own
+    # run (``report_.val_index`` / ``report_.val_proba``), because refitting per fold takes too long.
+    evaluation: ClassVar[str] = "cv"
 
     def __init__(self, **params: Any):
         unknown = set(params) - set(self.defaults)

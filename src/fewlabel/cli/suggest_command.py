@@ -1,0 +1,54 @@
+"""``fewlabel suggest``: which unlabelled texts to label next, uncertain and unlike one another."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def suggest(
+    model_dir: Annotated[Path, typer.Argument(help="A model directory written by `fewlabel train`.")],
+    unlabelled: Annotated[
+        Path, typer.Argument(help="Unlabelled texts: CSV, TSV, JSONL or Parquet with a text column.")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="File to write the suggestions to (.csv, .tsv, .jsonl).")
+    ],
+    n: Annotated[int, typer.Option("-n", help="How many texts to suggest.")] = 50,
+    text_column: Annotated[
+        str | None, typer.Option("--text-column", help="Column holding the texts (default: detected).")
+    ] = None,
+    format: Annotated[
+        str | None, typer.Option("--format", help="csv, tsv, jsonl or parquet (default: from the suffix).")
+    ] = None,
+    exclude: Annotated[
+        Path | None,
+        typer.Option(help="Leave out texts that appear in this file (for example the training data)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the output file if it exists.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed for the clustering.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Rank unlabelled texts by the value of a label: uncertain for the model, and unlike one another.
+
+    Writes the N best rows as they were in UNLABELLED plus suggest_rank (1 = label first) and
+    suggest_score. Label them, add them to the training data, and train again.
+    """
+    from rich.console import Console
+
+    from fewlabel import progress
+    from fewlabel.active import suggest_file
+
+    progress.set_enabled(not quiet)
+    summary = suggest_file(
+        model_dir, unlabelled, output, n, text_column, format, exclude_path=exclude, force=force, seed=seed
+    )
+    Console(stderr=True, highlight=False).print(
+        f"Wrote {summary['suggested']} suggestions to {summary['output']} "
+        f"(from {summary['candidates']} distinct unlabelled texts of {summary['rows']} rows; "
+        f"diversity over {summary['representation']}). Label them, add them to the training data, "
+        "and train again.",
+        soft_wrap=True,
+    )

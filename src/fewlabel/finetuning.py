@@ -1,0 +1,728 @@
+"""Fine-tuning a transformer encoder on a few hundred labels without collapse, fast on a CPU.
+
+The recipe follows what makes BERT-style fine-tuning stable on small data (Mosbach et al. 2021;
+Zhang et al. 2021): bias-corrected AdamW, a small learning rate with linear warmup and decay, weight
+decay, gradient clipping, early stopping on validation *accuracy* with best-checkpoint restore, and
+a restart with a new seed when a run ends at the majority baseline. Three things make it fast:
+
+- the lower layers are frozen and their outputs computed once, so each epoch runs only the top
+  layers (``freeze_layers``); this also regularises, since fewer weights can memorise 500 reviews;
+- batches are built from texts of similar length, so almost no time is spent on padding;
+- the head starts from a logistic regression on the frozen features (LP-FT, Kumar et al. 2022), so
+  the first epoch already starts at the frozen-embedding accuracy instead of from a random head.
+
+Long texts keep their head and tail (Sun et al. 2019: the verdict of a review is often at the end),
+or are split into windows whose token states are pooled together (``long_texts="chunks"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fewlabel.errors import FewlabelError
+
+# Learning rates by backbone width: small encoders tolerate (and need) larger steps.
+BASE_LR = {"small": 8e-5, "base": 3e-5}
+HEAD_LR_MULTIPLIER = 10.0  # the head starts from a linear probe; it still moves faster than the encoder
+
+
+@dataclass
+class Recipe:
+    """Settings of one fine-tuning run (``finetune`` strategy parameters map onto these)."""
+
+    objective: str = "classify"  # classify (cross-entropy through a head) | contrastive (SetFit-style)
+    lr: float | None = None  # None: scaled to the backbone (8e-5 below 768 dims, 3e-5 at 768+)
+    epochs: int = 6  # a cap; early stopping usually ends sooner
+    patience: int = 3  # evaluations without improvement before stopping (1.5 epochs at 2 per epoch)
+    warmup: float = 0.1  # fraction of the scheduled steps
+    weight_decay: float = 0.01
+    dropout: float = 0.1  # on the pooled vector, before the head
+    batch_size: int = 16
+    max_grad_norm: float = 1.0
+    max_tokens: int = 256
+    long_texts: str = "head_tail"  # head_tail | head | chunks
+    head_fraction: float = 0.25  # share of max_tokens kept from the start in head_tail mode
+    freeze_layers: int | None = None  # None: half the layers; 0: train everything (no caching)
+    layer_decay: float = 1.0  # layer-wise learning-rate decay; 1.0 is off
+    reinit_layers: int = 0  # re-initialise the top N layers (Zhang et al. 2021)
+    linear_probe_init: bool = True
+    early_stopping: bool = True
+    restore_best: bool = True
+    class_weights: bool = True  # balanced class weights in the loss
+    val_fraction: float = 0.2
+    evals_per_epoch: int = 2
+    max_restarts: int = 2  # new seeds after a collapsed run
+    seed: int = 0
+    time_budget_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.objective not in ("classify", "contrastive"):
+            raise FewlabelError(f"objective must be classify or contrastive, got {self.objective!r}")
+        if self.long_texts not in ("head_tail", "head", "chunks"):
+            raise FewlabelError(f"long_texts must be head_tail, head or chunks, got {self.long_texts!r}")
+        if not 0.0 < self.val_fraction < 0.5:
+            raise FewlabelError(f"val_fraction must be between 0 and 0.5, got {self.val_fraction}")
+        if self.max_tokens < 16:
+            raise FewlabelError(f"max_tokens must be at least 16, got {self.max_tokens}")
+        if self.epochs < 1 or self.batch_size < 1 or self.evals_per_epoch < 1:
+            raise FewlabelError("epochs, batch_size and evals_per_epoch must be at least 1")
+
+
+# The practitioner's original setup: lr 5e-5, no warmup, fixed epochs, every layer trained, a random
+# head, the last epoch kept. Reproduced on purpose so its failure can be shown and explained.
+PRESETS: dict[str, dict[str, Any]] = {
+    "robust": {},
+    "naive": {
+        "lr": 5e-5,
+        "epochs": 2,
+        "warmup": 0.0,
+        "weight_decay": 0.0,
+        "freeze_layers": 0,
+        "linear_probe_init": False,
+        "early_stopping": False,
+        "restore_best": False,
+        "class_weights": False,
+        "long_texts": "head",
+        "evals_per_epoch": 1,
+        "max_restarts": 0,
+    },
+    # SetFit (Tunstall et al. 2022): pull same-label texts together and push others apart (cosine
+    # similarity loss on pairs), then fit a logistic-regression head on the tuned embeddings. Pairs
+    # are every pair inside a batch, so an epoch costs what a classification epoch costs, and the
+    # number of pairs grows with the data, never quadratically in it.
+    "contrastive": {"objective": "contrastive", "epochs": 4},
+}
+
+
+@dataclass
+class RunReport:
+    """What one fine-tuning run did: per-evaluation curves, the checkpoint kept, warnings."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_step: int = -1
+    best_epoch: float = 0.0
+    val_accuracy: float = float("nan")
+    val_loss: float = float("nan")
+    train_accuracy: float = float("nan")
+    majority: float = float("nan")
+    n_train: int = 0
+    n_val: int = 0
+    truncated: int = 0
+    seconds: float = 0.0
+    cache_seconds: float = 0.0
+    stopped: str = ""
+    restarts: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    frozen_layers: int = 0
+    trained_layers: int = 0
+    val_index: list[int] = field(default_factory=list)
+    val_proba: list[list[float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def at_chance(val_acc: float, majority: float, n_val: int) -> bool:
+    """Validation accuracy not clearly above the majority baseline (one-sided 95%, binomial noise)."""
+    return val_acc <= majority + 1.645 * math.sqrt(majority * (1 - majority) / max(n_val, 1))
+
+
+def failure_flags(train_acc: float, val_acc: float, majority: float, n_val: int) -> list[str]:
+    """Plain-language warnings about a run: collapse to the majority class, memorising."""
+    flags = []
+    if at_chance(val_acc, majority, n_val):
+        flags.append(
+            f"collapsed: validation accuracy {val_acc:.1%} is not clearly above the majority baseline "
+            f"({majority:.1%}, {n_val} validation rows); the model learned nothing usable. Typical causes: "
+            "a learning rate too high for the backbone, no warmup, or an unlucky seed. fewlabel's robust "
+            "preset restarts such runs with a new seed."
+        )
+    gap = train_acc - val_acc
+    if gap >= 0.10:
+        flags.append(
+            f"memorising: train {train_acc:.1%}, validation {val_acc:.1%} (gap {gap * 100:.1f} points). "
+            "A large gap by itself is normal for a model that can fit its training set; what matters "
+            f"is the validation accuracy, against the majority baseline ({majority:.1%}) and the "
+            "frozen-embedding and TF-IDF strategies. The gap means the training accuracy says nothing "
+            "about new data, not that the model is broken."
+        )
+    return flags
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as err:
+        raise FewlabelError(
+            f"fine-tuning needs PyTorch ({err}); install the CPU build: `pip install torch==2.13.0`"
+        ) from None
+    return torch
+
+
+def _passthrough():
+    """A module that stands in for the embedding layer when the top layers run on cached states."""
+    torch = _torch()
+
+    class Passthrough(torch.nn.Module):
+        def forward(self, input_ids=None, inputs_embeds=None, **kwargs):
+            return inputs_embeds
+
+    return Passthrough()
+
+
+def _layer_list(model) -> tuple[Any, str, str] | None:
+    """(parent module, attribute, dotted name) of the model's stack of transformer layers."""
+    torch = _torch()
+    n = getattr(model.config, "num_hidden_layers", None)
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n and name:
+            parent_name, _, attr = name.rpartition(".")
+            return (model.get_submodule(parent_name) if parent_name else model), attr, name
+    return None
+
+
+class EncoderClassifier:
+    """A Hugging Face encoder, split into a frozen bottom and a trained top, with a mean-pool head."""
+
+    def __init__(self, location: str, n_classes: int, freeze_layers: int | None, dropout: float):
+        torch = _torch()
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # fewlabel shows its own bars
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        self.tokenizer = AutoTokenizer.from_pretrained(location)
+        self.model = AutoModel.from_pretrained(location, trust_remote_code=False)
+        if hasattr(self.model, "pooler"):
+            self.model.pooler = None  # mean pooling is used; the pooler would be wasted work
+        self.n_layers = int(self.model.config.num_hidden_layers)
+        hidden = int(self.model.config.hidden_size)
+        self.hidden_size = hidden
+        found = _layer_list(self.model)
+        if freeze_layers is None:
+            freeze_layers = self.n_layers // 2 if found and hasattr(self.model, "embeddings") else 0
+        if freeze_layers and (found is None or not hasattr(self.model, "embeddings")):
+            raise FewlabelError(
+                f"cannot freeze layers of {location}: its layer stack was not found; use freeze_layers=0"
+            )
+        if not 0 <= freeze_layers < self.n_layers:
+            raise FewlabelError(
+                f"freeze_layers must be between 0 and {self.n_layers - 1}, got {freeze_layers}"
+            )
+        self.freeze = freeze_layers
+        self._stack = found
+        self.layers = getattr(found[0], found[1]) if found else None
+        self.head = torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(hidden, n_classes))
+        for p in self.model.parameters():
+            p.requires_grad = self.freeze == 0
+        if self.freeze:
+            for layer in self.layers[self.freeze :]:
+                for p in layer.parameters():
+                    p.requires_grad = True
+
+    # -- the two halves -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _only(self, layers, passthrough: bool) -> Iterator[None]:
+        torch = _torch()
+        parent, attr, _ = self._stack
+        embeddings = self.model.embeddings
+        setattr(parent, attr, torch.nn.ModuleList(layers))
+        if passthrough:
+            self.model.embeddings = _passthrough()
+        try:
+            yield
+        finally:
+            setattr(parent, attr, self.layers)
+            self.model.embeddings = embeddings
+
+    def bottom(self, input_ids, attention_mask):
+        """Hidden states after the frozen layers (embeddings alone when nothing is frozen)."""
+        with self._only(list(self.layers[: self.freeze]), passthrough=False):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def top(self, hidden, attention_mask):
+        """Mean-pooled output of the trained layers, from the frozen layers' hidden states."""
+        with self._only(list(self.layers[self.freeze :]), passthrough=True):
+            states = self.model(inputs_embeds=hidden, attention_mask=attention_mask).last_hidden_state
+        return states
+
+    def forward_tokens(self, input_ids, attention_mask):
+        """Token states of the whole encoder (the path used when every layer is trained)."""
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def trainable_parameters(self) -> list:
+        return [p for p in self.model.parameters() if p.requires_grad] + list(self.head.parameters())
+
+    def trained_state(self) -> dict[str, Any]:
+        """The weights fine-tuning changed (the rest comes from the backbone on load)."""
+        names = {id(p) for p in self.model.parameters() if p.requires_grad}
+        state = {
+            f"encoder.{k}": v.detach().clone() for k, v in self.model.named_parameters() if id(v) in names
+        }
+        state.update({f"head.{k}": v.detach().clone() for k, v in self.head.state_dict().items()})
+        return state
+
+    def load_trained_state(self, state: dict[str, Any]) -> None:
+        torch = _torch()
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for key, value in state.items():
+                where, _, name = key.partition(".")
+                if where == "encoder":
+                    if name not in params or params[name].shape != value.shape:
+                        raise FewlabelError(f"saved weight {name} does not fit this backbone")
+                    params[name].copy_(value)
+            self.head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
+
+
+# -- tokenising long texts ----------------------------------------------------------------------
+@dataclass
+class Windows:
+    """Token windows of texts: one per text, or several when long texts are chunked."""
+
+    ids: list[list[int]]
+    owner: np.ndarray  # text index of each window
+    truncated: int  # texts that did not fit whole
+
+
+def _special_tokens(tokenizer) -> tuple[list[int], list[int]]:
+    """The tokens a tokenizer puts before and after one sequence (e.g. [CLS] ... [SEP])."""
+    bare = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a", add_special_tokens=True)["input_ids"]
+    for start in range(len(full) - len(bare) + 1):
+        if full[start : start + len(bare)] == bare:
+            return full[:start], full[start + len(bare) :]
+    raise FewlabelError("cannot tell where this tokenizer puts its special tokens")
+
+
+def windows(tokenizer, texts: Sequence[str], max_tokens: int, mode: str, head_fraction: float) -> Windows:
+    """Token ids with special tokens, at most ``max_tokens`` per window."""
+    prefix, suffix = _special_tokens(tokenizer)
+    body = max_tokens - len(prefix) - len(suffix)
+    encoded = tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+    out, owner, truncated = [], [], 0
+    for i, ids in enumerate(encoded):
+        if len(ids) > body:
+            truncated += 1
+            if mode == "chunks":
+                for start in range(0, len(ids), body):
+                    out.append(prefix + ids[start : start + body] + suffix)
+                    owner.append(i)
+                continue
+            if mode == "head_tail":
+                head = int(body * head_fraction)
+                ids = ids[:head] + ids[len(ids) - (body - head) :]
+            else:
+                ids = ids[:body]
+        out.append(prefix + ids + suffix)
+        owner.append(i)
+    return Windows(out, np.array(owner, dtype=np.int64), truncated)
+
+
+def length_batches(
+    lengths: Sequence[int], batch_size: int, rng: np.random.Generator | None
+) -> list[np.ndarray]:
+    """Batches of windows of similar length (little padding); shuffled in order when ``rng`` is given."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    if rng is not None:
+        # Sort within random pools of 8 batches: similar lengths, but not the same batches each epoch.
+        order = rng.permutation(len(lengths))
+        pool = batch_size * 8
+        order = np.concatenate(
+            [
+                chunk[np.argsort(np.asarray(lengths)[chunk], kind="stable")]
+                for chunk in np.array_split(order, max(1, math.ceil(len(order) / pool)))
+            ]
+        )
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if rng is not None:
+        rng.shuffle(batches)
+    return batches
+
+
+def _pad(sequences: list, pad_value: float):
+    torch = _torch()
+    longest = max(len(s) for s in sequences)
+    if isinstance(sequences[0], list):
+        ids = torch.full((len(sequences), longest), int(pad_value), dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+    else:
+        ids = torch.zeros((len(sequences), longest, sequences[0].shape[-1]), dtype=torch.float32)
+        for row, seq in enumerate(sequences):
+            ids[row, : len(seq)] = seq.float()
+    mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        mask[row, : len(seq)] = 1
+    return ids, mask
+
+
+class Pooler:
+    """Mean of token states over all windows of each text (equal to plain mean pooling for one window)."""
+
+    def __init__(self, owner: np.ndarray):
+        self.owner = owner
+
+    def __call__(self, states, mask, window_index: np.ndarray):
+        torch = _torch()
+        m = mask.unsqueeze(-1).to(states.dtype)
+        sums = (states * m).sum(dim=1)
+        counts = m.sum(dim=1)
+        # Windows of one text in a batch are summed together before dividing.
+        texts, inverse = np.unique(self.owner[window_index], return_inverse=True)
+        inv = torch.as_tensor(inverse)
+        pooled = torch.zeros((len(texts), sums.shape[1]), dtype=sums.dtype).index_add(0, inv, sums)
+        total = torch.zeros((len(texts), 1), dtype=sums.dtype).index_add(0, inv, counts)
+        return pooled / total.clamp(min=1.0), texts
+
+
+# -- the training loop --------------------------------------------------------------------------
+class FineTuner:
+    """Fits an :class:`EncoderClassifier` with a :class:`Recipe`; predicts with the restored best."""
+
+    def __init__(
+        self, location: str, n_classes: int, recipe: Recipe, label_names: Sequence[str] | None = None
+    ):
+        self.location = location
+        self.n_classes = n_classes
+        self.recipe = recipe
+        self.net: EncoderClassifier | None = None
+        self.label_names = label_names
+
+    def _new_net(self) -> EncoderClassifier:
+        return EncoderClassifier(
+            self.location, self.n_classes, self.recipe.freeze_layers, self.recipe.dropout
+        )
+
+    def fit(
+        self,
+        texts: Sequence[str],
+        y: np.ndarray,
+        on_step: Callable[[int, int, str], None] | None = None,
+    ) -> RunReport:
+        torch = _torch()
+        from sklearn.model_selection import train_test_split
+
+        r = self.recipe
+        start = time.perf_counter()
+        deadline = start + r.time_budget_s if r.time_budget_s else None
+        idx = np.arange(len(texts))
+        counts = np.bincount(y, minlength=self.n_classes)
+        stratify = y if counts[counts > 0].min() >= 2 else None
+        train_idx, val_idx = train_test_split(
+            idx, test_size=r.val_fraction, random_state=r.seed, stratify=stratify
+        )
+        majority = float(np.bincount(y[val_idx], minlength=self.n_classes).max() / len(val_idx))
+        restarts: list[str] = []
+        seed = r.seed
+        while True:
+            report = self._fit_once(texts, y, train_idx, val_idx, seed, deadline, on_step)
+            report.majority = majority
+            collapsed = at_chance(report.val_accuracy, majority, len(val_idx))
+            remaining = deadline is None or time.perf_counter() < deadline - 60
+            if collapsed and len(restarts) < r.max_restarts and remaining:
+                restarts.append(
+                    f"seed {seed}: validation accuracy {report.val_accuracy:.1%} at the majority baseline "
+                    f"({majority:.1%}); restarted with seed {seed + 1}"
+                )
+                seed += 1
+                continue
+            break
+        report.restarts = restarts
+        report.flags = failure_flags(report.train_accuracy, report.val_accuracy, majority, len(val_idx))
+        report.seconds = time.perf_counter() - start
+        report.val_index = sorted(int(i) for i in val_idx)
+        del torch
+        return report
+
+    def _fit_once(self, texts, y, train_idx, val_idx, seed, deadline, on_step) -> RunReport:
+        torch = _torch()
+        r = self.recipe
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        self.net = net = self._new_net()
+        if r.reinit_layers:
+            for layer in net.layers[net.n_layers - r.reinit_layers :]:
+                layer.apply(net.model._init_weights)
+        report = RunReport(frozen_layers=net.freeze, trained_layers=net.n_layers - net.freeze)
+        win = windows(net.tokenizer, texts, r.max_tokens, r.long_texts, r.head_fraction)
+        report.truncated = win.truncated
+        report.n_train, report.n_val = len(train_idx), len(val_idx)
+        in_train = np.isin(win.owner, train_idx)
+        train_w, val_w = np.flatnonzero(in_train), np.flatnonzero(~in_train)
+        pooler = Pooler(win.owner)
+        lengths = [len(w) for w in win.ids]
+
+        # Frozen layers run once for every window; epochs reuse their outputs.
+        cache_start = time.perf_counter()
+        cached: list | None = None
+        if net.freeze:
+            net.model.eval()
+            cached = [None] * len(win.ids)
+            with torch.inference_mode():
+                for batch in length_batches([len(s) for s in win.ids], 32, None):
+                    ids, mask = _pad([win.ids[i] for i in batch], net.tokenizer.pad_token_id or 0)
+                    states = net.bottom(ids, mask)
+                    for row, i in enumerate(batch):
+                        cached[i] = states[row, : int(mask[row].sum())].to(torch.float16).clone()
+                    if on_step:
+                        on_step(0, 0, "caching frozen layers")
+        report.cache_seconds = time.perf_counter() - cache_start
+
+        def pooled(batch: np.ndarray):
+            if cached is not None:
+                hidden, mask = _pad([cached[i] for i in batch], 0.0)
+                states = net.top(hidden, mask)
+            else:
+                ids, mask = _pad([win.ids[i] for i in batch], net.tokenizer.pad_token_id or 0)
+                states = net.forward_tokens(ids, mask)
+            return pooler(states, mask, batch)
+
+        def evaluate(which: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+            net.model.eval()
+            net.head.eval()
+            logits, owners = [], []
+            with torch.inference_mode():
+                for batch in _whole_text_batches(win.owner, which, batch_size, lengths):
+                    vec, text_ids = pooled(batch)
+                    logits.append(net.head(vec).float().numpy())
+                    owners.append(text_ids)
+            return np.concatenate(logits), np.concatenate(owners)
+
+        if r.linear_probe_init:
+            self._linear_probe(net, evaluate, train_w, y)
+
+        weights = None
+        if r.class_weights:
+            c = np.bincount(y[train_idx], minlength=self.n_classes).astype(float)
+            weights = torch.tensor(len(train_idx) / (self.n_classes * np.maximum(c, 1)), dtype=torch.float32)
+        loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
+        optimizer = torch.optim.AdamW(self._param_groups(net), weight_decay=r.weight_decay)
+        steps_per_epoch = math.ceil(len(train_w) / r.batch_size)
+        total = steps_per_epoch * r.epochs
+        warmup = int(r.warmup * total)
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return max(0.0, (total - step) / max(1, total - warmup))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        # Evaluate at the end of each epoch and, with evals_per_epoch > 1, at even points within it.
+        eval_at = {round(steps_per_epoch * k / r.evals_per_epoch) for k in range(1, r.evals_per_epoch + 1)}
+        run_start = time.perf_counter()
+        best_state, best = None, (-1.0, float("inf"))
+        since_best, step, running = 0, 0, [0, 0, 0.0]
+        stopped = f"epoch cap ({r.epochs})"
+        done = False
+        for epoch in range(r.epochs):
+            for batch in length_batches([len(win.ids[i]) for i in train_w], r.batch_size, rng):
+                batch = train_w[batch]
+                net.model.train()
+                net.head.train()
+                vec, text_ids = pooled(batch)
+                logits = net.head(vec)
+                target = torch.as_tensor(y[text_ids])
+                loss = loss_fn(logits, target) if r.objective == "classify" else _pair_loss(vec, target)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.trainable_parameters(), r.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                running[0] += int((logits.argmax(1) == target).sum())
+                running[1] += len(target)
+                running[2] += loss.item() * len(target)
+                if on_step:
+                    on_step(step, total, f"epoch {epoch + 1}/{r.epochs}")
+                if step - epoch * steps_per_epoch in eval_at:
+                    if r.objective == "contrastive":  # the head follows the embeddings: refit it
+                        self._linear_probe(net, evaluate, train_w, y)
+                    val_acc, val_loss = self._score(*evaluate(val_w), y)
+                    report.history.append(
+                        {
+                            "step": step,
+                            "epoch": round(step / steps_per_epoch, 3),
+                            "train_loss": running[2] / max(1, running[1]),
+                            "train_accuracy": running[0] / max(1, running[1]),
+                            "val_loss": val_loss,
+                            "val_accuracy": val_acc,
+                            "lr": float(scheduler.get_last_lr()[0]),
+                            "seconds": round(time.perf_counter() - run_start + report.cache_seconds, 2),
+                        }
+                    )
+                    running = [0, 0, 0.0]
+                    if (val_acc, -val_loss) > (best[0], -best[1]):
+                        best = (val_acc, val_loss)
+                        best_state = net.trained_state()
+                        report.best_step, report.best_epoch = step, step / steps_per_epoch
+                        since_best = 0
+                    else:
+                        since_best += 1
+                    if r.early_stopping and since_best >= r.patience:
+                        stopped = f"early stopping: no better validation accuracy in {r.patience} evaluations"
+                        done = True
+                if deadline is not None and time.perf_counter() > deadline:
+                    stopped = "time budget reached; kept the best checkpoint so far"
+                    done = True
+                if done:
+                    break
+            if done:
+                break
+        if r.restore_best and best_state is not None:
+            net.load_trained_state(best_state)
+        else:
+            report.best_step, report.best_epoch = step, step / steps_per_epoch
+        report.stopped = stopped
+        val_logits, val_texts = evaluate(val_w)
+        report.val_accuracy, report.val_loss = self._score(val_logits, val_texts, y)
+        val_proba = _softmax(val_logits)
+        order = np.argsort(val_texts)
+        report.val_proba = val_proba[order].tolist()
+        train_logits, train_texts = evaluate(train_w)
+        report.train_accuracy = float((train_logits.argmax(1) == y[train_texts]).mean())
+        return report
+
+    def _param_groups(self, net: EncoderClassifier) -> list[dict[str, Any]]:
+        """The head at a higher rate; encoder layers at rates decaying with depth when asked."""
+        r = self.recipe
+        lr = r.lr or (BASE_LR["base"] if net.hidden_size >= 768 else BASE_LR["small"])
+        groups: list[dict[str, Any]] = [
+            {"params": list(net.head.parameters()), "lr": lr * HEAD_LR_MULTIPLIER}
+        ]
+        stack = net._stack[2] + "." if net._stack else None
+        by_depth: dict[int, list] = {}
+        for name, p in net.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            if stack and name.startswith(stack):
+                depth = int(name[len(stack) :].split(".")[0])
+            else:  # embeddings sit below the first layer; anything else (final norms) at the top
+                depth = -1 if name.startswith("embeddings.") else net.n_layers - 1
+            by_depth.setdefault(depth, []).append(p)
+        for depth, params in sorted(by_depth.items()):
+            groups.append({"params": params, "lr": lr * r.layer_decay ** (net.n_layers - 1 - depth)})
+        return groups
+
+    def _linear_probe(self, net: EncoderClassifier, evaluate, train_w: np.ndarray, y: np.ndarray) -> None:
+        """Start the head from a logistic regression on the untrained top's pooled features."""
+        torch = _torch()
+        from sklearn.linear_model import LogisticRegression
+
+        captured: dict[str, Any] = {}
+        linear = net.head[1]
+        hook = linear.register_forward_hook(
+            lambda m, inp, out: captured.setdefault("x", []).append(inp[0].numpy())
+        )
+        try:
+            _, owners = evaluate(train_w)
+        finally:
+            hook.remove()
+        x = np.concatenate(captured["x"])
+        target = y[owners]
+        coef = np.zeros((self.n_classes, x.shape[1]))
+        intercept = np.full(self.n_classes, -10.0)  # classes absent from training stay unlikely
+        present = np.unique(target)
+        if len(present) > 1:
+            probe = LogisticRegression(C=1.0, max_iter=2000).fit(x, target)
+            if len(present) == 2:  # one weight vector for two classes: split it symmetrically
+                coef[present] = np.vstack([-probe.coef_[0] / 2, probe.coef_[0] / 2])
+                intercept[present] = [-probe.intercept_[0] / 2, probe.intercept_[0] / 2]
+            else:
+                coef[present], intercept[present] = probe.coef_, probe.intercept_
+        else:
+            intercept[present] = 0.0
+        with torch.no_grad():
+            linear.weight.copy_(torch.as_tensor(coef, dtype=torch.float32))
+            linear.bias.copy_(torch.as_tensor(intercept, dtype=torch.float32))
+
+    @staticmethod
+    def _score(logits: np.ndarray, texts: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        proba = _softmax(logits)
+        truth = y[texts]
+        acc = float((proba.argmax(1) == truth).mean())
+        loss = float(-np.log(np.clip(proba[np.arange(len(truth)), truth], 1e-7, 1)).mean())
+        return acc, loss
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        torch = _torch()
+        net = self.net
+        if net is None:
+            raise FewlabelError("this fine-tuned model has no weights yet")
+        r = self.recipe
+        win = windows(net.tokenizer, texts, r.max_tokens, r.long_texts, r.head_fraction)
+        pooler = Pooler(win.owner)
+        net.model.eval()
+        net.head.eval()
+        out = np.zeros((len(texts), self.n_classes))
+        with torch.inference_mode():
+            for batch in _whole_text_batches(
+                win.owner, np.arange(len(win.ids)), batch_size, [len(w) for w in win.ids]
+            ):
+                ids, mask = _pad([win.ids[i] for i in batch], net.tokenizer.pad_token_id or 0)
+                states = net.top(net.bottom(ids, mask), mask) if net.freeze else net.forward_tokens(ids, mask)
+                vec, text_ids = pooler(states, mask, batch)
+                out[text_ids] = _softmax(net.head(vec).float().numpy())
+        return out
+
+
+def _pair_loss(vec, target):
+    """SetFit's cosine-similarity loss over every pair in the batch: 1 for same label, 0 otherwise."""
+    torch = _torch()
+    z = torch.nn.functional.normalize(vec, dim=1)
+    sim = z @ z.T
+    same = (target[:, None] == target[None, :]).to(sim.dtype)
+    upper = torch.triu(torch.ones_like(sim, dtype=torch.bool), diagonal=1)
+    return ((sim - same)[upper] ** 2).mean()
+
+
+def _whole_text_batches(
+    owner: np.ndarray, which: np.ndarray, batch_size: int, lengths
+) -> Iterator[np.ndarray]:
+    """Batches of windows ordered by text length, never splitting one text's windows across batches."""
+    groups: dict[int, list[int]] = {}
+    for w in which:
+        groups.setdefault(int(owner[w]), []).append(int(w))
+    ordered = sorted(groups.values(), key=lambda ws: max(lengths[w] for w in ws))
+    batch: list[int] = []
+    for ws in ordered:
+        batch.extend(ws)
+        if len(batch) >= batch_size:
+            yield np.array(batch)
+            batch = []
+    if batch:
+        yield np.array(batch)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+# Training steps cost about three forward passes (forward, backward through activations and weights).
+TRAIN_COST_PER_TOKEN = 3.0
+EXPECTED_EPOCHS = 3.0  # where early stopping typically ends with the robust preset
+
+
+def estimated_seconds(texts: Sequence[str], backbone: str, recipe: Recipe | None = None) -> float:
+    """Rough time of a robust fine-tuning run on this CPU, from word counts (for budget decisions)."""
+    from fewlabel.backbones import TOKENS_PER_SECOND
+
+    recipe = recipe or Recipe()
+    per_second = TOKENS_PER_SECOND.get(backbone, TOKENS_PER_SECOND["mpnet"])
+    tokens = sum(min(recipe.max_tokens, 1.35 * len(t.split()) + 2) for t in texts)
+    trained = 0.5 if recipe.freeze_layers is None else 1.0
+    cache = tokens * (1 - trained) / per_second
+    epoch = tokens * (1 - recipe.val_fraction) * trained * TRAIN_COST_PER_TOKEN / per_second
+    evals = tokens * recipe.val_fraction * trained * recipe.evals_per_epoch / per_second
+    return cache + EXPECTED_EPOCHS * (epoch + evals)

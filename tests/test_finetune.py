@@ -1,0 +1,181 @@
+"""Fine-tuning: long-text windows, batching, the failure detector, the recipe, and train() with it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import BACKBONE
+from fewlabel.errors import FewlabelError
+from fewlabel.finetuning import PRESETS, Recipe, failure_flags, length_batches, windows
+
+FAST = {"epochs": 3, "max_tokens": 48}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from fewlabel.backbones import resolve
+
+    return AutoTokenizer.from_pretrained(resolve(BACKBONE).location)
+
+
+def encode(labels):
+    classes = sorted(set(labels))
+    return np.array([classes.index(label) for label in labels])
+
+
+def test_head_tail_keeps_the_start_and_the_verdict(tokenizer):
+    text = "start " + "filler " * 300 + "verdict: terrible"
+    win = windows(tokenizer, [text, "short one"], max_tokens=32, mode="head_tail", head_fraction=0.25)
+    assert win.truncated == 1 and win.owner.tolist() == [0, 1]
+    decoded = tokenizer.decode(win.ids[0])
+    assert len(win.ids[0]) == 32
+    assert "start" in decoded and decoded.rstrip().endswith("verdict : terrible [SEP]")
+    head_only = windows(tokenizer, [text], max_tokens=32, mode="head", head_fraction=0.25)
+    assert "terrible" not in tokenizer.decode(head_only.ids[0])
+
+
+def test_chunks_cover_every_token(tokenizer):
+    text = " ".join(f"word{i}" for i in range(100))
+    bare = tokenizer(text, add_special_tokens=False)["input_ids"]
+    win = windows(tokenizer, [text, "tiny"], max_tokens=20, mode="chunks", head_fraction=0.25)
+    assert win.truncated == 1
+    first = [w[1:-1] for w, o in zip(win.ids, win.owner, strict=True) if o == 0]
+    assert sum(first, []) == bare  # every token once, in order, special tokens around each window
+    assert all(len(w) <= 20 for w in win.ids)
+    assert win.owner.tolist().count(1) == 1
+
+
+def test_length_batches_cover_each_index_once_with_similar_lengths():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 300, size=103).tolist()
+    batches = length_batches(lengths, 16, np.random.default_rng(1))
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(103))
+    # Sorted within pools: the padding inside a batch is far below that of random batches.
+    padding = sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
+    shuffled = np.array_split(rng.permutation(103), len(batches))
+    random_padding = sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in shuffled)
+    assert padding < random_padding / 3
+
+
+def test_failure_flags_explain_memorising_and_collapse():
+    flags = failure_flags(train_acc=0.998, val_acc=0.523, majority=0.5, n_val=100)
+    assert len(flags) == 2
+    collapsed, memorising = flags
+    assert collapsed.startswith("collapsed: validation accuracy 52.3% is not clearly above")
+    assert "memorising: train 99.8%, validation 52.3%" in memorising
+    assert "normal" in memorising  # says what the gap does not mean
+    assert failure_flags(0.95, 0.90, 0.5, 100) == []
+    assert len(failure_flags(1.0, 0.88, 0.5, 100)) == 1  # a 12-point gap alone: flagged, not collapsed
+    # 60% is clearly above chance on 1000 rows, not on 20.
+    assert failure_flags(0.6, 0.6, 0.5, 1000) == []
+    assert failure_flags(0.6, 0.6, 0.5, 20)[0].startswith("collapsed")
+
+
+def test_naive_preset_is_the_original_setup():
+    naive = Recipe(**PRESETS["naive"])
+    assert naive.lr == 5e-5 and naive.warmup == 0.0 and naive.epochs == 2
+    assert not naive.early_stopping and not naive.restore_best and naive.freeze_layers == 0
+    robust = Recipe()
+    assert robust.early_stopping and robust.restore_best and robust.warmup > 0
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"long_texts": "middle"}, "long_texts"),
+        ({"val_fraction": 0.7}, "val_fraction"),
+        ({"max_tokens": 4}, "max_tokens"),
+    ],
+)
+def test_recipe_rejects_bad_settings(bad, message):
+    with pytest.raises(FewlabelError, match=message):
+        Recipe(**bad)
+
+
+@pytest.fixture(scope="module")
+def run(reviews):
+    from fewlabel.strategies import make_strategy
+
+    texts, labels = reviews
+    strategy = make_strategy("finetune", backbone=BACKBONE, **FAST).fit(texts, encode(labels))
+    return strategy, strategy.report_
+
+
+def test_run_report_records_curves_and_restores_the_best_checkpoint(run):
+    _, report = run
+    assert report.history and {"epoch", "train_loss", "val_loss", "val_accuracy", "lr"} <= set(
+        report.history[0]
+    )
+    best = max(h["val_accuracy"] for h in report.history)
+    assert report.val_accuracy == pytest.approx(best)
+    assert report.n_train + report.n_val == 48 and len(report.val_index) == report.n_val
+    assert report.frozen_layers == 3 and report.trained_layers == 3  # minilm: 6 layers, half frozen
+    assert np.allclose(np.asarray(report.val_proba).sum(axis=1), 1.0)
+
+
+def test_saved_run_keeps_the_curves(run, tmp_path):
+    import json
+
+    strategy, report = run
+    strategy.save(tmp_path / "s")
+    saved = json.loads((tmp_path / "s" / "training_run.json").read_text())
+    assert saved["history"] == report.history
+    assert (tmp_path / "s" / "weights.safetensors").stat().st_size < 30e6  # only the trained layers
+
+
+def test_time_budget_stops_early_and_keeps_a_checkpoint(reviews):
+    from fewlabel.strategies import make_strategy
+
+    texts, labels = reviews
+    strategy = make_strategy("finetune", backbone=BACKBONE, epochs=50, max_tokens=48, time_budget_s=0.01)
+    strategy.fit(texts, encode(labels))
+    assert strategy.report_.stopped.startswith("time budget")
+    assert len(strategy.report_.history) <= 1
+    assert strategy.predict_proba(texts[:2]).shape == (2, 2)
+
+
+def test_collapsed_run_is_restarted(reviews):
+    from fewlabel.strategies import make_strategy
+
+    texts, labels = reviews
+    # A learning rate absurd enough to destroy any run: both tries collapse, the restart is reported.
+    strategy = make_strategy("finetune", backbone=BACKBONE, epochs=1, max_tokens=32, lr=5.0)
+    strategy.fit(texts, encode(labels))
+    report = strategy.report_
+    assert report.restarts and "restarted with seed 1" in report.restarts[0]
+    assert any(flag.startswith("collapsed") for flag in report.flags)
+
+
+def test_train_scores_finetune_on_its_held_out_rows(reviews, tmp_path):
+    from fewlabel.config import TrainConfig
+    from fewlabel.data import LabelledTexts
+    from fewlabel.persistence import load_model
+    from fewlabel.training import train
+
+    texts, labels = reviews
+    data = LabelledTexts.from_lists(texts, labels)
+    config = TrainConfig(strategy="finetune", model=BACKBONE, strategy_params={"finetune": FAST})
+    result = train(data, tmp_path / "m", config)
+    assert result.chosen == "finetune" and result.estimate.protocol == "holdout"
+    assert len(result.estimate.y) == result.strategy.report_.n_val
+    assert result.expected["value"] == pytest.approx(result.strategy.report_.val_accuracy)
+    assert "held-out" in result.expected["method"]
+    model = load_model(tmp_path / "m")
+    assert model.predict(["Broke after a week.", "Lovely, works great."])[0] == ["negative", "positive"]
+
+
+def test_auto_leaves_finetune_out_of_small_data_and_says_why(reviews):
+    from fewlabel.config import TrainConfig
+    from fewlabel.data import LabelledTexts
+    from fewlabel.training import train
+
+    texts, labels = reviews
+    result = train(
+        LabelledTexts.from_lists(texts, labels), None, TrainConfig(model=BACKBONE, folds=3, diagnostics=False)
+    )
+    assert "finetune" not in result.results
+    assert any(note.startswith("finetune left out: with 48 texts") for note in result.notes)
