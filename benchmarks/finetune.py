@@ -93,8 +93,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--train-size", type=int, default=500)
     parser.add_argument("--configs", nargs="+", default=["finetune:backbone=minilm"])
+    parser.add_argument("--verbose", action="store_true", help="log every evaluation of fine-tuning runs")
     args = parser.parse_args(argv)
     progress.set_enabled(False)
+    if args.verbose:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     runs = []
     for data_name in args.data:
         for seed in range(args.first_seed, args.first_seed + args.seeds):

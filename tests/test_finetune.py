@@ -9,7 +9,7 @@ from conftest import BACKBONE
 from fewlabel.errors import FewlabelError
 from fewlabel.finetuning import PRESETS, Recipe, failure_flags, length_batches, windows
 
-FAST = {"epochs": 3, "max_tokens": 48}
+FAST = {"epochs": 3, "max_tokens": 48, "freeze_layers": 3}  # the frozen-layer cache path
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_run_report_records_curves_and_restores_the_best_checkpoint(run):
     best = max(h["val_accuracy"] for h in report.history)
     assert report.val_accuracy == pytest.approx(best)
     assert report.n_train + report.n_val == 48 and len(report.val_index) == report.n_val
-    assert report.frozen_layers == 3 and report.trained_layers == 3  # minilm: 6 layers, half frozen
+    assert report.frozen_layers == 3 and report.trained_layers == 3  # minilm: 6 layers
     assert np.allclose(np.asarray(report.val_proba).sum(axis=1), 1.0)
 
 
@@ -179,3 +179,32 @@ def test_auto_leaves_finetune_out_of_small_data_and_says_why(reviews):
     )
     assert "finetune" not in result.results
     assert any(note.startswith("finetune left out: with 48 texts") for note in result.notes)
+
+
+def test_frozen_bottom_then_top_equals_the_whole_encoder(tokenizer):
+    """The split that lets epochs reuse the frozen layers' outputs computes exactly the same thing."""
+    import torch
+
+    from fewlabel.backbones import resolve
+    from fewlabel.finetuning import EncoderClassifier, _pad
+
+    location = resolve(BACKBONE).location
+    split = EncoderClassifier(location, 2, freeze_layers=4, dropout=0.1)
+    assert split.freeze == 4
+    assert EncoderClassifier(location, 2, freeze_layers=None, dropout=0.1).freeze == 0  # 6 layers: train all
+    split.model.eval()
+    win = windows(
+        split.tokenizer,
+        ["short", "a somewhat longer review that needs padding in the batch"],
+        64,
+        "head",
+        0.25,
+    )
+    ids, mask = _pad(win.ids, split.tokenizer.pad_token_id)
+    with torch.inference_mode():
+        whole = split.forward_tokens(ids, mask)
+        parts = split.top(split.bottom(ids, mask), mask)
+    real = mask.bool()
+    assert torch.allclose(whole[real], parts[real], atol=1e-4)
+    trainable = {name for name, p in split.model.named_parameters() if p.requires_grad}
+    assert trainable and all(".layer.4." in n or ".layer.5." in n for n in trainable)

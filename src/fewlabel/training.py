@@ -209,6 +209,10 @@ def _train(
         if skip:
             notes.append(skip)
             continue
+        if config.augment:
+            notes.append(
+                f"{name}: trained on the real texts only (augmentation applies to cross-validated strategies)."
+            )
         params = {**config.params_for(name), "time_budget_s": max(remaining, 30.0)}
         if "backbone" not in config.strategy_params.get(name, {}):
             params["backbone"] = backbone

@@ -124,6 +124,7 @@ def train_command(
     quiet: bool,
     budget_minutes: float = DEFAULT_BUDGET_MINUTES,
     preset: str = "robust",
+    augment: str | None = None,
 ) -> TrainResult:
     progress.set_enabled(not quiet)
     console = Console(highlight=False)
@@ -135,6 +136,7 @@ def train_command(
         diagnostics=diagnostics,
         budget_minutes=budget_minutes,
         preset=preset,
+        augment=augment,
     )
     labelled = load_labelled(
         data,

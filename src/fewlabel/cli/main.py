@@ -130,6 +130,13 @@ def train(
             "failing setup, reproduced so its failure can be seen and explained)."
         ),
     ] = "robust",
+    augment: Annotated[
+        str | None,
+        typer.Option(
+            help="eda: add EDA variants (WordNet synonyms, insertions, swaps, deletions) to each training "
+            "fold. Off by default: it did not help on our benchmarks (see README)."
+        ),
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """Cross-validate strategies, pick the best honestly, refit on all data and save the model."""
@@ -151,6 +158,7 @@ def train(
         diagnostics=diagnostics,
         budget_minutes=budget_minutes,
         preset=preset,
+        augment=augment,
         quiet=quiet,
     )
 

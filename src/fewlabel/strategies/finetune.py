@@ -19,7 +19,7 @@ from fewlabel.strategies.base import Strategy
 
 _RECIPE_KEYS = (
     "lr", "epochs", "patience", "batch_size", "max_tokens", "long_texts", "freeze_layers",
-    "layer_decay", "reinit_layers", "val_fraction", "time_budget_s", "seed",
+    "layer_decay", "reinit_layers", "val_fraction", "time_budget_s", "seed", "precision",
 )  # fmt: skip
 
 
