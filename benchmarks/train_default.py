@@ -58,6 +58,10 @@ def run_one(name: str, seed: int, train_size: int, model: str, strategy: str) ->
         "cv_accuracy": exp["value"],
         "cv_ci95": [exp["ci95_low"], exp["ci95_high"]],
         "raw_cv_accuracy": exp["cv_accuracy"],
+        "chosen_backbone": result.strategy.params.get("backbone"),
+        "estimate_source": result.estimate_source(),
+        "notes": result.notes,
+        "warnings": result.warnings,
         "test_accuracy": test_acc,
         "test_in_ci": bool(exp["ci95_low"] <= test_acc <= exp["ci95_high"]),
         "train_seconds": train_seconds,
@@ -81,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         cold_embedding_cache()
     runs = []
     print(
-        f"{'data':<14}{'seed':>5}{'chosen':>10}{'CV acc':>9}{'95% CI':>16}{'test acc':>10}{'in CI':>7}{'train s':>9}"
+        f"{'data':<14}{'seed':>5}{'chosen':>18}{'CV acc':>9}{'95% CI':>16}{'test acc':>10}{'in CI':>7}{'train s':>9}"
     )
     for name in args.data:
         for seed in range(args.seeds):
@@ -89,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(r)
             ci = f"{100 * r['cv_ci95'][0]:.1f}-{100 * r['cv_ci95'][1]:.1f}"
             print(
-                f"{name:<14}{seed:>5}{r['chosen']:>10}{100 * r['cv_accuracy']:>8.1f}%{ci:>16}"
+                f"{name:<14}{seed:>5}{r['chosen'] + '/' + str(r['chosen_backbone']):>18}{100 * r['cv_accuracy']:>8.1f}%{ci:>16}"
                 f"{100 * r['test_accuracy']:>9.1f}%{'yes' if r['test_in_ci'] else 'no':>7}{r['train_seconds']:>9.1f}",
                 flush=True,
             )
@@ -100,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         acc = [r["test_accuracy"] for r in rs]
         summary[name] = {
             "test_accuracy_mean": float(np.mean(acc)),
-            "test_accuracy_std": float(np.std(acc)),
+            "test_accuracy_std": float(np.std(acc, ddof=1)) if len(acc) > 1 else 0.0,
             "in_ci": sum(r["test_in_ci"] for r in rs),
             "runs": len(rs),
             "train_seconds_mean": float(np.mean([r["train_seconds"] for r in rs])),

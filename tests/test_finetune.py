@@ -166,6 +166,10 @@ def test_train_scores_finetune_on_its_held_out_rows(reviews, tmp_path):
     assert "held-out" in result.expected["method"]
     model = load_model(tmp_path / "m")
     assert model.predict(["Broke after a week.", "Lovely, works great."])[0] == ["negative", "positive"]
+    report = (tmp_path / "m" / "report.html").read_text()
+    assert "How finetune trained" in report and "(held out)" in report
+    run_section = report[report.index("How finetune trained") :]
+    assert "<svg" in run_section[:20000]  # the per-evaluation curves
 
 
 def test_auto_leaves_finetune_out_of_small_data_and_says_why(reviews):

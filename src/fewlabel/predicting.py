@@ -36,11 +36,33 @@ BATCH = 512
 ABSTAIN = "ABSTAIN"
 
 
-def _text_column(table: Table, model: TrainedModel, wanted: str | None) -> str:
-    trained_on = model.manifest.get("text_column")
+def _text_column(table: Table, manifest: dict[str, Any], wanted: str | None) -> str:
+    trained_on = manifest.get("text_column")
     if wanted is None and trained_on in table.columns:
         return trained_on
     return find_column(table, wanted, TEXT_COLUMN_NAMES, "texts", "--text-column")
+
+
+def table_texts(table: Table, manifest: dict[str, Any], text_column: str | None) -> list[str]:
+    """The text of every row (stripped; empty where the row has none), from the model's text column."""
+    column = _text_column(table, manifest, text_column)
+    return [(row.get(column) or "").strip() for row in table.rows]
+
+
+def fill_predictions(
+    n_rows: int,
+    todo: list[int],
+    predicted: list[str],
+    confidence: Any,
+    threshold: float | None,
+) -> tuple[list[str], list[float | None]]:
+    """Spread the predictions for rows ``todo`` over all ``n_rows``; the others get no label."""
+    labels: list[str] = [""] * n_rows
+    confidences: list[float | None] = [None] * n_rows
+    for i, label, c in zip(todo, predicted, confidence, strict=True):
+        labels[i] = ABSTAIN if threshold is not None and c < threshold else label
+        confidences[i] = float(c)
+    return labels, confidences
 
 
 def predict_table(
@@ -57,20 +79,19 @@ def predict_table(
     """
     from fewlabel import progress
 
-    column = _text_column(table, model, text_column)
-    texts = [(row.get(column) or "").strip() for row in table.rows]
-    labels: list[str] = [""] * len(texts)
-    confidences: list[float | None] = [None] * len(texts)
+    texts = table_texts(table, model.manifest, text_column)
     todo = [i for i, t in enumerate(texts) if t]
+    predicted: list[str] = []
+    confidence: list[float] = []
     bar = progress.bar("Predicting", len(todo)) if show_progress else contextlib.nullcontext(lambda n=1: None)
     with bar as advance:
         for start in range(0, len(todo), BATCH):
             chunk = todo[start : start + BATCH]
             pred, conf = model.predict([texts[i] for i in chunk])
-            for i, label, c in zip(chunk, pred, conf, strict=True):
-                labels[i] = ABSTAIN if threshold is not None and c < threshold else label
-                confidences[i] = float(c)
+            predicted.extend(pred)
+            confidence.extend(float(c) for c in conf)
             advance(len(chunk))
+    labels, confidences = fill_predictions(len(texts), todo, predicted, confidence, threshold)
     return labels, confidences, len(texts) - len(todo)
 
 
@@ -144,9 +165,13 @@ def stream_table(path: str, format: str | None, chunk_rows: int = CHUNK_ROWS, st
         raise
 
 
-def _model_fingerprint(model: TrainedModel) -> str:
-    files = model.manifest.get("files", {})
+def _model_fingerprint(manifest: dict[str, Any]) -> str:
+    files = manifest.get("files", {})
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+# One predicted chunk: the rows, their labels and confidences, and how many rows had no text.
+Predicted = tuple[Table, list[str], list[float | None], int]
 
 
 @dataclass
@@ -156,35 +181,41 @@ class _Progress:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def _predict_stream(
-    model: TrainedModel,
-    chunks: Iterator[Table],
+def skip_rows(chunks: Iterator[Table], skip: int) -> Iterator[Table]:
+    """The chunks without their first ``skip`` rows (those an interrupted run already wrote)."""
+    for table in chunks:
+        if skip >= len(table.rows):
+            skip -= len(table.rows)
+            continue
+        if skip:
+            raw = table.raw[skip:] if table.raw else None
+            table = Table(
+                table.path, table.columns, table.rows[skip:], table.line_numbers[skip:], table.format, raw
+            )
+            skip = 0
+        yield table
+
+
+def _predict_locally(
+    model: TrainedModel, chunks: Iterator[Table], text_column: str | None, threshold: float | None
+) -> Iterator[Predicted]:
+    for table in chunks:
+        yield (table, *predict_table(model, table, text_column, threshold, show_progress=False))
+
+
+def _write_stream(
+    predicted: Iterator[Predicted],
     out: TextIO,
     out_fmt: str,
     done: _Progress,
-    skip: int,
     header: bool,
-    text_column: str | None,
-    threshold: float | None,
     on_chunk: Callable[[], None] | None = None,
 ) -> None:
-    """Predict chunk by chunk, writing each before reading the next; the first ``skip`` rows were done."""
+    """Write each predicted chunk as it comes, in input order, counting what was written."""
     from fewlabel import progress
 
     with progress.bar("Predicting (rows)", None) as advance:
-        for table in chunks:
-            if skip >= len(table.rows):
-                skip -= len(table.rows)
-                continue
-            if skip:
-                raw = table.raw[skip:] if table.raw else None
-                table = Table(
-                    table.path, table.columns, table.rows[skip:], table.line_numbers[skip:], table.format, raw
-                )
-                skip = 0
-            labels, confidences, empty = predict_table(
-                model, table, text_column, threshold, show_progress=False
-            )
+        for table, labels, confidences, empty in predicted:
             _write(table, labels, confidences, out, out_fmt, header=header)
             header = False
             done.rows += len(table.rows)
@@ -195,6 +226,9 @@ def _predict_stream(
             if on_chunk:
                 on_chunk()
             advance(len(table.rows))
+
+
+RUNNERS = ("local", "ray")
 
 
 def predict_file(
@@ -209,6 +243,8 @@ def predict_file(
     engine: str = "auto",
     chunk_rows: int = CHUNK_ROWS,
     resume: bool = True,
+    runner: str = "local",
+    ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Predict every row of ``input_path`` (``-``: one text per line on stdin) into ``output_path``.
 
@@ -218,28 +254,72 @@ def predict_file(
     record after every chunk: an interrupted run started again with the same input and model goes
     on where it stopped, without redoing or duplicating rows; the output appears only when complete,
     and never over the input.
+
+    Args:
+        engine: how each process runs the model's encoder (see ``load_model``).
+        runner: ``local`` predicts in this process; ``ray`` reads and writes here but predicts the
+            chunks in parallel on a Ray cluster (``pip install "fewlabel[ray]"``), each worker
+            loading ``model_dir`` itself. The output is the same, row for row.
+        ray_address: the cluster for ``runner="ray"``: None starts a local Ray instance, ``auto``
+            joins the cluster this machine belongs to, ``ray://HOST:10001`` a remote one.
     """
+    if runner not in RUNNERS:
+        raise DataError(f"unknown runner {runner!r}; use local or ray")
+    if ray_address is not None and runner != "ray":
+        raise DataError("--ray-address only applies with --runner ray")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise DataError(f"--threshold must be between 0 and 1, got {threshold}")
-    model = load_model(model_dir, engine=engine)
-    if ABSTAIN in model.labels and threshold is not None:
-        raise DataError(f"the model has a class named {ABSTAIN!r}; --threshold cannot mark abstentions")
     in_fmt = "lines" if input_path == "-" else detect_format(Path(input_path), format)
     in_fmt = "csv" if in_fmt == "parquet" else in_fmt
-    done = _Progress()
-    chunks = stream_table(input_path, format, chunk_rows, stdin)
+    out_fmt = in_fmt
+    if output_path is not None:
+        out = Path(output_path)
+        if input_path != "-" and out.resolve() == Path(input_path).resolve():
+            raise DataError(f"{out}: is the input file; write predictions to a new file so the input is kept")
+        out_fmt = detect_format(out) if out.suffix else in_fmt
+        if out_fmt == "parquet":
+            raise DataError(f"{out}: writing Parquet is not supported; use .csv, .tsv or .jsonl")
+        out_fmt = "csv" if out_fmt == "lines" else out_fmt
 
-    if output_path is None:
-        _predict_stream(model, chunks, stdout or sys.stdout, in_fmt, done, 0, True, text_column, threshold)
-        return {"rows": done.rows, "empty_texts": done.empty, "predicted": done.counts, "output": "-"}
+    def run(manifest: dict[str, Any], predict: Callable[[Iterator[Table]], Iterator[Predicted]]):
+        if ABSTAIN in manifest["labels"] and threshold is not None:
+            raise DataError(f"the model has a class named {ABSTAIN!r}; --threshold cannot mark abstentions")
+        chunks = stream_table(input_path, format, chunk_rows, stdin)
+        if output_path is None:
+            done = _Progress()
+            _write_stream(predict(chunks), stdout or sys.stdout, out_fmt, done, True)
+            return {"rows": done.rows, "empty_texts": done.empty, "predicted": done.counts, "output": "-"}
+        identity = {
+            "model": _model_fingerprint(manifest),
+            "format": out_fmt,
+            "threshold": threshold,
+            "text_column": text_column,
+        }
+        return _predict_into_file(input_path, output_path, out_fmt, identity, chunks, predict, resume)
 
+    if runner == "ray":
+        from fewlabel.distributed import RayPredictor
+        from fewlabel.persistence import read_manifest, verify_files
+
+        manifest = read_manifest(model_dir)
+        verify_files(Path(model_dir), manifest)  # here, before any worker starts
+        with RayPredictor(model_dir, engine=engine, address=ray_address) as cluster:
+            return run(manifest, lambda chunks: cluster.predict(chunks, manifest, text_column, threshold))
+    model = load_model(model_dir, engine=engine)
+    return run(model.manifest, lambda chunks: _predict_locally(model, chunks, text_column, threshold))
+
+
+def _predict_into_file(
+    input_path: str,
+    output_path: str,
+    out_fmt: str,
+    identity: dict[str, Any],
+    chunks: Iterator[Table],
+    predict: Callable[[Iterator[Table]], Iterator[Predicted]],
+    resume: bool,
+) -> dict[str, Any]:
+    """Write the predictions through a ``.partial`` file with a progress record, resuming a stopped run."""
     out = Path(output_path)
-    if input_path != "-" and out.resolve() == Path(input_path).resolve():
-        raise DataError(f"{out}: is the input file; write predictions to a new file so the input is kept")
-    out_fmt = detect_format(out) if out.suffix else in_fmt
-    if out_fmt == "parquet":
-        raise DataError(f"{out}: writing Parquet is not supported; use .csv, .tsv or .jsonl")
-    out_fmt = "csv" if out_fmt == "lines" else out_fmt
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.parent / f".{out.name}.partial"
     state_path = out.parent / f".{out.name}.progress.json"
@@ -248,11 +328,9 @@ def predict_file(
         "input": str(source.resolve()) if input_path != "-" else "-",
         "input_bytes": source.stat().st_size if source.is_file() else None,
         "input_mtime_ns": source.stat().st_mtime_ns if source.is_file() else None,
-        "model": _model_fingerprint(model),
-        "format": out_fmt,
-        "threshold": threshold,
-        "text_column": text_column,
+        **identity,
     }
+    done = _Progress()
     skip, offset, resumed = 0, 0, 0
     if resume and input_path != "-" and state_path.exists() and partial.exists():
         try:
@@ -284,9 +362,7 @@ def predict_file(
                     json.dump(record, f)
                 os.replace(tmp, state_path)
 
-            _predict_stream(
-                model, chunks, handle, out_fmt, done, skip, offset == 0, text_column, threshold, checkpoint
-            )
+            _write_stream(predict(skip_rows(chunks, skip)), handle, out_fmt, done, offset == 0, checkpoint)
     except DataError:
         # Bad input will not get better by resuming: leave nothing behind.
         partial.unlink(missing_ok=True)

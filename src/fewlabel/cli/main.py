@@ -183,6 +183,18 @@ def predict(
         str,
         typer.Option(help="auto (ONNX Runtime when the model was exported, else PyTorch), onnx or torch."),
     ] = "auto",
+    runner: Annotated[
+        str,
+        typer.Option(
+            help='local (this process) or ray (workers of a Ray cluster; pip install "fewlabel[ray]").'
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="With --runner ray: auto (this node's cluster) or ray://HOST:10001 (default: a local instance)."
+        ),
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """Add predicted_label and confidence to every row of INPUT."""
@@ -191,7 +203,16 @@ def predict(
 
     progress.set_enabled(not quiet)
     summary = _run(
-        predict_file, model_dir, input, output, text_column, format, threshold=threshold, engine=engine
+        predict_file,
+        model_dir,
+        input,
+        output,
+        text_column,
+        format,
+        threshold=threshold,
+        engine=engine,
+        runner=runner,
+        ray_address=ray_address,
     )
     if output is not None:
         counts = ", ".join(f"{k}: {v}" for k, v in sorted(summary["predicted"].items()))

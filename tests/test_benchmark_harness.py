@@ -1,0 +1,123 @@
+"""The benchmark harness (benchmarks/run.py, benchmarks/systems.py), on tiny synthetic data.
+
+Nothing here needs ../shared/datasets or a backbone: splits, the Markdown table and the scikit-learn
+adapter (in process and in its own subprocess) are checked on a few dozen made-up texts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from benchmarks.run import markdown_table, splits, throughput_samples, write_markdown
+from benchmarks.systems import Job, SklearnTfidfLogReg, metrics, run_isolated
+
+from fewlabel.data import LabelledTexts
+
+WORDS = {"pos": ["great", "love", "excellent", "perfect"], "neg": ["awful", "broke", "terrible", "refund"]}
+
+
+def synthetic(n_per_class: int = 30) -> LabelledTexts:
+    texts, labels = [], []
+    for label, words in WORDS.items():
+        for i in range(n_per_class):
+            texts.append(f"review {i}: {words[i % 4]} product, {words[(i + 1) % 4]} again")
+            labels.append(label)
+    return LabelledTexts(texts, labels, list(range(len(texts))), "synthetic")
+
+
+def test_same_seed_gives_same_splits():
+    data = synthetic()
+    first = splits(data, 20, seed=3)
+    again = splits(data, 20, seed=3)
+    other = splits(data, 20, seed=4)
+    assert [s.texts for s in first] == [s.texts for s in again]
+    assert first[0].texts != other[0].texts
+    train, test = first
+    assert sorted(train.labels) == ["neg"] * 10 + ["pos"] * 10  # class-balanced
+    assert not set(train.texts) & set(test.texts)
+    assert len(train) + len(test) == len(data)
+
+
+def test_throughput_samples_are_fixed_and_exclude_training_texts():
+    pool = {"short": [f"text {i}" for i in range(50)]}
+    a = throughput_samples(pool, {"text 1", "text 2"}, n=10, warmup=4)
+    b = throughput_samples(pool, {"text 1", "text 2"}, n=10, warmup=4)
+    assert a == b
+    warm, sample = a["short"]
+    assert len(warm) == 4 and len(sample) == 10
+    assert not {"text 1", "text 2"} & set(warm + sample)
+    assert not set(warm) & set(sample)
+
+
+def record() -> dict:
+    def run(seed: int, system: str, acc: float, **extra) -> dict:
+        return {
+            "data": "tiny", "seed": seed, "train_size": 20, "test_size": 40, "system": system,
+            "accuracy": acc, "macro_f1": acc - 0.01, "log_loss": 0.5, "train_seconds": 1.0,
+            "peak_rss_mb": 100.0, "short_texts_per_second": 1000.0, "long_texts_per_second": 100.0,
+            "info": {}, **extra,
+        }  # fmt: skip
+
+    return {
+        "command": "python -m benchmarks.run --data tiny",
+        "date": "2026-01-01T00:00:00+00:00",
+        "commit": "abc1234",
+        "machine": "x86_64, 2 CPU cores",
+        "runs": [
+            run(0, "sklearn/tfidf-logreg", 0.80),
+            run(1, "sklearn/tfidf-logreg", 0.90),
+            run(0, "hf/naive-finetune", 0.5, info={"validation_accuracy": 0.5}),
+            {
+                "data": "tiny",
+                "seed": 1,
+                "train_size": 20,
+                "system": "hf/naive-finetune",
+                "error": "RuntimeError: boom\nmore",
+                "peak_rss_mb": 1.0,
+            },
+        ],  # fmt: skip
+    }
+
+
+def test_markdown_table_renders_mean_and_std_over_seeds(tmp_path):
+    table = markdown_table([record()])
+    assert "`python -m benchmarks.run --data tiny` — 2026-01-01T00:00:00+00:00, commit abc1234" in table
+    rows = {line.split(" | ")[2]: line for line in table.splitlines() if line.startswith("| tiny")}
+    assert rows["sklearn/tfidf-logreg"].startswith(
+        "| tiny | 20 | sklearn/tfidf-logreg | 2 | 85.0 ± 5.0 | 84.0 ± 5.0 |"
+    )
+    assert "validation accuracy 50.0%" in rows["hf/naive-finetune"]
+    assert "1 failed: RuntimeError: boom" in rows["hf/naive-finetune"]
+    doc = tmp_path / "BENCHMARKS.md"
+    write_markdown(doc, table)
+    doc.write_text("intro\n" + doc.read_text() + "\nafter\n")
+    write_markdown(doc, table)  # regenerating replaces the block and keeps the prose around it
+    text = doc.read_text()
+    assert text.startswith("intro\n") and text.endswith("\nafter\n") and text.count("| tiny | 20 |") == 2
+
+
+def test_sklearn_adapter_fits_and_predicts():
+    train, test = splits(synthetic(), 20, seed=0)
+    index = {"neg": 0, "pos": 1}
+    y = np.array([index[label] for label in train.labels])
+    adapter = SklearnTfidfLogReg(seed=0, backbone="unused")
+    adapter.fit(train.texts, y, 2)
+    proba = adapter.predict_proba(test.texts)
+    assert proba.shape == (len(test), 2)
+    scores = metrics([index[label] for label in test.labels], proba, 2)
+    assert scores["accuracy"] > 0.9 and 0 <= scores["log_loss"] < 1
+
+
+def test_sklearn_system_runs_in_its_own_subprocess():
+    train, test = splits(synthetic(), 20, seed=0)
+    index = {"neg": 0, "pos": 1}
+    y = [index[label] for label in train.labels]
+    samples = throughput_samples({"short": test.texts}, set(train.texts), n=8, warmup=2)
+    job = Job("sklearn/tfidf-logreg", 0, {"backbone": "minilm", "train_model": "best"}, train.texts, y,
+              test.texts, 2, samples)  # fmt: skip
+    result = run_isolated(job, timeout=300)  # seconds on an idle machine; generous for a busy one
+    assert "error" not in result, result.get("traceback")
+    assert result["peak_rss_mb"] > 10 and result["short_texts_per_second"] > 0 and result["train_seconds"] > 0
+    # Deterministic system, same split: the same predictions as a fit in this process.
+    in_process = SklearnTfidfLogReg(seed=0, backbone="unused")
+    in_process.fit(train.texts, np.array(y), 2)
+    assert np.allclose(result["proba"], in_process.predict_proba(test.texts))
