@@ -257,7 +257,13 @@ def _train(
     }
     cv_results = {k: v for k, v in results.items() if v.protocol == "cv"}
     diagnostics: dict[str, Any] = {}
-    if config.diagnostics and cv_results:
+    out_of_time = time.perf_counter() > deadline - FINAL_STEPS_SECONDS
+    if config.diagnostics and cv_results and out_of_time:
+        notes.append(
+            f"Diagnostics skipped: the {config.budget_minutes:g}-minute budget is spent "
+            "(`fewlabel train ... --budget-minutes` to allow more)."
+        )
+    elif config.diagnostics and cv_results:
         diag_for = chosen if chosen in cv_results else choose(cv_results)
         if diag_for != chosen:
             notes.append(
