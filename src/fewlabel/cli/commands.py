@@ -15,6 +15,7 @@ from fewlabel.data import LabelledTexts, load_labelled
 from fewlabel.evaluation import CVResult
 from fewlabel.training import TrainResult, train
 
+DEMO_BUDGET_MINUTES = 5.0
 DEMO_EXAMPLES = [
     "Battery died after two days and support never answered. Returning it.",
     "Not what I expected, honestly even better: sturdy, quiet and easy to clean.",
@@ -162,7 +163,9 @@ def demo_command(output: Path, model: str, quiet: bool) -> None:
     with resources.as_file(demo_file) as path:
         data = load_labelled(path)
         data.source = "the fewlabel demo set (synthetic reviews)"
-        config = TrainConfig(model=model)
+        # A first run should not take a coffee break: fine-tuning gets what is left of 5 minutes and
+        # stops there with its best checkpoint (`fewlabel train` allows 15 by default).
+        config = TrainConfig(model=model, budget_minutes=DEMO_BUDGET_MINUTES)
         console.print(
             f"[bold]fewlabel demo[/]: {len(data)} synthetic product reviews written for this project "
             "(not a benchmark)."
