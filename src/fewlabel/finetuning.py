@@ -359,17 +359,15 @@ def length_batches(
     lengths: Sequence[int], batch_size: int, rng: np.random.Generator | None
 ) -> list[np.ndarray]:
     """Batches of windows of similar length (little padding); shuffled in order when ``rng`` is given."""
-    order = np.argsort(np.asarray(lengths), kind="stable")
-    if rng is not None:
+    lengths = np.asarray(lengths)
+    if rng is None:
+        order = np.argsort(lengths, kind="stable")
+    else:
         # Sort within random pools of 8 batches: similar lengths, but not the same batches each epoch.
-        order = rng.permutation(len(lengths))
-        pool = batch_size * 8
-        order = np.concatenate(
-            [
-                chunk[np.argsort(np.asarray(lengths)[chunk], kind="stable")]
-                for chunk in np.array_split(order, max(1, math.ceil(len(order) / pool)))
-            ]
+        pools = np.array_split(
+            rng.permutation(len(lengths)), max(1, math.ceil(len(lengths) / (batch_size * 8)))
         )
+        order = np.concatenate([pool[np.argsort(lengths[pool], kind="stable")] for pool in pools])
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if rng is not None:
         rng.shuffle(batches)
@@ -422,14 +420,11 @@ class Pooler:
 class FineTuner:
     """Fits an :class:`EncoderClassifier` with a :class:`Recipe`; predicts with the restored best."""
 
-    def __init__(
-        self, location: str, n_classes: int, recipe: Recipe, label_names: Sequence[str] | None = None
-    ):
+    def __init__(self, location: str, n_classes: int, recipe: Recipe):
         self.location = location
         self.n_classes = n_classes
         self.recipe = recipe
         self.net: EncoderClassifier | None = None
-        self.label_names = label_names
 
     def _new_net(self) -> EncoderClassifier:
         return EncoderClassifier(
@@ -442,7 +437,6 @@ class FineTuner:
         y: np.ndarray,
         on_step: Callable[[int, int, str], None] | None = None,
     ) -> RunReport:
-        torch = _torch()
         from sklearn.model_selection import train_test_split
 
         r = self.recipe
@@ -474,7 +468,6 @@ class FineTuner:
         report.flags = failure_flags(report.train_accuracy, report.val_accuracy, majority, len(val_idx))
         report.seconds = time.perf_counter() - start
         report.val_index = sorted(int(i) for i in val_idx)
-        del torch
         return report
 
     def _fit_once(self, texts, y, train_idx, val_idx, seed, deadline, on_step) -> RunReport:
