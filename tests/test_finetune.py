@@ -83,6 +83,29 @@ def test_naive_preset_is_the_original_setup():
     assert robust.early_stopping and robust.restore_best and robust.warmup > 0
 
 
+def test_recipe_scales_to_the_backbone_unless_told():
+    small, base = Recipe().scaled(384), Recipe().scaled(768)
+    assert (small.lr, small.epochs, small.patience) == (8e-5, 10, 6)
+    assert (base.lr, base.epochs, base.patience) == (3e-5, 6, 3)
+    chosen = Recipe(lr=1e-5, epochs=2, patience=1).scaled(384)
+    assert (chosen.lr, chosen.epochs, chosen.patience) == (1e-5, 2, 1)
+    assert Recipe(**PRESETS["naive"]).scaled(384).epochs == 2
+
+
+def test_device_names_are_checked():
+    import torch
+
+    from fewlabel.finetuning import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(FewlabelError, match="not a torch device"):
+        resolve_device("abacus")
+    if not torch.cuda.is_available():
+        with pytest.raises(FewlabelError, match="no CUDA GPU"):
+            resolve_device("cuda")
+
+
 @pytest.mark.parametrize(
     "bad, message",
     [

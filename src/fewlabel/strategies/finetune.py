@@ -18,8 +18,9 @@ from fewlabel.errors import FewlabelError, ModelDirError
 from fewlabel.strategies.base import Strategy
 
 _RECIPE_KEYS = (
-    "lr", "epochs", "patience", "batch_size", "max_tokens", "long_texts", "freeze_layers",
-    "layer_decay", "reinit_layers", "val_fraction", "time_budget_s", "seed", "precision",
+    "lr", "epochs", "patience", "batch_size", "max_tokens", "long_texts", "head_fraction",
+    "freeze_layers", "layer_decay", "reinit_layers", "linear_probe_init", "warmup", "weight_decay",
+    "dropout", "evals_per_epoch", "val_fraction", "time_budget_s", "seed", "precision", "device",
 )  # fmt: skip
 
 
@@ -34,13 +35,13 @@ class FineTunedEncoder(Strategy):
         **{key: None for key in _RECIPE_KEYS},  # None: the preset's value
     }
 
-    def recipe(self):
+    def recipe(self, **override: Any):
         from fewlabel.finetuning import PRESETS, Recipe
 
         preset = self.params.get("preset", self.recipe_preset)
         if preset not in PRESETS:
             raise FewlabelError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-        chosen = {k: v for k, v in self.params.items() if k in _RECIPE_KEYS and v is not None}
+        chosen = {k: v for k, v in {**self.params, **override}.items() if k in _RECIPE_KEYS and v is not None}
         known = {f.name for f in fields(Recipe)}
         return Recipe(**{k: v for k, v in {**PRESETS[preset], **chosen}.items() if k in known})
 
@@ -80,7 +81,10 @@ class FineTunedEncoder(Strategy):
             run = json.loads((directory / "training_run.json").read_text(encoding="utf-8"))
         except (OSError, SafetensorError, json.JSONDecodeError) as err:
             raise ModelDirError(f"{directory}: cannot read fine-tuned weights ({err})") from None
-        tuner = FineTuner(resolve(self.params["backbone"]).location, self.n_classes_, self.recipe())
+        # A model trained on a GPU predicts wherever it is loaded: the device is chosen afresh.
+        tuner = FineTuner(
+            resolve(self.params["backbone"]).location, self.n_classes_, self.recipe(device="auto")
+        )
         tuner.net = tuner._new_net()
         tuner.net.load_trained_state(state)
         self.tuner_ = tuner
