@@ -45,6 +45,8 @@ PATIENCE = {"small": 6, "base": 3}
 
 def size_class(hidden_size: int) -> str:
     return "base" if hidden_size >= 768 else "small"
+
+
 HEAD_LR_MULTIPLIER = 10.0  # the head starts from a linear probe; it still moves faster than the encoder
 
 
@@ -259,9 +261,7 @@ def _layer_list(model) -> tuple[Any, str, str] | None:
 class EncoderClassifier:
     """A Hugging Face encoder, split into a frozen bottom and a trained top, with a mean-pool head."""
 
-    def __init__(
-        self, location: str, n_classes: int, freeze_layers: int | None, dropout: float, device=None
-    ):
+    def __init__(self, location: str, n_classes: int, freeze_layers: int | None, dropout: float, device=None):
         torch = _torch()
         self.device = device if device is not None else torch.device("cpu")
         from transformers import AutoModel, AutoTokenizer
@@ -346,7 +346,9 @@ class EncoderClassifier:
             for k, v in self.model.named_parameters()
             if id(v) in names
         }
-        state.update({f"head.{k}": v.detach().to("cpu", copy=True) for k, v in self.head.state_dict().items()})
+        state.update(
+            {f"head.{k}": v.detach().to("cpu", copy=True) for k, v in self.head.state_dict().items()}
+        )
         return state
 
     def load_trained_state(self, state: dict[str, Any]) -> None:
