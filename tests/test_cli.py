@@ -86,6 +86,19 @@ def test_train_bad_column_is_a_clean_error(runner, tmp_path, reviews_csv):
     assert_clean_error(result, "no column named 'txet'", "Did you mean 'text'")
 
 
+def test_train_with_unlabelled_texts(runner, tmp_path, reviews_csv, write_csv):
+    pool = write_csv(tmp_path / "pool.csv", ["text"], [["Lovely, works great."], ["Awful, broke at once."]])
+    args = ["-o", tmp_path / "m", "--model", BACKBONE, "--strategy", "tfidf", "--folds", "3"]
+    result = invoke(runner, "train", reviews_csv, *args, "--unlabelled", pool, "--no-diagnostics")
+    assert result.exit_code == 0, result.output
+    assert "Self-training on 2 unlabelled texts from pool.csv" in result.stdout
+    assert load_model(tmp_path / "m").manifest["unlabelled"]["texts"] == 2
+    missing = invoke(
+        runner, "train", reviews_csv, "-o", tmp_path / "m2", "--unlabelled", tmp_path / "nope.csv"
+    )
+    assert_clean_error(missing, "nope.csv")
+
+
 def test_train_unknown_strategy_suggests(runner, tmp_path, reviews_csv):
     result = invoke(
         runner, "train", reviews_csv, "-o", tmp_path / "m", "--model", BACKBONE, "--strategy", "tfdif"

@@ -506,3 +506,69 @@ def load_labelled(
         normalize_labels=normalize_labels,
         min_per_class=min_per_class,
     )
+
+
+@dataclass
+class UnlabelledTexts:
+    """Texts without labels for self-training, and what was left out of the file and why."""
+
+    texts: list[str]
+    source: str
+    rows: int
+    empty: int = 0
+    repeated: int = 0
+    labelled: int = 0  # also in the labelled data: left out so no validation text gets a pseudo-label
+
+    def summary(self) -> str:
+        dropped = [
+            f"{n} {why}"
+            for n, why in (
+                (self.empty, "empty"),
+                (self.repeated, "repeated"),
+                (self.labelled, "also in the labelled data"),
+            )
+            if n
+        ]
+        return f"{len(self.texts)} unlabelled texts from {self.source}" + (
+            f" ({', '.join(dropped)} left out)" if dropped else ""
+        )
+
+
+def load_unlabelled(
+    path: str | Path,
+    text_column: str | None = None,
+    *,
+    labelled: LabelledTexts | None = None,
+    format: str | None = None,
+) -> UnlabelledTexts:
+    """Read texts to self-train on: one column of a CSV, TSV, JSONL or Parquet file (a label column,
+    if any, is ignored). Empty and repeated texts, and texts that are also in ``labelled``, are left out.
+    """
+    table = read_table(path, format)
+    if not table.rows:
+        raise DataError(f"{table.path}: the file has a header but no data rows")
+    if text_column is None and labelled is not None and labelled.text_column in table.columns:
+        column = labelled.text_column
+    else:
+        column = find_column(table, text_column, TEXT_COLUMN_NAMES, "texts", "--unlabelled-column")
+    known = {_dedupe_key(t) for t in labelled.texts} if labelled is not None else set()
+    out = UnlabelledTexts([], Path(table.path).name, len(table.rows))
+    seen: set[str] = set()
+    for row in table.rows:
+        text = _clean_text(row.get(column) or "")
+        key = _dedupe_key(text)
+        if not key:
+            out.empty += 1
+        elif key in known:
+            out.labelled += 1
+        elif key in seen:
+            out.repeated += 1
+        else:
+            seen.add(key)
+            out.texts.append(text)
+    if not out.texts:
+        raise DataError(
+            f"{table.path}: no unlabelled text is left in column {column!r} ({out.empty} empty, "
+            f"{out.repeated} repeated, {out.labelled} also in the labelled data)"
+        )
+    return out

@@ -145,6 +145,7 @@ class RunReport:
     majority: float = float("nan")
     n_train: int = 0
     n_val: int = 0
+    n_extra: int = 0  # pseudo-labelled (or other extra) texts added to the training split only
     truncated: int = 0
     seconds: float = 0.0
     cache_seconds: float = 0.0
@@ -499,7 +500,14 @@ class FineTuner:
         texts: Sequence[str],
         y: np.ndarray,
         on_step: Callable[[int, int, str], None] | None = None,
+        extra_texts: Sequence[str] = (),
+        extra_y: np.ndarray | None = None,
     ) -> RunReport:
+        """Train with a validation split of ``texts``; ``extra_texts`` (e.g. pseudo-labelled) only train.
+
+        The split depends on ``texts``, ``y`` and the seed alone, so runs with and without extra texts
+        are validated on the same rows, and validation never sees a label that was not given.
+        """
         from sklearn.model_selection import train_test_split
 
         r = self.recipe
@@ -511,6 +519,13 @@ class FineTuner:
         train_idx, val_idx = train_test_split(
             idx, test_size=r.val_fraction, random_state=r.seed, stratify=stratify
         )
+        if len(extra_texts):
+            extra_y = np.asarray(extra_y, dtype=np.int64)
+            if len(extra_y) != len(extra_texts):
+                raise FewlabelError(f"{len(extra_texts)} extra texts but {len(extra_y)} labels")
+            train_idx = np.concatenate([train_idx, np.arange(len(texts), len(texts) + len(extra_texts))])
+            texts = [*texts, *extra_texts]
+            y = np.concatenate([y, extra_y])
         majority = float(np.bincount(y[val_idx], minlength=self.n_classes).max() / len(val_idx))
         restarts: list[str] = []
         seed = r.seed
@@ -528,6 +543,7 @@ class FineTuner:
                 continue
             break
         report.restarts = restarts
+        report.n_extra = len(extra_texts)
         report.flags = failure_flags(report.train_accuracy, report.val_accuracy, majority, len(val_idx))
         report.seconds = time.perf_counter() - start
         report.val_index = sorted(int(i) for i in val_idx)

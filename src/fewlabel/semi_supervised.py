@@ -5,13 +5,19 @@ remaining unlabelled texts, and adds those predicted with probability at least `
 same number for every class (the most confident first), so that the pseudo-labels cannot tilt the
 model towards the class it already favours. Pseudo-labels come only from the unlabelled pool and
 only enter fitting: evaluate the result on labelled texts it was not fitted on, as
-``benchmarks/semi_supervised.py`` does.
+``benchmarks/semi_supervised.py`` and ``fewlabel train --unlabelled`` do. Strategies that validate on
+a split of their own (fine-tuning) take the pseudo-labelled texts into their training split only
+(``fit_with_extra``), so their validation rows and held-out estimate stay real labels.
+See BENCHMARKS.md for what it gained per strategy.
 """
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -78,7 +84,125 @@ def self_train(
         pseudo_labels = np.concatenate([pseudo_labels, pred[take]])
         remaining = np.delete(remaining, take)
         added.append(len(take))
-        strategy = factory().fit(
-            [*texts, *(unlabelled[i] for i in pseudo_index)], np.concatenate([y, pseudo_labels]), n_classes
+        strategy = _fit_with(
+            factory(), texts, y, [unlabelled[i] for i in pseudo_index], pseudo_labels, n_classes
         )
     return SelfTrainingResult(strategy, pseudo_index, pseudo_labels, added)
+
+
+def _fit_with(
+    strategy: Strategy,
+    texts: Sequence[str],
+    y: np.ndarray,
+    extra_texts: list[str],
+    extra_y: np.ndarray,
+    n_classes: int,
+) -> Strategy:
+    """Fit on labelled + extra texts; strategies with a validation split keep the extra ones out of it."""
+    if hasattr(strategy, "fit_with_extra"):
+        return strategy.fit_with_extra(list(texts), y, n_classes, extra_texts, extra_y)
+    return strategy.fit([*texts, *extra_texts], np.concatenate([y, extra_y]), n_classes)
+
+
+def texts_digest(texts: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(hashlib.sha256(text.encode("utf-8")).digest())
+    return digest.hexdigest()
+
+
+class SelfTrained(Strategy):
+    """A strategy self-trained on unlabelled texts (what ``fewlabel train --unlabelled`` fits).
+
+    The unlabelled texts are given to the constructor, not as a parameter (they can be many); the
+    parameters record their digest. Like augmentation, self-training only shapes fitting: prediction,
+    saving and loading are the wrapped strategy's own, so a saved model loads without this module.
+    Within cross-validation each fold self-trains on its own training rows, so no pseudo-label is
+    ever derived from, or scored against, a validation fold.
+    """
+
+    name = "self-trained"
+    defaults = {
+        "strategy": "tfidf",  # the wrapped strategy
+        "strategy_params": {},
+        "threshold": 0.9,
+        "rounds": 3,
+        "per_class": None,  # None: the smallest labelled class per round (see self_train)
+        "unlabelled_sha256": "",
+    }
+
+    def __init__(self, unlabelled: Sequence[str] = (), **params):
+        super().__init__(**params)
+        from fewlabel.strategies import get_strategy_class
+
+        inner = get_strategy_class(self.params["strategy"])
+        self.uses_backbone = inner.uses_backbone  # type: ignore[misc]
+        self.evaluation = inner.evaluation  # type: ignore[misc]
+        self.unlabelled = list(unlabelled)
+        if not self.unlabelled:
+            raise FewlabelError("self-training needs at least one unlabelled text")
+        self.params["unlabelled_sha256"] = texts_digest(self.unlabelled)
+
+    def inner(self) -> Strategy:
+        from fewlabel.strategies import make_strategy
+
+        return make_strategy(self.params["strategy"], **self.params["strategy_params"])
+
+    @property
+    def fitted(self) -> Strategy:
+        """The wrapped strategy as fitted on labelled + pseudo-labelled texts (what a model holds)."""
+        self._check_fitted()
+        return self.inner_
+
+    def _fit(self, texts: list[str], y: np.ndarray) -> None:
+        p = self.params
+        factory = self.inner
+        budget = p["strategy_params"].get("time_budget_s")
+        if budget:
+            # A time budget covers the whole self-training: the first fit (the teacher) gets a third.
+            deadline = time.perf_counter() + float(budget)
+            fits = [0]
+
+            def factory() -> Strategy:
+                from fewlabel.strategies import make_strategy
+
+                left = max(30.0, deadline - time.perf_counter())
+                share = left / 3 if fits[0] == 0 else left
+                fits[0] += 1
+                return make_strategy(p["strategy"], **{**p["strategy_params"], "time_budget_s": share})
+
+        result = self_train(
+            factory,
+            texts,
+            y,
+            self.unlabelled,
+            self.n_classes_,
+            threshold=float(p["threshold"]),
+            rounds=int(p["rounds"]),
+            per_class=p["per_class"],
+        )
+        self.inner_ = result.strategy
+        self.pseudo_labelled_ = int(len(result.pseudo_index))
+        self.added_per_round_ = list(result.added_per_round)
+        if hasattr(self.inner_, "report_"):
+            self.report_ = self.inner_.report_
+
+    def _predict_proba(self, texts: list[str]) -> np.ndarray:
+        return self.inner_.predict_proba(texts)
+
+    def save(self, directory: Path) -> None:
+        self.fitted.save(directory)
+
+    def _save(self, directory: Path) -> None:  # pragma: no cover - save() is the wrapped strategy's
+        raise NotImplementedError
+
+    def _load(self, directory: Path) -> None:
+        raise FewlabelError(
+            f"{directory}: self-trained strategies are saved as the strategy they wrap; load that"
+        )
+
+    def attach_encoder(self, encoder) -> None:
+        self.fitted.attach_encoder(encoder)
+
+    def describe(self) -> str:
+        return f"{self.inner().describe()} + self-training on {len(self.unlabelled)} unlabelled texts"

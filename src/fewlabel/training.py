@@ -14,7 +14,8 @@ import numpy as np
 from fewlabel import __version__, progress
 from fewlabel.calibration import apply_temperature, fit_temperature, reliability
 from fewlabel.config import TrainConfig
-from fewlabel.data import LabelledTexts
+from fewlabel.data import LabelledTexts, UnlabelledTexts
+from fewlabel.errors import FewlabelError
 from fewlabel.evaluation import (
     CVResult,
     Estimate,
@@ -60,6 +61,7 @@ class TrainResult:
     runs: dict[str, Any] = field(default_factory=dict)  # what each slow strategy's training run did
     nested: CVResult | None = None  # nested CV of auto's choice among the cross-validated strategies
     model_dir: Path | None = None
+    unlabelled: dict[str, Any] | None = None  # self-training: texts used, pseudo-labels in the final fit
 
     def estimate_source(self) -> str:
         if self.estimate.protocol == "holdout":
@@ -97,10 +99,32 @@ class TrainResult:
             "notes": list(self.notes),
             "diagnostics": {k: v for k, v in self.diagnostics.items() if k != "all_label_issues"},
             "runs": self.runs,
+            "unlabelled": self.unlabelled,
         }
 
 
-def _factories(config: TrainConfig) -> dict[str, Callable[[], Strategy]]:
+# Self-training settings: cross-validated strategies add the most confident predictions in up to 3
+# rounds (semi_supervised.self_train); slow strategies are fitted twice only (teacher, then student
+# on every confident pseudo-label), which is what a time budget allows.
+SELF_TRAINING = {"threshold": 0.9, "rounds": 3}
+SELF_TRAINING_SLOW = {"threshold": 0.9, "rounds": 1}
+
+
+def _self_trained(name: str, params: dict[str, Any], unlabelled: list[str]) -> Strategy:
+    from fewlabel.semi_supervised import SelfTrained
+
+    slow = get_strategy_class(name).evaluation == "holdout"
+    settings = dict(SELF_TRAINING_SLOW, per_class=len(unlabelled)) if slow else SELF_TRAINING
+    return SelfTrained(unlabelled, strategy=name, strategy_params=params, **settings)
+
+
+def _factories(config: TrainConfig, unlabelled: list[str] | None = None) -> dict[str, Callable[[], Strategy]]:
+    if unlabelled:
+        # Wrapped, so each fit self-trains from its own training rows: validation folds stay unseen.
+        return {
+            name: (lambda n=name: _self_trained(n, config.params_for(n), unlabelled))
+            for name in config.strategies
+        }
     if config.augment:
         from fewlabel.augment import Augmented
 
@@ -144,6 +168,7 @@ def train(
     output: str | Path | None = None,
     config: TrainConfig | None = None,
     on_result: Callable[[CVResult], None] | None = None,
+    unlabelled: UnlabelledTexts | None = None,
 ) -> TrainResult:
     """Train on ``data``: cross-validate, choose (by nested CV when ``auto``), refit on all data, save.
 
@@ -152,10 +177,20 @@ def train(
         output: model directory to write; ``None`` keeps the model in memory only.
         config: settings; defaults to :class:`TrainConfig` defaults.
         on_result: called with each strategy's cross-validation result as it finishes.
+        unlabelled: texts without labels (see :func:`fewlabel.data.load_unlabelled`); every strategy
+            then self-trains on them, inside each training fold only.
     """
     config = config or TrainConfig()
     start = time.perf_counter()
     notes = []
+    if unlabelled is not None:
+        if config.augment:
+            raise FewlabelError("choose augmentation or unlabelled texts, not both in one run")
+        notes.append(
+            f"Self-training on {unlabelled.summary()}: each strategy adds its most confident "
+            "predictions on them as labels, inside each training fold only; the estimates below "
+            "are on labelled rows, as always."
+        )
     slow_backbones = [config.model]
     if config.model == "best":
         from fewlabel.backbones import is_installed
@@ -169,7 +204,7 @@ def train(
         config = replace(config, model=model)
         notes.append(f"Backbone {model}: {why}.")
     with fit_memo():
-        return _train(data, output, config, on_result, start, notes, slow_backbones)
+        return _train(data, output, config, on_result, start, notes, slow_backbones, unlabelled)
 
 
 def _train(
@@ -180,6 +215,7 @@ def _train(
     start: float,
     notes: list[str],
     slow_backbones: list[str],
+    unlabelled: UnlabelledTexts | None = None,
 ) -> TrainResult:
     labels = data.classes
     index = {label: i for i, label in enumerate(labels)}
@@ -187,7 +223,8 @@ def _train(
     texts = data.texts
     n_classes = len(labels)
     folds = folds_for(y, config.folds, config.seed)
-    factories = _factories(config)
+    pool = unlabelled.texts if unlabelled is not None else None
+    factories = _factories(config, pool)
     deadline = start + 60 * config.budget_minutes
     slow = [name for name in factories if get_strategy_class(name).evaluation == "holdout"]
     fast = {name: f for name, f in factories.items() if name not in slow}
@@ -205,7 +242,7 @@ def _train(
     warnings: list[str] = []
     for name in slow:
         remaining = deadline - time.perf_counter() - FINAL_STEPS_SECONDS
-        backbone, skip = _slow_plan(name, config, texts, remaining, slow_backbones)
+        backbone, skip = _slow_plan(name, config, texts, remaining, slow_backbones, pool)
         if skip:
             notes.append(skip)
             continue
@@ -216,7 +253,9 @@ def _train(
         params = {**config.params_for(name), "time_budget_s": max(remaining, 30.0)}
         if "backbone" not in config.strategy_params.get(name, {}):
             params["backbone"] = backbone
-        strategy = make_strategy(name, **params).fit(texts, y, n_classes)
+        strategy = (_self_trained(name, params, pool) if pool else make_strategy(name, **params)).fit(
+            texts, y, n_classes
+        )
         held_out = _holdout_result(name, strategy, y, config.seed)
         results[name] = held_out
         fitted[name] = strategy
@@ -297,6 +336,24 @@ def _train(
         name: {k: v for k, v in s.report_.to_dict().items() if k not in ("val_index", "val_proba")}
         for name, s in fitted.items()
     }
+    if pool:
+        result.unlabelled = {
+            "source": unlabelled.source,
+            "rows": unlabelled.rows,
+            "texts": len(pool),
+            "left_out": {
+                "empty": unlabelled.empty,
+                "repeated": unlabelled.repeated,
+                "labelled": unlabelled.labelled,
+            },
+            "sha256": final.params["unlabelled_sha256"],
+            "pseudo_labels_in_final_model": final.pseudo_labelled_,
+            "added_per_round": final.added_per_round_,
+        }
+        notes.append(
+            f"The saved model was fitted on the {len(texts)} labelled texts and {final.pseudo_labelled_} "
+            f"pseudo-labelled ones (added per round: {', '.join(map(str, final.added_per_round_))})."
+        )
     result.notes = notes
     result.warnings = data.report.warnings + warnings + _warnings(result)
     result.seconds = time.perf_counter() - start
@@ -352,10 +409,19 @@ def _cross_validate_fast(
 
 
 def _slow_plan(
-    name: str, config: TrainConfig, texts: list[str], remaining: float, backbones: list[str]
+    name: str,
+    config: TrainConfig,
+    texts: list[str],
+    remaining: float,
+    backbones: list[str],
+    unlabelled: list[str] | None = None,
 ) -> tuple[str, str | None]:
     """The backbone a slow strategy runs with, or why ``auto`` leaves it out (too few rows, no time)."""
-    from fewlabel.finetuning import estimated_seconds
+    from fewlabel.finetuning import estimated_seconds as one_run
+
+    def estimated_seconds(texts: list[str], backbone: str) -> float:
+        # Self-training fits twice: on the labelled texts, then with the pseudo-labelled ones too.
+        return one_run(texts, backbone) + (one_run([*texts, *unlabelled], backbone) if unlabelled else 0.0)
 
     pinned = config.strategy_params.get(name, {}).get("backbone")
     candidates = [pinned] if pinned else backbones
@@ -484,17 +550,20 @@ def save(result: TrainResult, data: LabelledTexts, output: Path) -> Path:
     from fewlabel.persistence import save_model
 
     metrics = result.metrics(data)
-    backbone = result.strategy.params.get("backbone")
+    # Augmentation and self-training wrap a strategy while fitting; the model is the wrapped one.
+    strategy = getattr(result.strategy, "fitted", result.strategy)
+    backbone = strategy.params.get("backbone")
     manifest = {
         "fewlabel_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "strategy": {
             "name": result.chosen,
             "description": result.strategy.describe(),
-            "params": result.strategy.params,
+            "params": strategy.params,
         },
         "backbone": manifest_entry(resolve(backbone)) if backbone else None,
         "calibration": {"method": "temperature", "temperature": result.calibration["temperature"]},
+        "unlabelled": result.unlabelled,
         "text_column": data.text_column,
         "label_column": data.label_column,
         "config": result.config.to_dict(),

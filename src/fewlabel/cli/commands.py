@@ -11,7 +11,7 @@ from rich.table import Table
 
 from fewlabel import progress
 from fewlabel.config import DEFAULT_BUDGET_MINUTES, TrainConfig
-from fewlabel.data import LabelledTexts, load_labelled
+from fewlabel.data import LabelledTexts, load_labelled, load_unlabelled
 from fewlabel.evaluation import CVResult
 from fewlabel.training import TrainResult, train
 
@@ -126,6 +126,8 @@ def train_command(
     budget_minutes: float = DEFAULT_BUDGET_MINUTES,
     preset: str = "robust",
     augment: str | None = None,
+    unlabelled: Path | None = None,
+    unlabelled_column: str | None = None,
 ) -> TrainResult:
     progress.set_enabled(not quiet)
     console = Console(highlight=False)
@@ -148,7 +150,10 @@ def train_command(
         normalize_labels=normalize_labels,
         min_per_class=folds,
     )
-    result = train(labelled, output, config)
+    pool = (
+        load_unlabelled(unlabelled, unlabelled_column, labelled=labelled) if unlabelled is not None else None
+    )
+    result = train(labelled, output, config, unlabelled=pool)
     print_training(result, labelled, console)
     return result
 

@@ -137,6 +137,20 @@ def train(
             "fold. Off by default: it did not help on our benchmarks (see README)."
         ),
     ] = None,
+    unlabelled: Annotated[
+        Path | None,
+        typer.Option(
+            help="Texts without labels (CSV, TSV, JSONL or Parquet) to self-train on: each strategy adds "
+            "its most confident predictions on them as labels, inside training folds only. Texts also "
+            "in DATA are left out. Helped fine-tuning most on our benchmarks (see BENCHMARKS.md).",
+        ),
+    ] = None,
+    unlabelled_column: Annotated[
+        str | None,
+        typer.Option(
+            help="Column of --unlabelled holding the texts (default: DATA's text column, or detected)."
+        ),
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """Cross-validate strategies, pick the best honestly, refit on all data and save the model."""
@@ -159,6 +173,8 @@ def train(
         budget_minutes=budget_minutes,
         preset=preset,
         augment=augment,
+        unlabelled=unlabelled,
+        unlabelled_column=unlabelled_column,
         quiet=quiet,
     )
 

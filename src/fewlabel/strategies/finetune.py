@@ -45,15 +45,35 @@ class FineTunedEncoder(Strategy):
         known = {f.name for f in fields(Recipe)}
         return Recipe(**{k: v for k, v in {**PRESETS[preset], **chosen}.items() if k in known})
 
-    def _fit(self, texts: list[str], y: np.ndarray) -> None:
+    def _fit(
+        self, texts: list[str], y: np.ndarray, extra: tuple[list[str], np.ndarray] | None = None
+    ) -> None:
         from fewlabel import progress
         from fewlabel.backbones import resolve
         from fewlabel.finetuning import FineTuner
 
         tuner = FineTuner(resolve(self.params["backbone"]).location, self.n_classes_, self.recipe())
+        extra_texts, extra_y = extra if extra is not None else ([], None)
         with progress.tracker(f"Fine-tuning {self.params['backbone']}") as update:
-            self.report_ = tuner.fit(texts, y, on_step=update)
+            self.report_ = tuner.fit(texts, y, on_step=update, extra_texts=extra_texts, extra_y=extra_y)
         self.tuner_ = tuner
+
+    def fit_with_extra(
+        self,
+        texts: list[str],
+        y: np.ndarray,
+        n_classes: int,
+        extra_texts: list[str],
+        extra_y: np.ndarray,
+    ) -> FineTunedEncoder:
+        """Fit with ``extra_texts`` (pseudo-labelled, say) in the training split only.
+
+        Validation, early stopping and the held-out estimate use the rows of ``texts`` alone: the
+        same rows as a fit without the extra texts.
+        """
+        self.n_classes_ = int(n_classes)
+        self._fit(list(texts), np.asarray(y, dtype=np.int64), (list(extra_texts), np.asarray(extra_y)))
+        return self
 
     def _predict_proba(self, texts: list[str]) -> np.ndarray:
         return self.tuner_.predict_proba(texts)
