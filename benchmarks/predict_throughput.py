@@ -55,20 +55,21 @@ def main(argv: list[str] | None = None) -> int:
     short_texts = (test_set.texts * (args.n_short // max(len(test_set), 1) + 1))[: args.n_short]
     long_data = load_dataset(args.long)
     long_texts = long_data.texts[: args.n_long]
+    long_labels = long_data.labels[: args.n_long]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "torch"
         train(train_set, base, TrainConfig(strategy="embed", model="minilm", diagnostics=False))
-        variants = {"torch": (base, "torch")}
+        variants = {"torch": (base, "torch"), "torch-bf16": (base, "torch-bf16")}
         for quantize in (None, "int8"):
             copy = Path(tmp) / f"onnx-{quantize or 'float32'}"
             shutil.copytree(base, copy)
             export_onnx(copy, quantize)
             variants[f"onnx {quantize or 'float32'}"] = (copy, "onnx")
-        print(f"{'engine':<14}{'short/s':>9}{'long/s':>9}{'test acc':>10}")
+        print(f"{'engine':<14}{'short/s':>9}{'long/s':>9}{'test acc':>10}{'long acc':>10}")
         for name, (path, engine) in variants.items():
             short = measure(path, engine, short_texts, None, args.repeats)
-            long = measure(path, engine, long_texts, None, args.repeats)
+            long = measure(path, engine, long_texts, long_labels, args.repeats)
             acc = measure(path, engine, test_set.texts, test_set.labels, 1)["accuracy"]
             rows.append(
                 {
@@ -76,10 +77,11 @@ def main(argv: list[str] | None = None) -> int:
                     "short_per_second": short["texts_per_second"],
                     "long_per_second": long["texts_per_second"],
                     "test_accuracy": acc,
+                    "long_accuracy": long["accuracy"],
                 }
             )
             print(
-                f"{name:<14}{short['texts_per_second']:>9.0f}{long['texts_per_second']:>9.0f}{100 * acc:>9.1f}%",
+                f"{name:<14}{short['texts_per_second']:>9.0f}{long['texts_per_second']:>9.0f}{100 * acc:>9.1f}%{100 * long['accuracy']:>9.1f}%",
                 flush=True,
             )
     path = write_json(

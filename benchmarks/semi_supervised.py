@@ -18,7 +18,7 @@ import numpy as np
 from benchmarks.common import load_dataset, run_record, write_json
 from fewlabel import progress
 from fewlabel.semi_supervised import self_train
-from fewlabel.strategies import make_strategy
+from fewlabel.strategies import get_strategy_class, make_strategy
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-per-class", type=int, default=300)
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--per-class",
+        default=None,
+        help="pseudo-labels added per class and round: a number, or 'all' (every confident one, balanced); "
+        "default: the smallest labelled class. `train --unlabelled` uses --rounds 1 --per-class all for "
+        "fine-tuning.",
+    )
     args = parser.parse_args(argv)
     progress.set_enabled(False)
     rows = []
@@ -44,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         index = {c: i for i, c in enumerate(data.classes)}
         y_all = np.array([index[lab] for lab in data.labels])
         for strategy in args.strategy:
-            params = {"backbone": args.model} if strategy in ("embed", "ensemble") else {}
+            defaults = get_strategy_class(strategy).defaults
+            params = {"backbone": args.model} if "backbone" in defaults else {}
             for seed in range(args.seeds):
                 rng = np.random.default_rng(seed)
                 by_class = [rng.permutation(np.flatnonzero(y_all == c)) for c in index.values()]
@@ -69,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
                     n_classes,
                     threshold=args.threshold,
                     rounds=args.rounds,
+                    per_class=(
+                        len(unlabelled)
+                        if args.per_class == "all"
+                        else (int(args.per_class) if args.per_class else None)
+                    ),
                 )
                 seconds = time.perf_counter() - start
                 st_acc = float((result.strategy.predict_proba(test_texts).argmax(1) == y_all[test]).mean())

@@ -49,7 +49,7 @@ def load_sentence_model(backbone: Backbone):
     except ImportError:
         pass
     try:
-        model = SentenceTransformer(backbone.location, device="cpu", trust_remote_code=False)
+        model = SentenceTransformer(backbone.location, trust_remote_code=False)  # a GPU if there is one
     except Exception as err:  # transformers raises OSError, ValueError, HTTP errors...
         where = "directory" if backbone.is_local else "Hugging Face model id"
         raise BackboneError(
@@ -68,9 +68,23 @@ class Encoder:
         backbone: ``minilm``, ``mpnet``, a local directory or a Hub id.
         batch_size: texts per forward pass.
         cache: keep embeddings in ``$FEWLABEL_HOME/embeddings`` (keyed by backbone weights and text).
+        precision: ``fp32``; ``bf16`` (bfloat16 matrix products, float32 sums); ``auto``: bf16 where
+            the CPU multiplies bfloat16 natively (AMX, AVX512-BF16), else fp32. Cached embeddings
+            (training) are always fp32; prediction is fp32 unless asked (engine ``torch-bf16``).
     """
 
-    def __init__(self, backbone: str | Backbone = "minilm", batch_size: int = 32, cache: bool = True):
+    def __init__(
+        self,
+        backbone: str | Backbone = "minilm",
+        batch_size: int = 32,
+        cache: bool = True,
+        precision: str = "fp32",
+    ):
+        if precision not in ("fp32", "bf16", "auto"):
+            raise BackboneError(f"precision must be fp32, bf16 or auto, got {precision!r}")
+        if cache and precision != "fp32":
+            raise BackboneError("cached embeddings are float32; use precision='fp32' with cache=True")
+        self.precision = precision
         self._spec = backbone
         self._backbone: Backbone | None = backbone if isinstance(backbone, Backbone) else None
         self.batch_size = batch_size
@@ -141,17 +155,22 @@ class Encoder:
             return self._cached_encode(texts, show_progress)
 
     def _model_encode(self, texts: list[str]) -> np.ndarray:
-        return (
-            load_sentence_model(self.backbone)
-            .encode(
+        import torch
+
+        from fewlabel.finetuning import uses_bf16
+
+        model = load_sentence_model(self.backbone)
+        device = model.device
+        bf16 = self.precision != "fp32" and uses_bf16(self.precision, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            vectors = model.encode(
                 texts,
                 batch_size=self.batch_size,
-                convert_to_numpy=True,
+                convert_to_tensor=True,
                 normalize_embeddings=True,
                 show_progress_bar=False,
             )
-            .astype(np.float32)
-        )
+        return vectors.float().cpu().numpy()
 
     def _cached_encode(self, texts: Sequence[str], show_progress: bool) -> np.ndarray:
         keys = [_text_key(t) for t in texts]

@@ -217,28 +217,36 @@ def verify_files(directory: Path, manifest: dict[str, Any]) -> None:
             )
 
 
+ENGINES = ("auto", "onnx", "torch", "torch-bf16")
+
+
 def load_model(directory: str | Path, verify: bool = True, engine: str = "auto") -> TrainedModel:
     """Load a saved model; never unpickles or runs code from the directory.
 
     Args:
         engine: ``auto`` runs an exported ONNX encoder when the model has one and ONNX Runtime is
-            installed, else PyTorch; ``onnx`` requires the ONNX encoder; ``torch`` ignores it.
+            installed, else PyTorch; ``onnx`` requires the ONNX encoder; ``torch`` ignores it and
+            predicts exactly as the model was evaluated; ``torch-bf16`` runs PyTorch with bfloat16
+            matrix products: about 2x faster on CPUs that have them natively (AMX, AVX512-BF16) and
+            on GPUs, probabilities within about 0.01 (slower elsewhere).
     """
-    if engine not in ("auto", "onnx", "torch"):
-        raise ModelDirError(f"unknown engine {engine!r}; use auto, onnx or torch")
+    if engine not in ENGINES:
+        raise ModelDirError(f"unknown engine {engine!r}; use {', '.join(ENGINES)}")
     directory = Path(directory)
     manifest = read_manifest(directory)
     if verify:
         verify_files(directory, manifest)
     cls = get_strategy_class(manifest["strategy"]["name"])
     strategy = cls.load(directory / "strategy")
+    if engine == "torch-bf16":
+        strategy.use_precision("bf16")
     onnx = manifest.get("onnx")
     if engine == "onnx" and not onnx:
         raise ModelDirError(
             f"{directory}: has no ONNX encoder; run `fewlabel export {directory} --format onnx`"
         )
     attached = False
-    if onnx and engine != "torch":
+    if onnx and not engine.startswith("torch"):
         try:
             from fewlabel.onnx_export import OnnxEncoder
 
@@ -254,5 +262,6 @@ def load_model(directory: str | Path, verify: bool = True, engine: str = "auto")
         from fewlabel.embeddings import Encoder
 
         # Predicting keeps no embedding cache: memory stays flat over millions of texts.
-        strategy.attach_encoder(Encoder(backbone["name"], cache=False))
+        precision = "bf16" if engine == "torch-bf16" else "fp32"
+        strategy.attach_encoder(Encoder(backbone["name"], cache=False, precision=precision))
     return TrainedModel(strategy, list(manifest["labels"]), manifest)

@@ -197,7 +197,10 @@ def predict(
     ] = None,
     engine: Annotated[
         str,
-        typer.Option(help="auto (ONNX Runtime when the model was exported, else PyTorch), onnx or torch."),
+        typer.Option(
+            help="auto (ONNX Runtime when the model was exported, else PyTorch), onnx, torch, or "
+            "torch-bf16 (bfloat16 matrix products: faster on CPUs with AMX or AVX512-BF16 and on GPUs)."
+        ),
     ] = "auto",
     runner: Annotated[
         str,

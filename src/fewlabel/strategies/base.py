@@ -147,6 +147,10 @@ class Strategy(ABC):
         """One line for tables: the name and the settings that matter."""
         return self.name
 
+    def use_precision(self, precision: str) -> None:
+        """Predict with ``fp32``, ``bf16`` or ``auto`` matrix products where the strategy runs a network."""
+        del precision  # strategies that run no network of their own have nothing to change
+
     def attach_encoder(self, encoder: Any) -> None:
         """Use ``encoder`` (anything with ``encode(texts)``) instead of the backbone; no-op without one."""
         del encoder  # strategies that embed nothing have nothing to replace

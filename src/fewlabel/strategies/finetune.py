@@ -110,6 +110,11 @@ class FineTunedEncoder(Strategy):
         self.tuner_ = tuner
         self.report_ = RunReport(**run)
 
+    def use_precision(self, precision: str) -> None:
+        from dataclasses import replace
+
+        self.tuner_.recipe = replace(self.tuner_.recipe, precision=precision)
+
     def describe(self) -> str:
         r = self.recipe()
         how = (
