@@ -44,6 +44,7 @@ def self_train(
     threshold: float = 0.9,
     rounds: int = 3,
     per_class: int | None = None,
+    teacher: Strategy | None = None,
 ) -> SelfTrainingResult:
     """Fit ``factory()`` on ``texts``/``y`` plus confidently pseudo-labelled ``unlabelled`` texts.
 
@@ -53,6 +54,7 @@ def self_train(
         rounds: rounds of predict-and-add; stops early when a round adds nothing.
         per_class: most pseudo-labels added per class and round; default: the size of the smallest
             labelled class, so pseudo-labels never outnumber real ones by more than ``rounds`` to one.
+        teacher: ``factory()`` already fitted on ``texts``/``y``, to start from instead of fitting it.
     """
     y = np.asarray(y, dtype=np.int64)
     n_classes = int(n_classes if n_classes is not None else y.max() + 1)
@@ -65,7 +67,7 @@ def self_train(
     pseudo_index = np.zeros(0, dtype=np.int64)
     pseudo_labels = np.zeros(0, dtype=np.int64)
     added: list[int] = []
-    strategy = factory().fit(list(texts), y, n_classes)
+    strategy = teacher if teacher is not None else factory().fit(list(texts), y, n_classes)
     for _ in range(rounds):
         if len(remaining) == 0:
             break
