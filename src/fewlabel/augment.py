@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from fewlabel.errors import FewlabelError
-from fewlabel.strategies.base import Strategy
+from fewlabel.strategies.base import Wrapper
 
 WORDNET_ENV = "FEWLABEL_WORDNET"
 WORDNET_DIRS = ("/usr/share/wordnet", "/usr/share/wordnet/dict", "/usr/local/WordNet-3.0/dict")
@@ -252,7 +252,7 @@ def augment(
     return new_texts, np.asarray(new_y, dtype=np.int64)
 
 
-class Augmented(Strategy):
+class Augmented(Wrapper):
     """A strategy fitted on its training texts plus their augmented variants.
 
     Augmentation is a training-time device only: prediction, saving and loading are the wrapped
@@ -271,10 +271,6 @@ class Augmented(Strategy):
 
     def __init__(self, **params):
         super().__init__(**params)
-        from fewlabel.strategies import get_strategy_class
-
-        inner = get_strategy_class(self.params["strategy"])
-        self.uses_backbone = inner.uses_backbone  # type: ignore[misc]
         if self.params["method"] not in METHODS:
             raise FewlabelError(
                 f"unknown augmentation {self.params['method']!r}; choose from {', '.join(METHODS)}"
@@ -283,40 +279,12 @@ class Augmented(Strategy):
             raise FewlabelError("augmentation needs n_aug >= 1 and 0 < alpha < 1")
         wordnet_dir()  # fail now, with the fix, rather than inside the first fold
 
-    def inner(self) -> Strategy:
-        from fewlabel.strategies import make_strategy
-
-        return make_strategy(self.params["strategy"], **self.params["strategy_params"])
-
-    @property
-    def fitted(self) -> Strategy:
-        """The wrapped strategy as fitted (what a saved model holds)."""
-        self._check_fitted()
-        return self.inner_
-
     def _fit(self, texts: list[str], y: np.ndarray) -> None:
         p = self.params
         more_texts, more_y = augment(
             texts, y, p["method"], int(p["n_aug"]), float(p["alpha"]), int(p["seed"])
         )
         self.inner_ = self.inner().fit(more_texts, more_y, self.n_classes_)
-
-    def _predict_proba(self, texts: list[str]) -> np.ndarray:
-        return self.inner_.predict_proba(texts)
-
-    def save(self, directory: Path) -> None:
-        self.fitted.save(directory)
-
-    def _save(self, directory: Path) -> None:  # pragma: no cover - save() is the wrapped strategy's
-        raise NotImplementedError
-
-    def _load(self, directory: Path) -> None:
-        raise FewlabelError(
-            f"{directory}: augmented strategies are saved as the strategy they wrap; load that"
-        )
-
-    def attach_encoder(self, encoder) -> None:
-        self.fitted.attach_encoder(encoder)
 
     def describe(self) -> str:
         p = self.params

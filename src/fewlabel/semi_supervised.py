@@ -17,12 +17,11 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from fewlabel.errors import FewlabelError
-from fewlabel.strategies.base import Strategy
+from fewlabel.strategies.base import Strategy, Wrapper
 
 
 @dataclass
@@ -113,7 +112,7 @@ def texts_digest(texts: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
-class SelfTrained(Strategy):
+class SelfTrained(Wrapper):
     """A strategy self-trained on unlabelled texts (what ``fewlabel train --unlabelled`` fits).
 
     The unlabelled texts are given to the constructor, not as a parameter (they can be many); the
@@ -135,26 +134,10 @@ class SelfTrained(Strategy):
 
     def __init__(self, unlabelled: Sequence[str] = (), **params):
         super().__init__(**params)
-        from fewlabel.strategies import get_strategy_class
-
-        inner = get_strategy_class(self.params["strategy"])
-        self.uses_backbone = inner.uses_backbone  # type: ignore[misc]
-        self.evaluation = inner.evaluation  # type: ignore[misc]
         self.unlabelled = list(unlabelled)
         if not self.unlabelled:
             raise FewlabelError("self-training needs at least one unlabelled text")
         self.params["unlabelled_sha256"] = texts_digest(self.unlabelled)
-
-    def inner(self) -> Strategy:
-        from fewlabel.strategies import make_strategy
-
-        return make_strategy(self.params["strategy"], **self.params["strategy_params"])
-
-    @property
-    def fitted(self) -> Strategy:
-        """The wrapped strategy as fitted on labelled + pseudo-labelled texts (what a model holds)."""
-        self._check_fitted()
-        return self.inner_
 
     def _fit(self, texts: list[str], y: np.ndarray) -> None:
         p = self.params
@@ -188,23 +171,6 @@ class SelfTrained(Strategy):
         self.added_per_round_ = list(result.added_per_round)
         if hasattr(self.inner_, "report_"):
             self.report_ = self.inner_.report_
-
-    def _predict_proba(self, texts: list[str]) -> np.ndarray:
-        return self.inner_.predict_proba(texts)
-
-    def save(self, directory: Path) -> None:
-        self.fitted.save(directory)
-
-    def _save(self, directory: Path) -> None:  # pragma: no cover - save() is the wrapped strategy's
-        raise NotImplementedError
-
-    def _load(self, directory: Path) -> None:
-        raise FewlabelError(
-            f"{directory}: self-trained strategies are saved as the strategy they wrap; load that"
-        )
-
-    def attach_encoder(self, encoder) -> None:
-        self.fitted.attach_encoder(encoder)
 
     def describe(self) -> str:
         return f"{self.inner().describe()} + self-training on {len(self.unlabelled)} unlabelled texts"
