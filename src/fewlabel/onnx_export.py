@@ -79,6 +79,7 @@ def _export_graph(backbone_dir: Path, out: Path, max_tokens: int) -> list[str]:
             )
 
     wrapper = WithTokenTypes() if "token_type_ids" in names else WithoutTokenTypes()
+    wrapper.eval()  # inference graph: no dropout
 
     sample = tokenizer(
         ["a short one", "a somewhat longer example sentence for tracing", "x"],
