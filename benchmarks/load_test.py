@@ -93,6 +93,7 @@ class Server:
             sys.executable, "-c", SERVER_CODE, str(model_dir), "--host", HOST, "--port", str(port),
             "--no-access-log", "--max-texts", str(max(256, args.batch)),
             "--batch-wait-ms", str(args.batch_wait_ms), "--max-batch", str(args.max_batch),
+            "--engine", args.engine,
         ]  # fmt: skip
         self.home = fresh_home()
         self.env = {
@@ -245,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("model_dir", type=Path, help="a model directory written by `fewlabel train`")
     parser.add_argument("--requests", type=int, default=2000, help="requests to send (default 2000)")
+    parser.add_argument("--engine", default="auto", help="the server's --engine (default auto)")
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight at once (default 16)")
     parser.add_argument(
         "--batch", type=int, default=1, help="texts per request; 1 sends {'text': ...} (default 1)"

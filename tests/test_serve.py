@@ -374,6 +374,7 @@ def test_wrong_model_dir_fails_at_create_app(tmp_path):
         {"max_batch": 0},
         {"batch_wait_ms": -1},
         {"api_key": ""},
+        {"engine": "tensorrt"},
     ],
 )
 def test_nonsense_settings_fail_at_create_app(model_dir, settings):

@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fewlabel import __version__
 from fewlabel.errors import FewlabelError
-from fewlabel.persistence import TrainedModel, load_model, read_manifest
+from fewlabel.persistence import ENGINES, TrainedModel, load_model, read_manifest
 
 log = logging.getLogger("fewlabel.serve")
 
@@ -492,6 +492,7 @@ def create_app(
     max_body_bytes: int = 2_000_000,
     batch_wait_ms: float = 5,
     max_batch: int = 64,
+    engine: str = "auto",
 ) -> FastAPI:
     """The prediction service for the model in ``model_dir``, as a FastAPI (ASGI) app.
 
@@ -507,9 +508,12 @@ def create_app(
         batch_wait_ms: how long a batch waits for more requests after the first arrives (latency cost
             for one client, throughput gain for many).
         max_batch: texts at which a batch closes without waiting.
+        engine: how the model's encoder runs (see :func:`fewlabel.persistence.load_model`).
     """
     model_dir = Path(model_dir)
     read_manifest(model_dir)
+    if engine not in ENGINES:
+        raise FewlabelError(f"unknown engine {engine!r}; use {', '.join(ENGINES)}")
     limits = Limits(max_texts, max_chars, max_body_bytes)
     limits.check()
     if api_key is not None and not api_key:
@@ -519,7 +523,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        model = load_model(model_dir)
+        model = load_model(model_dir, engine=engine)
         batcher = MicroBatcher(model.predict_proba, max_batch, batch_wait_ms / 1000)
         await batcher.start()
         try:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from fewlabel import __version__
+from fewlabel.cli.serve_command import Engine
 from fewlabel.cli.serve_command import serve as serve_command
 from fewlabel.cli.suggest_command import suggest as suggest_command
 from fewlabel.config import DEFAULT_BUDGET_MINUTES
@@ -195,13 +196,7 @@ def predict(
         float | None,
         typer.Option(help="Answer ABSTAIN where the (calibrated) confidence is below this, e.g. 0.8."),
     ] = None,
-    engine: Annotated[
-        str,
-        typer.Option(
-            help="auto (ONNX Runtime when the model was exported, else PyTorch), onnx, torch, or "
-            "torch-bf16 (bfloat16 matrix products: faster on CPUs with AMX or AVX512-BF16 and on GPUs)."
-        ),
-    ] = "auto",
+    engine: Engine = "auto",
     runner: Annotated[
         str,
         typer.Option(

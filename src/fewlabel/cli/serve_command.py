@@ -27,6 +27,15 @@ def is_loopback(host: str) -> bool:
         return False  # a host name other than localhost may resolve to any interface
 
 
+Engine = Annotated[
+    str,
+    typer.Option(
+        help="auto (ONNX Runtime when the model was exported, else PyTorch), onnx, torch, or "
+        "torch-bf16 (bfloat16 matrix products: faster on CPUs with AMX or AVX512-BF16 and on GPUs)."
+    ),
+]
+
+
 def serve(
     model_dir: Annotated[Path, typer.Argument(help="A model directory written by `fewlabel train`.")],
     host: Annotated[
@@ -56,6 +65,7 @@ def serve(
     ] = 5.0,
     max_batch: Annotated[int, typer.Option(help="Texts at which a batch is predicted without waiting.")] = 64,
     access_log: Annotated[bool, typer.Option(help="Log one line per request.")] = True,
+    engine: Engine = "auto",
 ) -> None:
     """Serve a model over HTTP: POST /predict, GET /model, GET /health; the schema is at /openapi.json.
 
@@ -97,6 +107,7 @@ def serve(
         max_body_bytes=max_body_bytes,
         batch_wait_ms=batch_wait_ms,
         max_batch=max_batch,
+        engine=engine,
     )
     # workers=1: the model and the batcher live in this process; more workers would load the model
     # once each and batch separately.
