@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strategy", nargs="+", default=["tfidf", "embed"])
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--labelled", type=int, default=500)
     parser.add_argument("--test-per-class", type=int, default=300)
     parser.add_argument("--threshold", type=float, default=0.9)
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         for strategy in args.strategy:
             defaults = get_strategy_class(strategy).defaults
             params = {"backbone": args.model} if "backbone" in defaults else {}
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 rng = np.random.default_rng(seed)
                 by_class = [rng.permutation(np.flatnonzero(y_all == c)) for c in index.values()]
                 per = args.labelled // len(by_class)
