@@ -13,7 +13,6 @@ See BENCHMARKS.md for what it gained per strategy.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fewlabel.errors import FewlabelError
-from fewlabel.strategies.base import Strategy, Wrapper
+from fewlabel.strategies.base import Strategy, Wrapper, texts_digest
 
 
 @dataclass
@@ -103,13 +102,6 @@ def _fit_with(
     if hasattr(strategy, "fit_with_extra"):
         return strategy.fit_with_extra(list(texts), y, n_classes, extra_texts, extra_y)
     return strategy.fit([*texts, *extra_texts], np.concatenate([y, extra_y]), n_classes)
-
-
-def texts_digest(texts: Sequence[str]) -> str:
-    digest = hashlib.sha256()
-    for text in texts:
-        digest.update(hashlib.sha256(text.encode("utf-8")).digest())
-    return digest.hexdigest()
 
 
 class SelfTrained(Wrapper):

@@ -41,14 +41,21 @@ def fit_memo() -> Iterator[None]:
             _MEMO = None
 
 
+def texts_digest(texts: Sequence[str], digest=None) -> str:
+    """SHA-256 over the texts in order (each hashed first, so boundaries between texts count)."""
+    digest = digest or hashlib.sha256()
+    for text in texts:
+        digest.update(hashlib.sha256(text.encode("utf-8")).digest())
+    return digest.hexdigest()
+
+
 def _memo_key(strategy: Strategy, texts: Sequence[str], y: np.ndarray) -> str:
     digest = hashlib.sha256(
         json.dumps(
             [type(strategy).__qualname__, strategy.params, strategy.n_classes_], sort_keys=True
         ).encode()
     )
-    for text in texts:
-        digest.update(hashlib.sha256(text.encode("utf-8")).digest())
+    texts_digest(texts, digest)
     digest.update(np.ascontiguousarray(y).tobytes())
     return digest.hexdigest()
 
