@@ -27,7 +27,17 @@ from fewlabel.active import PREFILTER, lsa_vectors, select_batch
 from fewlabel.data import LabelledTexts
 from fewlabel.strategies import make_strategy
 
-ARMS = {"random": None, "suggest": PREFILTER, "uncertainty": 1}  # arm -> prefilter (None: random)
+
+def arms(prefilters: list[int]) -> dict[str, int | None]:
+    """The compared arms: random, `suggest` at each prefilter (its default unnamed), plain uncertainty."""
+    out: dict[str, int | None] = {"random": None}
+    for k in prefilters:
+        out["suggest" if k == PREFILTER else f"suggest-{k}"] = k
+    out["uncertainty"] = 1
+    return out
+
+
+ARMS = arms([PREFILTER])  # arm -> prefilter (None: random)
 
 
 def split(data: LabelledTexts, seed: int, test_per_class: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -49,6 +59,7 @@ def simulate(
     seed_size: int,
     batch: int,
     max_labels: int,
+    compared: dict[str, int | None] = ARMS,
 ) -> dict[str, list[dict]]:
     pool, test, y = split(data, seed, test_per_class)
     texts = data.texts
@@ -64,7 +75,7 @@ def simulate(
     start = rng.choice(len(pool), size=seed_size, replace=False)  # positions in pool
     random_order = np.concatenate([start, rng.permutation(np.setdiff1d(np.arange(len(pool)), start))])
     curves: dict[str, list[dict]] = {}
-    for arm, prefilter in ARMS.items():
+    for arm, prefilter in compared.items():
         labelled = list(start)
         points = []
         while True:
@@ -103,6 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strategy", nargs="+", default=["embed"])
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run from here (default 0)")
+    parser.add_argument(
+        "--prefilter",
+        type=int,
+        nargs="+",
+        default=[PREFILTER],
+        help=f"suggest's candidates per label to compare (default {PREFILTER}, the shipped setting)",
+    )
     parser.add_argument("--seed-size", type=int, default=50)
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--max-labels", type=int, default=500)
@@ -111,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     progress.set_enabled(False)
+    compared = arms(args.prefilter)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     results = []
     for name in args.data:
         data = load_dataset(name)
@@ -128,47 +149,48 @@ def main(argv: list[str] | None = None) -> int:
                     args.seed_size,
                     args.batch,
                     args.max_labels,
+                    compared,
                 )
-                for seed in range(args.seeds)
+                for seed in seeds
             ]
             sizes = [p["labels"] for p in runs[0]["random"]]
             mean = {
                 arm: [float(np.mean([r[arm][k]["test_accuracy"] for r in runs])) for k in range(len(sizes))]
-                for arm in ARMS
+                for arm in compared
             }
             std = {
                 arm: [float(np.std([r[arm][k]["test_accuracy"] for r in runs])) for k in range(len(sizes))]
-                for arm in ARMS
+                for arm in compared
             }
             target = mean["random"][-1]
             reach = {
                 arm: labels_to_reach(
                     [{"labels": s, "test_accuracy": a} for s, a in zip(sizes, mean[arm], strict=True)], target
                 )
-                for arm in ARMS
+                for arm in compared
             }
             per_seed_target = [r["random"][-1]["test_accuracy"] for r in runs]
             per_seed_reach = {
                 arm: [labels_to_reach(r[arm], t) for r, t in zip(runs, per_seed_target, strict=True)]
-                for arm in ARMS
+                for arm in compared
             }
             pool_size = len(data) - test_per_class * len(data.classes)
             print(
                 f"\n{name} ({pool_size} in the pool, {test_per_class * len(data.classes)} balanced test texts), "
                 f"{strategy} ({args.model if strategy != 'tfidf' else 'no backbone'}), {args.seeds} seeds: "
-                "test accuracy, mean +- std"
+                f"(first seed {args.first_seed}): test accuracy, mean +- std"
             )
-            print(f"{'labels':>7}" + "".join(f"{arm:>18}" for arm in ARMS))
+            print(f"{'labels':>7}" + "".join(f"{arm:>18}" for arm in compared))
             for k, size in enumerate(sizes):
                 print(
                     f"{size:>7}"
-                    + "".join(f"{100 * mean[arm][k]:>11.1f} +- {100 * std[arm][k]:3.1f}" for arm in ARMS)
+                    + "".join(f"{100 * mean[arm][k]:>11.1f} +- {100 * std[arm][k]:3.1f}" for arm in compared)
                 )
             print(
                 f"Random at {sizes[-1]} labels: {100 * target:.1f}%. Labels to reach it (mean curve): "
-                + ", ".join(f"{arm} {reach[arm] if reach[arm] is not None else 'never'}" for arm in ARMS)
+                + ", ".join(f"{arm} {reach[arm] if reach[arm] is not None else 'never'}" for arm in compared)
                 + ". Per seed: "
-                + "; ".join(f"{arm} {per_seed_reach[arm]}" for arm in ARMS)
+                + "; ".join(f"{arm} {per_seed_reach[arm]}" for arm in compared)
                 + f". {time.perf_counter() - started:.0f}s."
             )
             results.append(

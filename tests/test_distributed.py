@@ -82,11 +82,13 @@ def test_ray_output_is_the_local_output(
 def test_cli_runner_ray(ray_instance, tmp_path, demo_model, demo_input):
     cli = CliRunner()
     env = {"FEWLABEL_PROGRESS": "0"}
-    for name, extra in (("local.csv", []), ("ray.csv", ["--runner", "ray"])):
+    runs = (("local.csv", []), ("ray.csv", ["--runner", "ray"]), ("engine.csv", ["--engine", "ray"]))
+    for name, extra in runs:
         args = ["predict", str(demo_model), str(demo_input), "-o", str(tmp_path / name), *extra]
         result = cli.invoke(app, args, env=env)
         assert result.exit_code == 0, result.output
     assert (tmp_path / "ray.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
+    assert (tmp_path / "engine.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
 
 
 @pytest.mark.slow

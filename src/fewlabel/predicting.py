@@ -256,13 +256,17 @@ def predict_file(
     and never over the input.
 
     Args:
-        engine: how each process runs the model's encoder (see ``load_model``).
+        engine: how each process runs the model's encoder (see ``load_model``); ``ray`` is short
+            for ``runner="ray"`` with the ``auto`` engine.
         runner: ``local`` predicts in this process; ``ray`` reads and writes here but predicts the
             chunks in parallel on a Ray cluster (``pip install "fewlabel[ray]"``), each worker
             loading ``model_dir`` itself. The output is the same, row for row.
         ray_address: the cluster for ``runner="ray"``: None starts a local Ray instance, ``auto``
             joins the cluster this machine belongs to, ``ray://HOST:10001`` a remote one.
     """
+    if engine == "ray":
+        # Where to run, not how: what --runner names. Accepted because "--engine ray" is how many ask.
+        engine, runner = "auto", "ray"
     if runner not in RUNNERS:
         raise DataError(f"unknown runner {runner!r}; use local or ray")
     if ray_address is not None and runner != "ray":

@@ -200,7 +200,8 @@ def predict(
     runner: Annotated[
         str,
         typer.Option(
-            help='local (this process) or ray (workers of a Ray cluster; pip install "fewlabel[ray]").'
+            help='local (this process) or ray (workers of a Ray cluster; pip install "fewlabel[ray]"). '
+            "--engine ray means the same as --runner ray."
         ),
     ] = "local",
     ray_address: Annotated[
