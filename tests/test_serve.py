@@ -533,6 +533,59 @@ def test_fuzz_no_server_errors(model_dir):
     assert any(s == 200 for s in statuses) and any(400 <= s < 500 for s in statuses), statuses
 
 
+@pytest.fixture
+def live_service(model_dir):
+    """The service behind a real uvicorn server on a free loopback port, in a thread; its base URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    app = create_app(model_dir, api_key=KEY, max_texts=16, max_chars=500, max_body_bytes=20_000)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the service did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def test_fuzz_the_running_service_over_http(live_service):
+    """The same schemathesis fuzzing, over real HTTP: uvicorn's parsing and the body limit included."""
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from schemathesis import GenerationMode
+    from schemathesis.checks import not_a_server_error
+
+    schema = schemathesis.openapi.from_url(f"{live_service}/openapi.json")
+    cases = st.one_of(
+        schema.as_strategy(GenerationMode.POSITIVE), schema.as_strategy(GenerationMode.NEGATIVE)
+    )
+    statuses: list[int] = []
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(case=cases)
+    def fuzz(case):
+        response = case.call(base_url=live_service, headers={"X-API-Key": KEY}, timeout=30)
+        statuses.append(response.status_code)
+        assert response.status_code < 500, (case.path, case.body, response.text)
+        case.validate_response(response, checks=[not_a_server_error])
+
+    fuzz()
+    assert any(s == 200 for s in statuses) and any(400 <= s < 500 for s in statuses), statuses
+
+
 def test_fuzz_random_json_bodies(client):
     """Arbitrary JSON (nested, unicode, huge numbers) at /predict: always 200 or a 4xx, never a 5xx."""
     pytest.importorskip("hypothesis")
