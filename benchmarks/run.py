@@ -187,7 +187,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="names in ../shared/datasets or CSV paths with text,label columns",
     )
     p.add_argument("--train-size", type=int, default=500)
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    p.add_argument("--seeds", type=int, default=3, help="how many seeds: FIRST..FIRST+N-1")
+    p.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="the first seed (default 0): a long run can be split over sessions and merged with --markdown-only",
+    )
     p.add_argument("--systems", nargs="+", default=["all"], help="names (see --list), 'all' or 'cheap'")
     p.add_argument(
         "--backbone",
@@ -251,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     payload: dict[str, Any] = {
         **run_record("run", argv),
         "settings": {
-            "data": args.data, "train_size": args.train_size, "seeds": args.seeds, "systems": systems,
+            "data": args.data, "train_size": args.train_size, "seeds": args.seeds,
+            "first_seed": args.first_seed, "systems": systems,
             **options, "short_pool": args.short_pool, "long_pool": args.long_pool,
             "throughput_n": args.throughput_n,
         },
@@ -263,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{'RSS MB':>8}{'short/s':>9}{'long/s':>8}")  # fmt: skip
     for name in args.data:
         data = load_dataset(name)
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             train_set, test_set = splits(data, args.train_size, seed)
             index = {label: i for i, label in enumerate(data.classes)}
             train_y = [index[label] for label in train_set.labels]
