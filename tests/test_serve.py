@@ -506,31 +506,38 @@ def test_model_failure_is_a_500_with_a_json_detail(model_dir, monkeypatch):
 # --- fuzzing -------------------------------------------------------------------------------------------
 
 
-def test_fuzz_no_server_errors(model_dir):
-    """Schemathesis generates valid and invalid requests from the OpenAPI schema; none may get a 5xx."""
-    schemathesis = pytest.importorskip("schemathesis")
+def _fuzz(schema, call, max_examples: int) -> None:
+    """Valid and invalid requests generated from an OpenAPI ``schema``; none may get a 5xx."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
     from schemathesis import GenerationMode
     from schemathesis.checks import not_a_server_error
 
-    app = create_app(model_dir, api_key=KEY, max_texts=16, max_chars=500, max_body_bytes=20_000)
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     cases = st.one_of(
         schema.as_strategy(GenerationMode.POSITIVE), schema.as_strategy(GenerationMode.NEGATIVE)
     )
     statuses: list[int] = []
 
-    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(
+        max_examples=max_examples, deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
     @given(case=cases)
     def fuzz(case):
-        response = case.call(headers={"X-API-Key": KEY})
+        response = call(case)
         statuses.append(response.status_code)
         assert response.status_code < 500, (case.path, case.body, response.text)
         case.validate_response(response, checks=[not_a_server_error])
 
     fuzz()
     assert any(s == 200 for s in statuses) and any(400 <= s < 500 for s in statuses), statuses
+
+
+def test_fuzz_no_server_errors(model_dir):
+    """Schemathesis generates valid and invalid requests from the OpenAPI schema; none may get a 5xx."""
+    schemathesis = pytest.importorskip("schemathesis")
+    app = create_app(model_dir, api_key=KEY, max_texts=16, max_chars=500, max_body_bytes=20_000)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    _fuzz(schema, lambda case: case.call(headers={"X-API-Key": KEY}), max_examples=60)
 
 
 @pytest.fixture
@@ -561,29 +568,11 @@ def live_service(model_dir):
 
 
 def test_fuzz_the_running_service_over_http(live_service):
-    """The same schemathesis fuzzing, over real HTTP: uvicorn's parsing and the body limit included."""
+    """The same fuzzing over real HTTP: uvicorn's parsing and the body limit included."""
     schemathesis = pytest.importorskip("schemathesis")
-    from hypothesis import HealthCheck, given, settings
-    from hypothesis import strategies as st
-    from schemathesis import GenerationMode
-    from schemathesis.checks import not_a_server_error
-
     schema = schemathesis.openapi.from_url(f"{live_service}/openapi.json")
-    cases = st.one_of(
-        schema.as_strategy(GenerationMode.POSITIVE), schema.as_strategy(GenerationMode.NEGATIVE)
-    )
-    statuses: list[int] = []
-
-    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-    @given(case=cases)
-    def fuzz(case):
-        response = case.call(base_url=live_service, headers={"X-API-Key": KEY}, timeout=30)
-        statuses.append(response.status_code)
-        assert response.status_code < 500, (case.path, case.body, response.text)
-        case.validate_response(response, checks=[not_a_server_error])
-
-    fuzz()
-    assert any(s == 200 for s in statuses) and any(400 <= s < 500 for s in statuses), statuses
+    call = lambda case: case.call(base_url=live_service, headers={"X-API-Key": KEY}, timeout=30)  # noqa: E731
+    _fuzz(schema, call, max_examples=40)
 
 
 def test_fuzz_random_json_bodies(client):
