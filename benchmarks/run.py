@@ -18,6 +18,7 @@ import argparse
 import difflib
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -311,5 +312,10 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds, so run_isolated stops the system it is running
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     sys.exit(main())

@@ -404,17 +404,24 @@ def run_isolated(job: Job, timeout: float | None = None) -> dict[str, Any]:
     proc = ctx.Process(target=_child, args=(send, job, workdir), daemon=True)
     proc.start()
     send.close()
+    finished = False
     try:
         if receive.poll(timeout):
             result = receive.recv()
+            finished = True
         else:
-            proc.terminate()
             result = {"error": f"timed out after {timeout:.0f}s"}
     except EOFError:
+        finished = True
         proc.join()
         result = {"error": f"the subprocess died with exit code {proc.exitcode} (out of memory?)"}
-    proc.join()
-    shutil.rmtree(workdir, ignore_errors=True)  # symlinks inside (the models folder) are not followed
+    finally:
+        # Timed out, or the harness was stopped (Ctrl-C, SIGTERM): the system must not run on,
+        # taking the CPU from whatever runs next.
+        if not finished and proc.is_alive():
+            proc.terminate()
+        proc.join()
+        shutil.rmtree(workdir, ignore_errors=True)  # symlinks inside (the models folder) are not followed
     return result
 
 
