@@ -532,10 +532,15 @@ def _fuzz(schema, call, max_examples: int) -> None:
     assert any(s == 200 for s in statuses) and any(400 <= s < 500 for s in statuses), statuses
 
 
+def _fuzzed_app(model_dir):
+    """The app both fuzz tests attack: small limits, so generated bodies reach them."""
+    return create_app(model_dir, api_key=KEY, max_texts=16, max_chars=500, max_body_bytes=20_000)
+
+
 def test_fuzz_no_server_errors(model_dir):
     """Schemathesis generates valid and invalid requests from the OpenAPI schema; none may get a 5xx."""
     schemathesis = pytest.importorskip("schemathesis")
-    app = create_app(model_dir, api_key=KEY, max_texts=16, max_chars=500, max_body_bytes=20_000)
+    app = _fuzzed_app(model_dir)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     _fuzz(schema, lambda case: case.call(headers={"X-API-Key": KEY}), max_examples=60)
 
@@ -549,7 +554,7 @@ def live_service(model_dir):
 
     import uvicorn
 
-    app = create_app(model_dir, api_key=KEY, max_texts=16, max_chars=500, max_body_bytes=20_000)
+    app = _fuzzed_app(model_dir)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -571,7 +576,10 @@ def test_fuzz_the_running_service_over_http(live_service):
     """The same fuzzing over real HTTP: uvicorn's parsing and the body limit included."""
     schemathesis = pytest.importorskip("schemathesis")
     schema = schemathesis.openapi.from_url(f"{live_service}/openapi.json")
-    call = lambda case: case.call(base_url=live_service, headers={"X-API-Key": KEY}, timeout=30)  # noqa: E731
+
+    def call(case):
+        return case.call(base_url=live_service, headers={"X-API-Key": KEY}, timeout=30)
+
     _fuzz(schema, call, max_examples=40)
 
 
