@@ -65,9 +65,23 @@ def balanced_split(
 
 
 def machine() -> str:
+    """Processor architecture, core count, Python, and the GPU when there is one (numbers differ)."""
     import os
+    import shutil
 
-    return f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+    described = f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+    if shutil.which("nvidia-smi"):
+        try:
+            names = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                capture_output=True, text=True, check=True, timeout=30,
+            ).stdout.split("\n")  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            names = []
+        gpus = [name.strip() for name in names if name.strip()]
+        if gpus:
+            described += ", GPU: " + ", ".join(gpus)
+    return described
 
 
 def commit() -> str:
@@ -96,5 +110,9 @@ def write_json(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS / f"{name}-{stamp}.json"
+    n = 1
+    while path.exists():  # runs started in the same second (in parallel) keep their own files
+        n += 1
+        path = RESULTS / f"{name}-{stamp}-{n}.json"
     path.write_text(json.dumps(payload, indent=2))
     return path

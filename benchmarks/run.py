@@ -90,18 +90,30 @@ def _fmt(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
 
 
 def markdown_table(payloads: Sequence[dict[str, Any]]) -> str:
-    """Mean ± std over seeds per data set × system, with where the numbers came from."""
+    """Mean ± std over seeds per data set × system, with where the numbers came from.
+
+    Runs from different machines are never averaged together: each machine gets its own table.
+    """
     lines = ["Each result file below came from the command shown:", ""]
-    groups: dict[tuple[str, int, str], list[dict]] = {}
+    tables: dict[str, dict[tuple[str, int, str], list[dict]]] = {}
     for payload in payloads:
         lines.append(
             f"- `{payload['command']}` — {payload['date']}, commit {payload['commit']}, "
             f"{payload['machine']}" + (f" (`{payload['file']}`)" if payload.get("file") else "")
         )
+        groups = tables.setdefault(payload["machine"], {})
         for run in payload["runs"]:
             groups.setdefault((run["data"], run["train_size"], run["system"]), []).append(run)
-    lines += [
-        "",
+    for machine, groups in tables.items():
+        lines.append("")
+        if len(tables) > 1:
+            lines += [f"On {machine}:", ""]
+        lines += _table_rows(groups)
+    return "\n".join(lines) + "\n"
+
+
+def _table_rows(groups: dict[tuple[str, int, str], list[dict]]) -> list[str]:
+    lines = [
         "| data | train | system | runs | accuracy % | macro-F1 % | log loss | train s | peak RSS MB "
         "| short texts/s | long texts/s | notes |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -130,7 +142,7 @@ def markdown_table(payloads: Sequence[dict[str, Any]]) -> str:
             f"| {_fmt(col('short_texts_per_second'), digits=0)} | {_fmt(col('long_texts_per_second'), digits=0)} "
             f"| {'; '.join(notes)} |"
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def write_markdown(path: Path, table: str) -> None:

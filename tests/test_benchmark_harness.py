@@ -6,7 +6,10 @@ adapter (in process and in its own subprocess) are checked on a few dozen made-u
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+from benchmarks import common
 from benchmarks.run import markdown_table, splits, throughput_samples, write_markdown
 from benchmarks.systems import Job, SklearnTfidfLogReg, metrics, run_isolated
 
@@ -95,6 +98,16 @@ def test_markdown_table_renders_mean_and_std_over_seeds(tmp_path):
     assert text.startswith("intro\n") and text.endswith("\nafter\n") and text.count("| tiny | 20 |") == 2
 
 
+def test_markdown_table_never_averages_runs_from_different_machines():
+    cpu = record()
+    gpu = {**record(), "machine": "x86_64, 16 CPU cores, GPU: NVIDIA H100"}
+    gpu["runs"] = [{**run, "accuracy": 0.5} for run in gpu["runs"]]
+    table = markdown_table([cpu, gpu])
+    assert "On x86_64, 2 CPU cores:" in table and "On x86_64, 16 CPU cores, GPU: NVIDIA H100:" in table
+    rows = [line for line in table.splitlines() if line.startswith("| tiny | 20 | sklearn/tfidf-logreg")]
+    assert [row.split(" | ")[4] for row in rows] == ["85.0 ± 5.0", "50.0 ± 0.0"]
+
+
 def test_sklearn_adapter_fits_and_predicts():
     train, test = splits(synthetic(), 20, seed=0)
     index = {"neg": 0, "pos": 1}
@@ -121,3 +134,10 @@ def test_sklearn_system_runs_in_its_own_subprocess():
     in_process = SklearnTfidfLogReg(seed=0, backbone="unused")
     in_process.fit(train.texts, np.array(y), 2)
     assert np.allclose(result["proba"], in_process.predict_proba(test.texts))
+
+
+def test_result_files_written_in_the_same_second_do_not_overwrite_each_other(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    first, second = common.write_json("run", {"n": 1}), common.write_json("run", {"n": 2})
+    assert first != second
+    assert [json.loads(p.read_text())["n"] for p in (first, second)] == [1, 2]
