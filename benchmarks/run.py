@@ -113,12 +113,23 @@ def markdown_table(payloads: Sequence[dict[str, Any]]) -> str:
 
 
 def _table_rows(groups: dict[tuple[str, int, str], list[dict]]) -> list[str]:
+    # Rows by data set (in the order first seen), then system in --list order, whatever order the
+    # result files were merged in.
+    data_order = list(dict.fromkeys(data for data, _, _ in groups))
+    system_order = list(registry())
+
+    def position(key: tuple[str, int, str]) -> tuple[int, int, int]:
+        data, train_size, system = key
+        rank = system_order.index(system) if system in system_order else len(system_order)
+        return data_order.index(data), train_size, rank
+
     lines = [
         "| data | train | system | runs | accuracy % | macro-F1 % | log loss | train s | peak RSS MB "
         "| short texts/s | long texts/s | notes |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for (data, train_size, system), runs in groups.items():
+    for data, train_size, system in sorted(groups, key=position):
+        runs = groups[(data, train_size, system)]
         ok = [r for r in runs if "error" not in r]
 
         def col(key: str, runs: list[dict] = ok) -> list[float]:

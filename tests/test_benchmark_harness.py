@@ -141,3 +141,12 @@ def test_result_files_written_in_the_same_second_do_not_overwrite_each_other(tmp
     first, second = common.write_json("run", {"n": 1}), common.write_json("run", {"n": 2})
     assert first != second
     assert [json.loads(p.read_text())["n"] for p in (first, second)] == [1, 2]
+
+
+def test_markdown_rows_follow_the_system_list_whatever_the_file_order():
+    first, second = record(), record()
+    first["runs"] = [run for run in first["runs"] if run["system"] == "hf/naive-finetune"]
+    second["runs"] = [run for run in second["runs"] if run["system"] == "sklearn/tfidf-logreg"]
+    table = markdown_table([first, second])
+    systems = [line.split(" | ")[2] for line in table.splitlines() if line.startswith("| tiny")]
+    assert systems == ["sklearn/tfidf-logreg", "hf/naive-finetune"]  # --list order
