@@ -103,7 +103,8 @@ def markdown_table(payloads: Sequence[dict[str, Any]]) -> str:
         )
         groups = tables.setdefault(payload["machine"], {})
         for run in payload["runs"]:
-            groups.setdefault((run["data"], run["train_size"], run["system"]), []).append(run)
+            if "superseded" not in run:  # a run redone later (the JSON says why and by which file)
+                groups.setdefault((run["data"], run["train_size"], run["system"]), []).append(run)
     for machine, groups in tables.items():
         lines.append("")
         if len(tables) > 1:

@@ -147,7 +147,10 @@ class FewlabelTrain(Adapter):
         exp = result.expected
         return {
             "chosen": result.chosen,
-            "backbone": result.config.model,
+            # The chosen strategy's own backbone: slow strategies pick theirs within the budget, so
+            # it can differ from the embedding backbone (config.model; minilm on long texts).
+            "backbone": result.strategy.params.get("backbone") or result.config.model,
+            "embedding_backbone": result.config.model,
             "reported_accuracy": exp["value"],
             "reported_ci95": [exp["ci95_low"], exp["ci95_high"]],
         }

@@ -150,3 +150,11 @@ def test_markdown_rows_follow_the_system_list_whatever_the_file_order():
     table = markdown_table([first, second])
     systems = [line.split(" | ")[2] for line in table.splitlines() if line.startswith("| tiny")]
     assert systems == ["sklearn/tfidf-logreg", "hf/naive-finetune"]  # --list order
+
+
+def test_superseded_runs_are_left_out_of_the_table():
+    payload = record()
+    payload["runs"][1]["superseded"] = "rerun in run-B.json"
+    table = markdown_table([payload])
+    row = next(line for line in table.splitlines() if "| sklearn/tfidf-logreg |" in line)
+    assert row.startswith("| tiny | 20 | sklearn/tfidf-logreg | 1 | 80.0 |")
