@@ -67,21 +67,17 @@ def balanced_split(
 def machine() -> str:
     """Processor architecture, core count, Python, and the GPU when there is one (numbers differ)."""
     import os
-    import shutil
 
     described = f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
-    if shutil.which("nvidia-smi"):
-        try:
-            names = subprocess.run(
-                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                capture_output=True, text=True, check=True, timeout=30,
-            ).stdout.split("\n")  # fmt: skip
-        except (OSError, subprocess.SubprocessError):
-            names = []
-        gpus = [name.strip() for name in names if name.strip()]
-        if gpus:
-            described += ", GPU: " + ", ".join(gpus)
-    return described
+    try:  # no nvidia-smi (OSError) or no working GPU: no GPU in the description
+        names = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True, text=True, check=True, timeout=30,
+        ).stdout.splitlines()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        names = []
+    gpus = [name.strip() for name in names if name.strip()]
+    return described + (", GPU: " + ", ".join(gpus) if gpus else "")
 
 
 def commit() -> str:

@@ -116,13 +116,12 @@ def markdown_table(payloads: Sequence[dict[str, Any]]) -> str:
 def _table_rows(groups: dict[tuple[str, int, str], list[dict]]) -> list[str]:
     # Rows by data set (in the order first seen), then system in --list order, whatever order the
     # result files were merged in.
-    data_order = list(dict.fromkeys(data for data, _, _ in groups))
-    system_order = list(registry())
+    data_rank = {data: i for i, data in enumerate(dict.fromkeys(data for data, _, _ in groups))}
+    system_rank = {system: i for i, system in enumerate(registry())}
 
     def position(key: tuple[str, int, str]) -> tuple[int, int, int]:
         data, train_size, system = key
-        rank = system_order.index(system) if system in system_order else len(system_order)
-        return data_order.index(data), train_size, rank
+        return data_rank[data], train_size, system_rank.get(system, len(system_rank))
 
     lines = [
         "| data | train | system | runs | accuracy % | macro-F1 % | log loss | train s | peak RSS MB "
