@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from benchmarks import common
 from benchmarks.run import markdown_table, splits, throughput_samples, write_markdown
 from benchmarks.systems import Job, SklearnTfidfLogReg, metrics, run_isolated
@@ -158,3 +159,14 @@ def test_superseded_runs_are_left_out_of_the_table():
     table = markdown_table([payload])
     row = next(line for line in table.splitlines() if "| sklearn/tfidf-logreg |" in line)
     assert row.startswith("| tiny | 20 | sklearn/tfidf-logreg | 1 | 80.0 |")
+
+
+def test_setfit_default_step_count_matches_its_log():
+    """setfit 1.2.0 printed "Num unique pairs = 125500" (7,844 steps of 16) for 250 texts per class."""
+    pytest.importorskip("setfit")
+    from benchmarks.setfit_steps import full_steps
+
+    assert full_steps([0] * 250 + [1] * 250) == 7844
+    # 10 per class: 55 positive pairs per class (self-pairs included), 110 in all, oversampled to
+    # twice the larger side: 220 pairs, 14 batches of 16.
+    assert full_steps([0] * 10 + [1] * 10) == 14
