@@ -33,11 +33,11 @@ def full_steps(labels: list[int], batch_size: int = 16) -> int:
     return math.ceil(len(pairs) / batch_size)
 
 
-def timed_fit(texts: list[str], y: np.ndarray, seed: int, backbone: str, steps: int) -> float:
+def timed_fit(texts: list[str], y: np.ndarray, n_classes: int, seed: int, backbone: str, steps: int) -> float:
     adapter = SetFit(seed, backbone, "default")
     adapter.settings = {**SETFIT_SETTINGS["default"], "max_steps": steps}
     start = time.perf_counter()
-    adapter.fit(texts, y, int(y.max()) + 1)
+    adapter.fit(texts, y, n_classes)
     return time.perf_counter() - start
 
 
@@ -56,14 +56,15 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     print(f"{'data':14} {'full steps':>10} {'s/step':>7} {'projected h':>11}")
     for name in args.data:
-        train, _ = balanced_split(load_dataset(name), args.train_size, args.seed)
-        classes = sorted(set(train.labels))
-        y = np.array([classes.index(label) for label in train.labels])
-        timed_fit(train.texts, y, args.seed, args.backbone, 1)  # warm-up, not counted
-        short = timed_fit(train.texts, y, args.seed, args.backbone, args.short)
-        long = timed_fit(train.texts, y, args.seed, args.backbone, args.long)
+        data = load_dataset(name)
+        train, _ = balanced_split(data, args.train_size, args.seed)
+        index = {label: i for i, label in enumerate(data.classes)}
+        y = np.array([index[label] for label in train.labels])
+        fit = [train.texts, y, len(data.classes), args.seed, args.backbone]
+        timed_fit(*fit, 1)  # warm-up, not counted
+        short, long = timed_fit(*fit, args.short), timed_fit(*fit, args.long)
         per_step = (long - short) / (args.long - args.short)
-        steps = full_steps([int(i) for i in y])
+        steps = full_steps(y.tolist())
         projected = short + (steps - args.short) * per_step
         rows.append({
             "data": name, "seed": args.seed, "full_steps": steps, "short_steps": args.short,
