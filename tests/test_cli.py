@@ -239,3 +239,35 @@ def test_demo_end_to_end(runner, tmp_path):
     assert accuracy["ci95_low"] <= accuracy["value"] <= accuracy["ci95_high"]
     labels, _ = model.predict(["Battery died after two days and support never answered. Returning it."])
     assert labels == ["negative"]
+
+
+def test_train_auto_with_finetuning_unlabelled_and_long_texts(runner, tmp_path, write_csv, monkeypatch):
+    """`train --unlabelled` with auto choosing fine-tuning, on texts longer than its window.
+
+    The path that crashed after 15 minutes on real data (the truncation note read the recipe of the
+    self-training wrapper). Auto admits fine-tuning from 40 rows here instead of 200, and the robust
+    recipe stops after one epoch, so the whole path runs in seconds.
+    """
+    from conftest import NEGATIVE, POSITIVE
+    from fewlabel import finetuning, training
+
+    monkeypatch.setattr(training, "MIN_ROWS_FOR_HOLDOUT", 40)
+    monkeypatch.setitem(finetuning.PRESETS, "robust", {"epochs": 1})
+    padding = " ".join(["It arrived on a Tuesday in a plain cardboard box with the manual."] * 30)
+    rows = [[f"{p} {padding}" if i % 4 == 0 else p, "positive"] for i, p in enumerate(POSITIVE)]
+    rows += [[f"{n} {padding}" if i % 4 == 0 else n, "negative"] for i, n in enumerate(NEGATIVE)]
+    data = write_csv(tmp_path / "long.csv", ["text", "label"], rows)
+    pool = write_csv(
+        tmp_path / "pool.csv",
+        ["text"],
+        [[t] for t in [*NEW_POSITIVE, *NEW_NEGATIVE, f"Lovely, works great. {padding}"]],
+    )
+    out = tmp_path / "model"
+    args = ["-o", out, "--model", BACKBONE, "--folds", "3", "--no-diagnostics", "--unlabelled", pool]
+    result = invoke(runner, "train", data, *args)
+    assert result.exit_code == 0, result.output
+    manifest = load_model(out).manifest
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert "finetune" in metrics["strategies"]  # fine-tuning ran within auto
+    assert "longer than 256 tokens (head_tail)" in result.stdout
+    assert manifest["unlabelled"]["texts"] == 5

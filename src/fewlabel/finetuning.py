@@ -147,6 +147,8 @@ class RunReport:
     n_val: int = 0
     n_extra: int = 0  # pseudo-labelled (or other extra) texts added to the training split only
     truncated: int = 0
+    max_tokens: int = 0  # the window the truncated texts did not fit in (recipe.max_tokens)
+    long_texts: str = ""  # what was done with them (recipe.long_texts)
     seconds: float = 0.0
     cache_seconds: float = 0.0
     stopped: str = ""
@@ -559,7 +561,12 @@ class FineTuner:
         if r.reinit_layers:
             for layer in net.layers[net.n_layers - r.reinit_layers :]:
                 layer.apply(net.model._init_weights)
-        report = RunReport(frozen_layers=net.freeze, trained_layers=net.n_layers - net.freeze)
+        report = RunReport(
+            frozen_layers=net.freeze,
+            trained_layers=net.n_layers - net.freeze,
+            max_tokens=r.max_tokens,
+            long_texts=r.long_texts,
+        )
         win = windows(net.tokenizer, texts, r.max_tokens, r.long_texts, r.head_fraction)
         report.truncated = win.truncated
         report.n_train, report.n_val = len(train_idx), len(val_idx)

@@ -267,7 +267,7 @@ def _train(
             notes.append(f"{name}: {run.stopped} (best checkpoint after epoch {run.best_epoch:.1f}).")
         if run.truncated:
             notes.append(
-                f"{name}: {run.truncated} text(s) longer than {strategy.recipe().max_tokens} tokens ({strategy.recipe().long_texts})."
+                f"{name}: {run.truncated} text(s) longer than {run.max_tokens} tokens ({run.long_texts})."
             )
         warnings.extend(f"{name}: {flag}" for flag in run.flags)
         if chosen is None or estimate is None:
