@@ -37,7 +37,10 @@ def _split(y: np.ndarray, seed: int, labelled: int, test_per_class: int):
 
 def _run(data: LabelledTexts, rows, y, test, seed: int, pool: list[str] | None) -> dict:
     labelled = LabelledTexts(
-        [data.texts[i] for i in rows], [data.labels[i] for i in rows], [data.rows[i] for i in rows], data.source
+        [data.texts[i] for i in rows],
+        [data.labels[i] for i in rows],
+        [data.rows[i] for i in rows],
+        data.source,
     )
     unlabelled = UnlabelledTexts(pool, "pool", len(pool)) if pool else None
     load = os.getloadavg()[0]
@@ -78,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     record = {**run_record("unlabelled_default", argv), "rows": []}
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"unlabelled_default-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
-    print(f"{'data':<14}{'seed':>5}{'pool':>6}{'plain':>8}{'+unlab.':>9}{'diff':>7}  chosen (plain / unlabelled)")
+    print(
+        f"{'data':<14}{'seed':>5}{'pool':>6}{'plain':>8}{'+unlab.':>9}{'diff':>7}  chosen (plain / unlabelled)"
+    )
     for name in args.data:
         data = load_dataset(name)
         classes = {c: i for i, c in enumerate(data.classes)}
