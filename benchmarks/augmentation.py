@@ -3,7 +3,7 @@
 For each data set and seed: a class-balanced training sample (500 by default) and the remaining
 rows, class-balanced, as the test set (`benchmarks.common.balanced_split`). The strategy is fitted on
 the training texts alone, and on the training texts plus ``n_aug`` EDA variants of each
-(`fewlabel.augment.Augmented`); both are scored on the same test texts.
+(`fewlabel.strategies.augment.Augmented`); both are scored on the same test texts.
 
     python -m benchmarks.augmentation --data uci_amazon cr --strategy tfidf embed --seeds 3
 """
@@ -17,8 +17,8 @@ import numpy as np
 
 from benchmarks.common import balanced_split, load_dataset, run_record, write_json
 from fewlabel import progress
-from fewlabel.augment import Augmented
 from fewlabel.strategies import make_strategy
+from fewlabel.strategies.augment import Augmented
 
 
 def accuracy(strategy, train, test) -> float:

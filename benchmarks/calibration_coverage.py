@@ -22,11 +22,12 @@ import numpy as np
 from benchmarks.common import balanced_split, load_dataset, run_record, write_json
 from benchmarks.train_default import cold_embedding_cache
 from fewlabel import progress
-from fewlabel.calibration import reliability
 from fewlabel.config import TrainConfig
 from fewlabel.data import LabelledTexts
-from fewlabel.diagnostics import label_quality_ranking
-from fewlabel.persistence import load_model, rebuild_documents
+from fewlabel.evaluation.calibration import reliability
+from fewlabel.evaluation.diagnostics import label_quality_ranking
+from fewlabel.inference.loading import load_model
+from fewlabel.model_dir.store import rebuild_documents
 from fewlabel.training import train
 
 

@@ -77,7 +77,7 @@ def rss_mb(pid: int) -> float | None:
 
 def fresh_home() -> str:
     """A new FEWLABEL_HOME for the server: an empty embedding cache, the installed backbones kept."""
-    from fewlabel.backbones import fewlabel_home
+    from fewlabel.encoders.backbones import fewlabel_home
 
     home = Path(tempfile.mkdtemp(prefix="fewlabel-load-test-"))
     if (fewlabel_home() / "models").exists():

@@ -20,8 +20,8 @@ import numpy as np
 from benchmarks.common import balanced_split, load_dataset, run_record, write_json
 from fewlabel import progress
 from fewlabel.config import TrainConfig
-from fewlabel.onnx_export import export_onnx
-from fewlabel.persistence import load_model
+from fewlabel.inference.export import export_onnx
+from fewlabel.inference.loading import load_model
 from fewlabel.training import train
 
 

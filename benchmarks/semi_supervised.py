@@ -2,7 +2,7 @@
 
 For each data set and seed: a class-balanced test set is held back (300 per class by default); from
 the rest, a class-balanced sample of 500 is labelled and every other text is used without its label.
-The strategy is fitted on the 500 alone, and by `fewlabel.semi_supervised.self_train`; both are
+The strategy is fitted on the 500 alone, and by `fewlabel.strategies.self_training.self_train`; both are
 scored on the test texts, which neither saw.
 
     python -m benchmarks.semi_supervised --data blitzer_books blitzer_dvd --strategy tfidf embed --seeds 3
@@ -17,8 +17,8 @@ import numpy as np
 
 from benchmarks.common import load_dataset, run_record, write_json
 from fewlabel import progress
-from fewlabel.semi_supervised import self_train
 from fewlabel.strategies import get_strategy_class, make_strategy
+from fewlabel.strategies.self_training import self_train
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,7 +74,7 @@ class Adapter:
 
     def _location(self) -> str:
         """The backbone as a local directory (``minilm`` → the packaged model) or a Hub id."""
-        from fewlabel.backbones import resolve
+        from fewlabel.encoders.backbones import resolve
 
         return resolve(self.backbone).location
 
@@ -125,13 +125,13 @@ class FewlabelStrategy(Adapter):
 class FewlabelTrain(Adapter):
     """``fewlabel.training.train`` with its defaults; ``backbone`` is its ``model`` setting (``best``)."""
 
-    modules = ("fewlabel.training", "fewlabel.persistence", "sentence_transformers")
+    modules = ("fewlabel.training", "fewlabel.inference.loading", "sentence_transformers")
 
     def fit(self, texts: list[str], y: np.ndarray, n_classes: int) -> dict[str, Any]:
         from fewlabel import progress
         from fewlabel.config import TrainConfig
         from fewlabel.data import LabelledTexts
-        from fewlabel.persistence import load_model
+        from fewlabel.inference.loading import load_model
         from fewlabel.training import train
 
         progress.set_enabled(False)

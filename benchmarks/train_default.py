@@ -19,9 +19,9 @@ import numpy as np
 
 from benchmarks.common import balanced_split, load_dataset, run_record, write_json
 from fewlabel import progress
-from fewlabel.backbones import fewlabel_home
 from fewlabel.config import TrainConfig
-from fewlabel.persistence import load_model
+from fewlabel.encoders.backbones import fewlabel_home
+from fewlabel.inference.loading import load_model
 from fewlabel.training import train
 
 

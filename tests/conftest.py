@@ -23,6 +23,7 @@ _SESSION_HOME = tempfile.mkdtemp(prefix="fewlabel-test-home-")
 os.environ["FEWLABEL_HOME"] = _SESSION_HOME
 atexit.register(shutil.rmtree, _SESSION_HOME, ignore_errors=True)  # also after --collect-only runs
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 BACKBONE = "minilm"  # always explicit: the default "best" may resolve to the large mpnet model
@@ -218,3 +219,39 @@ def model_copy(tmp_path, tfidf_model_dir) -> Path:
     dest = tmp_path / "model"
     shutil.copytree(tfidf_model_dir, dest)
     return dest
+
+
+def encode_labels(labels: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Class indices (classes sorted by name, as fewlabel orders them) and the class names."""
+    classes = sorted(set(labels))
+    return np.array([classes.index(label) for label in labels]), classes
+
+
+@pytest.fixture(scope="session")
+def demo_data():
+    """The shipped demo set (440 synthetic reviews) as checked labelled texts."""
+    from fewlabel.data import load_labelled
+
+    return load_labelled(DEMO_CSV)
+
+
+@pytest.fixture(scope="session")
+def demo_tfidf_model(tmp_path_factory, demo_data) -> Path:
+    """A tfidf model trained on the demo set (session-wide; copy it before modifying)."""
+    from fewlabel.config import TrainConfig
+    from fewlabel.training import train
+
+    out = tmp_path_factory.mktemp("models") / "demo-tfidf"
+    train(demo_data, out, TrainConfig(strategy="tfidf", model=BACKBONE, folds=3, diagnostics=False))
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_embed_model(tmp_path_factory, demo_data) -> Path:
+    """An embed/minilm model trained on the demo set (session-wide; copy it before modifying)."""
+    from fewlabel.config import TrainConfig
+    from fewlabel.training import train
+
+    out = tmp_path_factory.mktemp("models") / "demo-embed"
+    train(demo_data, out, TrainConfig(strategy="embed", model=BACKBONE, folds=3, diagnostics=False))
+    return out

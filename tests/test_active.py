@@ -10,9 +10,15 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import NEW_NEGATIVE, NEW_POSITIVE
-from fewlabel.active import RANK_COLUMN, SCORE_COLUMN, margin_uncertainty, select_batch, suggest_file
 from fewlabel.cli.main import app
 from fewlabel.errors import DataError
+from fewlabel.inference.suggest import (
+    RANK_COLUMN,
+    SCORE_COLUMN,
+    margin_uncertainty,
+    select_batch,
+    suggest_file,
+)
 
 ENV = {"COLUMNS": "200", "FEWLABEL_PROGRESS": "0"}
 POOL = [

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fewlabel import augment as aug
-from fewlabel.evaluation import cross_validate, folds_for
+from fewlabel.evaluation.scores import cross_validate, folds_for
+from fewlabel.strategies import augment as aug
 from fewlabel.strategies.tfidf import TfidfLogReg
 
 HEADER = "  1 This software and database is being provided to you, the LICENSEE, by  \n"
@@ -139,7 +139,7 @@ def test_real_wordnet_synonyms(monkeypatch):
 def test_train_with_augment_saves_a_plain_model(wordnet, reviews_csv, tmp_path):
     from fewlabel.config import TrainConfig
     from fewlabel.data import load_labelled
-    from fewlabel.persistence import load_model
+    from fewlabel.inference.loading import load_model
     from fewlabel.training import train
 
     config = TrainConfig(strategy="tfidf", model="minilm", folds=3, augment="eda", diagnostics=False)

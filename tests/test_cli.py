@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from conftest import BACKBONE, NEW_NEGATIVE, NEW_POSITIVE
 from fewlabel import __version__
 from fewlabel.cli.main import app
-from fewlabel.persistence import load_model
+from fewlabel.inference.loading import load_model
 
 ENV = {"COLUMNS": "200", "FEWLABEL_PROGRESS": "0"}  # wide tables, so names are not wrapped
 
@@ -215,6 +215,7 @@ def test_help_does_not_load_heavy_modules():
     assert proc.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(runner, tmp_path):
     """The shipped demo set (440 rows), auto on minilm: nested CV, then fine-tuning. The slowest test."""
     out = tmp_path / "demo-model"
@@ -241,6 +242,7 @@ def test_demo_end_to_end(runner, tmp_path):
     assert labels == ["negative"]
 
 
+@pytest.mark.slow  # CI runs it on every landing: the cheapest path through auto's fine-tuning
 def test_train_auto_with_finetuning_unlabelled_and_long_texts(runner, tmp_path, write_csv, monkeypatch):
     """`train --unlabelled` with auto choosing fine-tuning, on texts longer than its window.
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fewlabel import diagnostics as diag
-from fewlabel.evaluation import cross_validate, folds_for
+from fewlabel.evaluation import diagnostics as diag
+from fewlabel.evaluation.scores import cross_validate, folds_for
 from fewlabel.strategies import make_strategy
 
 LABELS2 = ["negative", "positive"]

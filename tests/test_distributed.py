@@ -16,19 +16,12 @@ from typer.testing import CliRunner
 from conftest import DEMO_CSV
 from fewlabel.cli.main import app
 from fewlabel.errors import FewlabelError, ModelDirError
-from fewlabel.predicting import predict_file
+from fewlabel.inference.predicting import predict_file
 
 
 @pytest.fixture(scope="module")
-def demo_model(tmp_path_factory):
-    """A tfidf model trained on the demo reviews."""
-    from fewlabel.config import TrainConfig
-    from fewlabel.data import load_labelled
-    from fewlabel.training import train
-
-    out = tmp_path_factory.mktemp("ray-model") / "tfidf"
-    train(load_labelled(DEMO_CSV), out, TrainConfig(strategy="tfidf", folds=3, diagnostics=False))
-    return out
+def demo_model(demo_tfidf_model):
+    return demo_tfidf_model
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +86,7 @@ def test_cli_runner_ray(ray_instance, tmp_path, demo_model, demo_input):
 
 @pytest.mark.slow
 def test_ray_resumes_a_stopped_local_run(ray_instance, tmp_path, demo_model, demo_input, monkeypatch):
-    import fewlabel.predicting as predicting
+    import fewlabel.inference.predicting as predicting
 
     predict_file(demo_model, str(demo_input), str(tmp_path / "reference.csv"), chunk_rows=50)
     real = predicting.predict_table
@@ -123,7 +116,7 @@ def test_worker_errors_are_fewlabel_errors(ray_instance, tmp_path, demo_model, d
 
 def test_missing_ray_says_how_to_install_it(tmp_path, demo_model, demo_input, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` fail
-    monkeypatch.delitem(sys.modules, "fewlabel.distributed", raising=False)
+    monkeypatch.delitem(sys.modules, "fewlabel.inference.distributed", raising=False)
     with pytest.raises(FewlabelError, match=r'pip install "fewlabel\[ray\]"'):
         predict_file(demo_model, str(demo_input), str(tmp_path / "out.csv"), runner="ray")
     assert list(tmp_path.iterdir()) == []

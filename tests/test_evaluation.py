@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fewlabel.evaluation import (
+from conftest import encode_labels
+from fewlabel.evaluation.scores import (
     CVResult,
     Estimate,
     Scores,
@@ -19,11 +20,6 @@ from fewlabel.evaluation import (
 )
 from fewlabel.strategies import make_strategy
 from fewlabel.strategies.base import Strategy
-
-
-def encode(labels):
-    classes = sorted(set(labels))
-    return np.array([classes.index(lab) for lab in labels])
 
 
 def noisy_proba(y: np.ndarray, n_classes: int, seed: int, flip: float = 0.2) -> np.ndarray:
@@ -118,7 +114,7 @@ def test_folds_for_reduces_folds_for_rare_class_and_is_seeded():
 
 def test_cross_validate_gives_out_of_fold_probabilities_for_every_row(reviews):
     texts, labels = reviews
-    y = encode(labels)
+    y = encode_labels(labels)[0]
     folds = folds_for(y, 4, seed=0)
     fold_calls = []
     result = cross_validate(
@@ -158,7 +154,7 @@ def test_out_of_fold_means_unseen(reviews):
             raise NotImplementedError
 
     texts, labels = reviews
-    y = encode(labels)
+    y = encode_labels(labels)[0]
     result = cross_validate(Memoriser, texts, y, 2, folds_for(y, 4, 0), "memoriser")
     assert np.allclose(result.oof_proba, 0.5)
     assert all(acc == 1.0 for acc in result.train_accuracy)
@@ -185,7 +181,7 @@ class Constant(Strategy):
 
 def test_nested_cross_validate_one_choice_per_outer_fold(reviews):
     texts, labels = reviews
-    y = encode(labels)
+    y = encode_labels(labels)[0]
     folds = folds_for(y, 3, seed=0)
     factories = {"constant": Constant, "tfidf": lambda: make_strategy("tfidf")}
     result = nested_cross_validate(factories, texts, y, 2, folds, inner_folds=2, seed=0)
@@ -235,7 +231,7 @@ def test_per_class_and_confusion_matrix():
 
 
 def test_apply_temperature_keeps_argmax_and_normalises():
-    from fewlabel.calibration import apply_temperature
+    from fewlabel.evaluation.calibration import apply_temperature
 
     proba = noisy_proba(np.tile([0, 1, 2], 20), 3, seed=0)
     assert apply_temperature(proba, 1.0) is proba
@@ -249,7 +245,7 @@ def test_apply_temperature_keeps_argmax_and_normalises():
 
 
 def test_fit_temperature_corrects_over_and_under_confidence():
-    from fewlabel.calibration import apply_temperature, fit_temperature, reliability
+    from fewlabel.evaluation.calibration import apply_temperature, fit_temperature, reliability
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, size=400)
@@ -264,7 +260,7 @@ def test_fit_temperature_corrects_over_and_under_confidence():
 
 
 def test_reliability_ece():
-    from fewlabel.calibration import reliability
+    from fewlabel.evaluation.calibration import reliability
 
     y = np.array([0, 1, 0, 1])
     sure_and_right = np.eye(2)[y]
@@ -276,7 +272,7 @@ def test_reliability_ece():
 
 
 def test_expected_accuracy_adds_clipped_curve_gain_and_widens_for_fold_noise():
-    from fewlabel.evaluation import expected_accuracy
+    from fewlabel.evaluation.scores import expected_accuracy
 
     y = np.array([0, 1] * 50)
     proba = np.eye(2)[y] * 0.8 + 0.1  # all right, so the bootstrap interval collapses to a point

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import BACKBONE
+from conftest import BACKBONE, encode_labels
 from fewlabel.errors import FewlabelError
 from fewlabel.finetuning import PRESETS, Recipe, failure_flags, length_batches, windows
 
@@ -16,14 +16,9 @@ FAST = {"epochs": 3, "max_tokens": 48, "freeze_layers": 3}  # the frozen-layer c
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from fewlabel.backbones import resolve
+    from fewlabel.encoders.backbones import resolve
 
     return AutoTokenizer.from_pretrained(resolve(BACKBONE).location)
-
-
-def encode(labels):
-    classes = sorted(set(labels))
-    return np.array([classes.index(label) for label in labels])
 
 
 def test_head_tail_keeps_the_start_and_the_verdict(tokenizer):
@@ -95,7 +90,7 @@ def test_recipe_scales_to_the_backbone_unless_told():
 def test_device_names_are_checked():
     import torch
 
-    from fewlabel.finetuning import resolve_device
+    from fewlabel.encoders.device import resolve_device
 
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -124,7 +119,7 @@ def run(reviews):
     from fewlabel.strategies import make_strategy
 
     texts, labels = reviews
-    strategy = make_strategy("finetune", backbone=BACKBONE, **FAST).fit(texts, encode(labels))
+    strategy = make_strategy("finetune", backbone=BACKBONE, **FAST).fit(texts, encode_labels(labels)[0])
     return strategy, strategy.report_
 
 
@@ -155,7 +150,7 @@ def test_time_budget_stops_early_and_keeps_a_checkpoint(reviews):
 
     texts, labels = reviews
     strategy = make_strategy("finetune", backbone=BACKBONE, epochs=50, max_tokens=48, time_budget_s=0.01)
-    strategy.fit(texts, encode(labels))
+    strategy.fit(texts, encode_labels(labels)[0])
     assert strategy.report_.stopped.startswith("time budget")
     assert len(strategy.report_.history) <= 1
     assert strategy.predict_proba(texts[:2]).shape == (2, 2)
@@ -167,7 +162,7 @@ def test_collapsed_run_is_restarted(reviews):
     texts, labels = reviews
     # A learning rate absurd enough to destroy any run: both tries collapse, the restart is reported.
     strategy = make_strategy("finetune", backbone=BACKBONE, epochs=1, max_tokens=32, lr=5.0)
-    strategy.fit(texts, encode(labels))
+    strategy.fit(texts, encode_labels(labels)[0])
     report = strategy.report_
     assert report.restarts and "restarted with seed 1" in report.restarts[0]
     assert any(flag.startswith("collapsed") for flag in report.flags)
@@ -176,7 +171,7 @@ def test_collapsed_run_is_restarted(reviews):
 def test_train_scores_finetune_on_its_held_out_rows(reviews, tmp_path):
     from fewlabel.config import TrainConfig
     from fewlabel.data import LabelledTexts
-    from fewlabel.persistence import load_model
+    from fewlabel.inference.loading import load_model
     from fewlabel.training import train
 
     texts, labels = reviews
@@ -212,7 +207,7 @@ def test_frozen_bottom_then_top_equals_the_whole_encoder(tokenizer):
     """The split that lets epochs reuse the frozen layers' outputs computes exactly the same thing."""
     import torch
 
-    from fewlabel.backbones import resolve
+    from fewlabel.encoders.backbones import resolve
     from fewlabel.finetuning import EncoderClassifier, _pad
 
     location = resolve(BACKBONE).location

@@ -55,6 +55,7 @@ def held_out_check(path: Path, min_accuracy: float, seed: int = 0) -> None:
     )
 
 
+@pytest.mark.slow
 def test_uci_amazon_held_out_accuracy_matches_estimate():
     held_out_check(UCI_AMAZON, 0.8)
 

@@ -13,12 +13,10 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from fewlabel.config import TrainConfig  # noqa: E402
-from fewlabel.data import load_labelled  # noqa: E402
 from fewlabel.errors import FewlabelError  # noqa: E402
-from fewlabel.onnx_export import export_onnx  # noqa: E402
-from fewlabel.persistence import MANIFEST, load_model  # noqa: E402
-from fewlabel.training import train  # noqa: E402
+from fewlabel.inference.export import export_onnx  # noqa: E402
+from fewlabel.inference.loading import load_model  # noqa: E402
+from fewlabel.model_dir.manifest import MANIFEST
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +26,8 @@ def demo_texts() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def embed_model(tmp_path_factory) -> object:
-    """An embed/minilm model trained on the shipped demo set (the set the export must agree on)."""
-    out = tmp_path_factory.mktemp("onnx") / "embed"
-    with resources.as_file(resources.files("fewlabel") / "demo" / "reviews.csv") as path:
-        data = load_labelled(path)
-    train(data, out, TrainConfig(strategy="embed", model="minilm", folds=3, diagnostics=False))
-    return out
+def embed_model(demo_embed_model):
+    return demo_embed_model
 
 
 @pytest.mark.parametrize(("quantize", "atol", "min_agreement"), [(None, 1e-4, 1.0), ("int8", 0.2, 0.98)])

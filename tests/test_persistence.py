@@ -12,12 +12,13 @@ import pytest
 
 import fewlabel
 from conftest import BACKBONE, NEW_NEGATIVE, NEW_POSITIVE
-from fewlabel import persistence
-from fewlabel.calibration import apply_temperature
 from fewlabel.config import TrainConfig
 from fewlabel.data import LabelledTexts, load_labelled
 from fewlabel.errors import ModelDirError
-from fewlabel.persistence import MANIFEST, REGENERATED, load_model, save_model
+from fewlabel.evaluation.calibration import apply_temperature
+from fewlabel.inference.loading import load_model
+from fewlabel.model_dir.manifest import FORMAT_VERSION, MANIFEST, REGENERATED
+from fewlabel.model_dir.store import save_model
 from fewlabel.strategies import make_strategy
 from fewlabel.training import train
 
@@ -54,7 +55,7 @@ def test_round_trip_gives_identical_predictions(tmp_path, reviews_csv):
 def test_manifest_is_complete(tfidf_model_dir, reviews_csv):
     manifest = read_manifest(tfidf_model_dir)
     assert manifest["format"] == "fewlabel-model"
-    assert manifest["format_version"] == persistence.FORMAT_VERSION
+    assert manifest["format_version"] == FORMAT_VERSION
     assert manifest["fewlabel_version"] == fewlabel.__version__
     assert manifest["strategy"]["name"] == "tfidf"
     assert manifest["strategy"]["params"]["C"] == 10.0
@@ -169,7 +170,7 @@ def test_failed_swap_keeps_the_old_model(tmp_path, reviews, monkeypatch):
             raise KeyboardInterrupt
         return real_replace(src, dst)
 
-    monkeypatch.setattr(persistence.os, "replace", flaky_replace)
+    monkeypatch.setattr(os, "replace", flaky_replace)
     with pytest.raises(KeyboardInterrupt):
         save_model(target, strategy, classes, {"strategy": {"name": "tfidf"}, "run": 2})
     monkeypatch.undo()

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import csv
-from importlib import resources
-
 import numpy as np
 import pytest
 
 from conftest import BACKBONE
-from fewlabel.config import TrainConfig
-from fewlabel.data import load_labelled
-from fewlabel.embeddings import Encoder
+from fewlabel.encoders.sentence import Encoder
 from fewlabel.errors import FewlabelError
-from fewlabel.persistence import load_model
-from fewlabel.training import train
+from fewlabel.inference.loading import load_model
 
 
 @pytest.fixture(scope="module")
-def demo():
-    with resources.as_file(resources.files("fewlabel") / "demo" / "reviews.csv") as path:
-        texts = [row["text"] for row in csv.DictReader(path.open(encoding="utf-8"))]
-        return load_labelled(path), texts
+def demo(demo_data):
+    return demo_data, demo_data.texts
 
 
 def test_bf16_embeddings_are_close_to_float32(demo):
@@ -34,11 +26,10 @@ def test_bf16_embeddings_are_close_to_float32(demo):
     assert not np.array_equal(fp32, bf16)  # bfloat16 did run: the vectors are close, not identical
 
 
-def test_torch_engine_agrees_with_float32(demo, tmp_path):
-    data, texts = demo
-    train(data, tmp_path / "m", TrainConfig(strategy="embed", model=BACKBONE, folds=3, diagnostics=False))
-    fast = load_model(tmp_path / "m", engine="torch-bf16").predict_proba(texts)
-    exact = load_model(tmp_path / "m", engine="torch").predict_proba(texts)
+def test_torch_engine_agrees_with_float32(demo, demo_embed_model):
+    _, texts = demo
+    fast = load_model(demo_embed_model, engine="torch-bf16").predict_proba(texts)
+    exact = load_model(demo_embed_model, engine="torch").predict_proba(texts)
     assert (fast.argmax(1) == exact.argmax(1)).mean() >= 0.98
     assert np.abs(fast - exact).max() <= 0.1
 

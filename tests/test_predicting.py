@@ -10,7 +10,7 @@ import pytest
 
 from conftest import NEW_NEGATIVE, NEW_POSITIVE, REVIEWS
 from fewlabel.errors import DataError
-from fewlabel.predicting import evaluate_file, predict_file
+from fewlabel.inference.predicting import evaluate_file, predict_file
 
 NEW = [*NEW_POSITIVE, *NEW_NEGATIVE]
 EXPECTED = ["positive"] * len(NEW_POSITIVE) + ["negative"] * len(NEW_NEGATIVE)
@@ -208,7 +208,7 @@ def test_large_input_streams_in_chunks_and_matches_whole_prediction(tmp_path, tf
 def test_interrupted_run_resumes_without_redoing_or_duplicating_rows(
     tmp_path, tfidf_model_dir, write_csv, monkeypatch
 ):
-    import fewlabel.predicting as predicting
+    import fewlabel.inference.predicting as predicting
 
     texts = [f"{t} (copy {i})" for i in range(30) for t in NEW]
     src = write_csv(tmp_path / "in.csv", ["id", "text"], [[i, t] for i, t in enumerate(texts)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fewlabel.semi_supervised import self_train
+from fewlabel.strategies.self_training import self_train
 from fewlabel.strategies.tfidf import TfidfLogReg
 
 
@@ -83,7 +83,7 @@ def test_unlabelled_file_errors_name_the_file_and_the_fix(write_csv, tmp_path):
 def test_train_with_unlabelled_self_trains_per_fold_and_saves_a_plain_model(reviews_csv, write_csv, tmp_path):
     from fewlabel.config import TrainConfig
     from fewlabel.data import load_labelled, load_unlabelled
-    from fewlabel.persistence import load_model
+    from fewlabel.inference.loading import load_model
     from fewlabel.training import train
 
     data = load_labelled(reviews_csv)
@@ -94,7 +94,20 @@ def test_train_with_unlabelled_self_trains_per_fold_and_saves_a_plain_model(revi
     result = train(data, tmp_path / "m", config, unlabelled=pool)
     assert "self-training on 6 unlabelled texts" in result.results["tfidf"].description
     assert any(note.startswith("Self-training on 6 unlabelled texts") for note in result.notes)
-    assert result.unlabelled["texts"] == 6 and result.unlabelled["pseudo_labels_in_final_model"] >= 0
+    assert result.unlabelled["texts"] == 6
+    # The final model really was fitted on pseudo-labelled texts: they were counted, and words that
+    # occur only in the unlabelled texts are in its vocabulary.
+    added = result.unlabelled["pseudo_labels_in_final_model"]
+    assert added == sum(result.unlabelled["added_per_round"]) > 0
+    labelled_words = {w for text in data.texts for w in text.lower().replace(",", " ").split()}
+    unlabelled_only = {
+        w.strip(".,")
+        for text in UNLABELLED
+        for w in text.lower().split()
+        if w.strip(".,") not in labelled_words
+    }
+    vocabulary = result.strategy.fitted.vectorizers_["word"].vocabulary_
+    assert unlabelled_only & set(vocabulary)
     # Evaluation is on labelled rows only: one out-of-fold prediction per labelled text.
     assert len(result.estimate.y) == len(data)
     model = load_model(tmp_path / "m")
@@ -107,7 +120,7 @@ def test_train_with_unlabelled_self_trains_per_fold_and_saves_a_plain_model(revi
 
 def test_finetune_keeps_extra_texts_out_of_its_validation_split(reviews):
     from conftest import BACKBONE
-    from fewlabel.backbones import resolve
+    from fewlabel.encoders.backbones import resolve
     from fewlabel.finetuning import FineTuner, Recipe
 
     texts, labels = reviews

@@ -27,7 +27,7 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from fewlabel.errors import FewlabelError, ModelDirError  # noqa: E402
-from fewlabel.persistence import load_model  # noqa: E402
+from fewlabel.inference.loading import load_model  # noqa: E402
 from fewlabel.serve import BodyLimit, MicroBatcher, create_app  # noqa: E402
 
 POSITIVE = [
@@ -84,18 +84,8 @@ KEY = "s3cret-key"
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    from fewlabel.config import TrainConfig
-    from fewlabel.data import LabelledTexts
-    from fewlabel.training import train
-
-    texts = [t for pair in zip(POSITIVE, NEGATIVE, strict=True) for t in pair]
-    labels = ["positive", "negative"] * len(POSITIVE)
-    out = tmp_path_factory.mktemp("serve") / "model"
-    train(
-        LabelledTexts.from_lists(texts, labels), out, TrainConfig(strategy="tfidf", model="minilm", folds=3)
-    )
-    return out
+def model_dir(tfidf_model_dir) -> Path:
+    return tfidf_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -393,7 +383,7 @@ def test_requests_before_startup_get_503(model_dir):
 
 
 def test_concurrent_requests_are_answered_correctly_and_batched(model_dir, model, monkeypatch):
-    from fewlabel.persistence import TrainedModel
+    from fewlabel.model_dir.store import TrainedModel
 
     batch_sizes: list[int] = []
     original = TrainedModel.predict_proba
@@ -489,7 +479,7 @@ def test_stopping_fails_waiting_and_running_requests_instead_of_hanging():
 
 
 def test_model_failure_is_a_500_with_a_json_detail(model_dir, monkeypatch):
-    from fewlabel.persistence import TrainedModel
+    from fewlabel.model_dir.store import TrainedModel
 
     original = TrainedModel.predict_proba
     monkeypatch.setattr(

@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from conftest import BACKBONE
+from conftest import BACKBONE, encode_labels
 from fewlabel.errors import FewlabelError
 from fewlabel.strategies import REGISTRY, Strategy, get_strategy_class, make_strategy
 from fewlabel.strategies.base import NotFittedError
@@ -30,16 +30,11 @@ def build(name: str, **params) -> Strategy:
     return make_strategy(name, **params)
 
 
-def encode(labels: list[str]) -> tuple[np.ndarray, list[str]]:
-    classes = sorted(set(labels))
-    return np.array([classes.index(lab) for lab in labels]), classes
-
-
 @pytest.fixture(scope="module", params=NAMES)
 def fitted(request, reviews):
     """(name, strategy fitted on the binary fixture, texts, y)."""
     texts, labels = reviews
-    y, _ = encode(labels)
+    y, _ = encode_labels(labels)
     return request.param, build(request.param).fit(texts, y), texts, y
 
 
@@ -147,7 +142,7 @@ def test_saved_files_need_no_pickle(fitted, tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", NAMES)
 def test_three_classes(name, three_class, tmp_path):
     texts, labels = three_class
-    y, classes = encode(labels)
+    y, classes = encode_labels(labels)
     strategy = build(name).fit(texts, y)
     proba = strategy.predict_proba(texts)
     assert proba.shape == (len(texts), 3)
@@ -162,7 +157,7 @@ def test_three_classes(name, three_class, tmp_path):
 def test_class_missing_from_training_keeps_all_columns(name, three_class):
     """Cross-validation folds may miss a class: the strategy still answers with n_classes columns."""
     texts, labels = three_class
-    y, _ = encode(labels)
+    y, _ = encode_labels(labels)
     keep = y != 1
     strategy = build(name).fit([t for t, k in zip(texts, keep, strict=True) if k], y[keep], n_classes=3)
     proba = strategy.predict_proba(texts)
@@ -171,10 +166,14 @@ def test_class_missing_from_training_keeps_all_columns(name, three_class):
     assert proba[:, 1].max() < 0.01  # the unseen class is (practically) never predicted
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(
+    "name",
+    # Two fits each: fine-tuning ones take several seconds, so they are slow-marked.
+    [pytest.param(n, marks=pytest.mark.slow) if n in ("finetune", "setfit") else n for n in NAMES],
+)
 def test_fit_is_deterministic(name, reviews):
     texts, labels = reviews
-    y, _ = encode(labels)
+    y, _ = encode_labels(labels)
     a = build(name).fit(texts, y).predict_proba(texts[:5])
     b = build(name).fit(texts, y).predict_proba(texts[:5])
     assert np.allclose(a, b, atol=1e-9)

@@ -41,7 +41,7 @@ def test_config_round_trip_and_params():
 
 
 def test_best_backbone_choice(monkeypatch):
-    from fewlabel import backbones
+    from fewlabel.encoders import backbones
 
     monkeypatch.setattr(backbones, "is_installed", lambda name: False)
     monkeypatch.setattr(backbones, "_mpnet_part_files", lambda: None)
@@ -59,7 +59,7 @@ def test_best_backbone_choice(monkeypatch):
 
 def test_best_is_resolved_at_training_and_recorded(monkeypatch, reviews):
     """``best`` is resolved from the texts when training starts, and the concrete name is recorded."""
-    from fewlabel import backbones
+    from fewlabel.encoders import backbones
 
     seen = []
 

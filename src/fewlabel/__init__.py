@@ -27,7 +27,7 @@ _LAZY = {
     "load_labelled": "fewlabel.data",
     "TrainConfig": "fewlabel.config",
     "train": "fewlabel.training",
-    "load_model": "fewlabel.persistence",
+    "load_model": "fewlabel.inference.loading",
     "FewlabelError": "fewlabel.errors",
     "DataError": "fewlabel.errors",
     "ModelDirError": "fewlabel.errors",
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from fewlabel.config import TrainConfig
     from fewlabel.data import LabelledTexts, load_labelled
     from fewlabel.errors import DataError, FewlabelError, ModelDirError
-    from fewlabel.persistence import load_model
+    from fewlabel.inference.loading import load_model
     from fewlabel.training import train
 
 

@@ -35,7 +35,7 @@ class TrainConfig:
         preset: fine-tuning recipe, ``robust`` (default) or ``naive`` (the common failing setup, to
             reproduce and explain it).
         augment: ``eda`` fits every strategy on its training texts plus EDA variants of them
-            (:mod:`fewlabel.augment`; training folds only, never validation folds); ``None`` (default)
+            (:mod:`fewlabel.strategies.augment`; training folds only, never validation folds); ``None`` (default)
             does not augment: on the shared benchmarks it did not help.
     """
 

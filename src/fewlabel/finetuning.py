@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from fewlabel.encoders.device import autocast, resolve_device, torch_module, uses_bf16
 from fewlabel.errors import FewlabelError
 
 log = logging.getLogger(__name__)
@@ -190,58 +191,9 @@ def failure_flags(train_acc: float, val_acc: float, majority: float, n_val: int)
     return flags
 
 
-def _torch():
-    try:
-        import torch
-    except ImportError as err:
-        raise FewlabelError(
-            f"fine-tuning needs PyTorch ({err}); install the CPU build: `pip install torch==2.13.0`"
-        ) from None
-    return torch
-
-
-def native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (Intel AMX or AVX512-BF16): then it is 2-3x faster."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def resolve_device(name: str):
-    """``auto`` is the first CUDA GPU when PyTorch sees one, else the CPU; anything else as torch reads it."""
-    torch = _torch()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise FewlabelError(f"device {name!r} is not a torch device ({err}); use auto, cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise FewlabelError(f"device {name!r}: PyTorch sees no CUDA GPU here; use device=cpu or auto")
-    return device
-
-
-def uses_bf16(precision: str, device) -> bool:
-    """bfloat16 matrix products: asked for, or (auto) on GPUs that have them and CPUs with AMX/AVX512-BF16."""
-    if precision != "auto":
-        return precision == "bf16"
-    if device.type == "cuda":
-        return bool(_torch().cuda.is_bf16_supported())
-    return device.type == "cpu" and native_bf16()
-
-
-def _autocast(precision: str, device):
-    """Mixed precision for the encoder: float32 weights and sums, bfloat16 matrix products."""
-    torch = _torch()
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(precision, device))
-
-
 def _passthrough():
     """A module that stands in for the embedding layer when the top layers run on cached states."""
-    torch = _torch()
+    torch = torch_module()
 
     class Passthrough(torch.nn.Module):
         def forward(self, input_ids=None, inputs_embeds=None, **kwargs):
@@ -252,7 +204,7 @@ def _passthrough():
 
 def _layer_list(model) -> tuple[Any, str, str] | None:
     """(parent module, attribute, dotted name) of the model's stack of transformer layers."""
-    torch = _torch()
+    torch = torch_module()
     n = getattr(model.config, "num_hidden_layers", None)
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.ModuleList) and len(module) == n and name:
@@ -265,7 +217,7 @@ class EncoderClassifier:
     """A Hugging Face encoder, split into a frozen bottom and a trained top, with a mean-pool head."""
 
     def __init__(self, location: str, n_classes: int, freeze_layers: int | None, dropout: float, device=None):
-        torch = _torch()
+        torch = torch_module()
         self.device = device if device is not None else torch.device("cpu")
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -311,7 +263,7 @@ class EncoderClassifier:
     # -- the two halves -------------------------------------------------------------------------
     @contextlib.contextmanager
     def _only(self, layers, passthrough: bool) -> Iterator[None]:
-        torch = _torch()
+        torch = torch_module()
         parent, attr, _ = self._stack
         embeddings = self.model.embeddings
         setattr(parent, attr, torch.nn.ModuleList(layers))
@@ -355,7 +307,7 @@ class EncoderClassifier:
         return state
 
     def load_trained_state(self, state: dict[str, Any]) -> None:
-        torch = _torch()
+        torch = torch_module()
         params = dict(self.model.named_parameters())
         with torch.no_grad():
             for key, value in state.items():
@@ -432,7 +384,7 @@ def length_batches(
 
 def _pad(sequences: list, pad_value: float, device=None):
     """Token ids (lists) or cached states (tensors) padded into one batch on ``device``, with its mask."""
-    torch = _torch()
+    torch = torch_module()
     # Lengths rounded up to a multiple of 16: a few pad tokens buy far fewer distinct tensor shapes,
     # which the CPU kernels (oneDNN) and the allocator handle much better than hundreds of them.
     longest = -(-max(len(s) for s in sequences) // PAD_MULTIPLE) * PAD_MULTIPLE
@@ -464,7 +416,7 @@ class Pooler:
         self.owner = owner
 
     def __call__(self, states, mask, window_index: np.ndarray):
-        torch = _torch()
+        torch = torch_module()
         states = states.float()  # sums over hundreds of tokens need float32
         m = mask.unsqueeze(-1).to(states.dtype)
         sums = (states * m).sum(dim=1)
@@ -552,7 +504,7 @@ class FineTuner:
         return report
 
     def _fit_once(self, texts, y, train_idx, val_idx, seed, deadline, on_step) -> RunReport:
-        torch = _torch()
+        torch = torch_module()
         r = self.recipe
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
@@ -584,7 +536,7 @@ class FineTuner:
             with torch.inference_mode():
                 for batch in length_batches([len(s) for s in win.ids], 32, None):
                     ids, mask = _pad([win.ids[i] for i in batch], net.tokenizer.pad_token_id or 0, net.device)
-                    with _autocast(r.precision, net.device):
+                    with autocast(r.precision, net.device):
                         states = net.bottom(ids, mask)
                     for row, i in enumerate(batch):
                         cached[i] = states[row, : int(mask[row].sum())].to(torch.float16).clone()
@@ -596,7 +548,7 @@ class FineTuner:
         )
 
         def pooled(batch: np.ndarray):
-            with _autocast(r.precision, net.device):
+            with autocast(r.precision, net.device):
                 return _pooled(batch)
 
         def _pooled(batch: np.ndarray):
@@ -739,7 +691,7 @@ class FineTuner:
 
     def _linear_probe(self, net: EncoderClassifier, evaluate, train_w: np.ndarray, y: np.ndarray) -> None:
         """Start the head from a logistic regression on the untrained top's pooled features."""
-        torch = _torch()
+        torch = torch_module()
         from sklearn.linear_model import LogisticRegression
 
         captured: dict[str, Any] = {}
@@ -778,7 +730,7 @@ class FineTuner:
         return acc, loss
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        torch = _torch()
+        torch = torch_module()
         net = self.net
         if net is None:
             raise FewlabelError("this fine-tuned model has no weights yet")
@@ -793,7 +745,7 @@ class FineTuner:
                 win.owner, np.arange(len(win.ids)), batch_size, [len(w) for w in win.ids]
             ):
                 ids, mask = _pad([win.ids[i] for i in batch], net.tokenizer.pad_token_id or 0, net.device)
-                with _autocast(r.precision, net.device):
+                with autocast(r.precision, net.device):
                     states = (
                         net.top(net.bottom(ids, mask), mask) if net.freeze else net.forward_tokens(ids, mask)
                     )
@@ -804,7 +756,7 @@ class FineTuner:
 
 def _pair_loss(vec, target):
     """SetFit's cosine-similarity loss over every pair in the batch: 1 for same label, 0 otherwise."""
-    torch = _torch()
+    torch = torch_module()
     z = torch.nn.functional.normalize(vec, dim=1)
     sim = z @ z.T
     same = (target[:, None] == target[None, :]).to(sim.dtype)
@@ -853,7 +805,7 @@ GPU_SPEEDUP = 10.0
 
 def estimated_seconds(texts: Sequence[str], backbone: str, recipe: Recipe | None = None) -> float:
     """Rough time of a robust fine-tuning run here, from word counts (for budget decisions)."""
-    from fewlabel.backbones import TOKENS_PER_SECOND
+    from fewlabel.encoders.backbones import TOKENS_PER_SECOND
 
     recipe = recipe or Recipe()
     per_second = TOKENS_PER_SECOND.get(backbone, TOKENS_PER_SECOND["mpnet"])

@@ -37,7 +37,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fewlabel import __version__
 from fewlabel.errors import FewlabelError
-from fewlabel.persistence import ENGINES, TrainedModel, load_model, read_manifest
+from fewlabel.inference.loading import ENGINES, load_model
+from fewlabel.model_dir.manifest import read_manifest
+from fewlabel.model_dir.store import TrainedModel
 
 log = logging.getLogger("fewlabel.serve")
 
@@ -508,7 +510,7 @@ def create_app(
         batch_wait_ms: how long a batch waits for more requests after the first arrives (latency cost
             for one client, throughput gain for many).
         max_batch: texts at which a batch closes without waiting.
-        engine: how the model's encoder runs (see :func:`fewlabel.persistence.load_model`).
+        engine: how the model's encoder runs (see :func:`fewlabel.inference.loading.load_model`).
     """
     model_dir = Path(model_dir)
     read_manifest(model_dir)

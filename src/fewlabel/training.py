@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 
 from fewlabel import __version__, progress
-from fewlabel.calibration import apply_temperature, fit_temperature, reliability
 from fewlabel.config import TrainConfig
 from fewlabel.data import LabelledTexts, UnlabelledTexts
 from fewlabel.errors import FewlabelError
-from fewlabel.evaluation import (
+from fewlabel.evaluation.calibration import apply_temperature, fit_temperature, reliability
+from fewlabel.evaluation.scores import (
     CVResult,
     Estimate,
     choose,
@@ -111,7 +111,7 @@ SELF_TRAINING_SLOW = {"threshold": 0.9, "rounds": 1}
 
 
 def _self_trained(name: str, params: dict[str, Any], unlabelled: list[str]) -> Strategy:
-    from fewlabel.semi_supervised import SelfTrained
+    from fewlabel.strategies.self_training import SelfTrained
 
     slow = get_strategy_class(name).evaluation == "holdout"
     settings = dict(SELF_TRAINING_SLOW, per_class=len(unlabelled)) if slow else SELF_TRAINING
@@ -126,7 +126,7 @@ def _factories(config: TrainConfig, unlabelled: list[str] | None = None) -> dict
             for name in config.strategies
         }
     if config.augment:
-        from fewlabel.augment import Augmented
+        from fewlabel.strategies.augment import Augmented
 
         # Wrapped, so each fit augments its own training texts: validation folds stay real texts.
         return {
@@ -193,11 +193,11 @@ def train(
         )
     slow_backbones = [config.model]
     if config.model == "best":
-        from fewlabel.backbones import is_installed
+        from fewlabel.encoders.backbones import is_installed
 
         # Slow strategies pick their own: the most accurate backbone whose run fits the budget.
         slow_backbones = [b for b in ("mpnet", "minilm") if b == "minilm" or is_installed(b)]
-        from fewlabel.backbones import best_available
+        from fewlabel.encoders.backbones import best_available
 
         # Resolved here, from the texts, and recorded concretely so the saved config says what ran.
         model, why = best_available(data.texts)
@@ -473,7 +473,7 @@ def _score_on_same_rows(
 
 def _curve_gain(diagnostics: dict[str, Any], chosen: str, n_rows: int) -> float | None:
     """The learning curve's rise from the folds' training size to all rows, if a curve was fitted."""
-    from fewlabel.diagnostics import curve_value
+    from fewlabel.evaluation.diagnostics import curve_value
 
     curve = (diagnostics.get("learning_curve") or {}).get(chosen)
     if not curve or curve.get("fit") is None:
@@ -492,7 +492,7 @@ def _diagnostics(
     folds: list[tuple[np.ndarray, np.ndarray]],
 ) -> dict[str, Any]:
     """Learning curves (chosen strategy and the TF-IDF baseline), label issues, near-duplicates, mistakes."""
-    from fewlabel import diagnostics as diag
+    from fewlabel.evaluation import diagnostics as diag
 
     labels = data.classes
     curves_for = {chosen: factories[chosen]}
@@ -546,8 +546,8 @@ def _label_issues_csv(issues: list[dict]) -> str:
 
 
 def save(result: TrainResult, data: LabelledTexts, output: Path) -> Path:
-    from fewlabel.backbones import manifest_entry, resolve
-    from fewlabel.persistence import save_model
+    from fewlabel.encoders.backbones import manifest_entry, resolve
+    from fewlabel.model_dir.store import save_model
 
     metrics = result.metrics(data)
     # Augmentation and self-training wrap a strategy while fitting; the model is the wrapped one.

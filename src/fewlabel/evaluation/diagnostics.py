@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from fewlabel.evaluation import StrategyFactory
+from fewlabel.evaluation.scores import StrategyFactory
 
 FRACTIONS = (0.125, 0.25, 0.5, 1.0)
 SNIPPET = 300  # characters of a text shown in the report

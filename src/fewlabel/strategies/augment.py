@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from fewlabel.errors import FewlabelError
-from fewlabel.strategies.base import Wrapper
+from fewlabel.strategies.wrapper import Wrapper
 
 WORDNET_ENV = "FEWLABEL_WORDNET"
 WORDNET_DIRS = ("/usr/share/wordnet", "/usr/share/wordnet/dict", "/usr/local/WordNet-3.0/dict")
@@ -256,7 +256,7 @@ class Augmented(Wrapper):
     """A strategy fitted on its training texts plus their augmented variants.
 
     Augmentation is a training-time device only: prediction, saving and loading are the wrapped
-    strategy's own (a saved model holds the wrapped strategy, and loads without fewlabel.augment).
+    strategy's own (a saved model holds the wrapped strategy, and loads without fewlabel.strategies.augment).
     """
 
     name = "augmented"

@@ -30,7 +30,7 @@ except ImportError:
     ) from None
 
 from fewlabel.data import Table
-from fewlabel.predicting import BATCH, Predicted, fill_predictions, table_texts
+from fewlabel.inference.rows import BATCH, Predicted, fill_predictions, table_texts
 
 IN_FLIGHT_PER_WORKER = 2  # one chunk being predicted, one waiting: workers never idle, memory bounded
 
@@ -40,7 +40,7 @@ class PredictWorker:
 
     def __init__(self, model_dir: str, engine: str) -> None:
         os.environ.setdefault("FEWLABEL_PROGRESS", "0")  # no progress bars in worker logs
-        from fewlabel.persistence import load_model
+        from fewlabel.inference.loading import load_model
 
         # Kept and raised from the method calls: Ray reports an error in __init__ without the
         # exception itself, and the driver needs it to print fewlabel's own message.

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from fewlabel.atomic import atomic_file
 from fewlabel.data import TEXT_COLUMN_NAMES, Table, detect_format, find_column, read_table
 from fewlabel.errors import DataError, FewlabelError
 
@@ -160,7 +159,7 @@ def suggest_file(
     Returns:
         A summary: rows read, candidates considered, suggestions written, representation used.
     """
-    from fewlabel.persistence import load_model
+    from fewlabel.inference.loading import load_model
 
     out = Path(output_path)
     if out.exists() and not force:
@@ -211,7 +210,7 @@ def suggest_file(
 
     backbone = model.manifest.get("backbone")
     if backbone:
-        from fewlabel.embeddings import get_encoder
+        from fewlabel.encoders.sentence import get_encoder
 
         # One cached encoder for both the probabilities and the distances: each text is encoded once.
         encoder = get_encoder(backbone["name"], cache=True)
@@ -240,21 +239,15 @@ def _write(table: Table, chosen: list[tuple[int, Suggestion]], out: Path, fmt: s
     # No predicted label in the output: the labeller decides, and showing the model's guess anchors them.
     out.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the target and moved into place: an interrupted run leaves no half file.
-    handle, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as f:
-            if fmt == "jsonl":
-                rows = table.raw or table.rows
-                for row_index, s in chosen:
-                    record = {**rows[row_index], RANK_COLUMN: s.rank, SCORE_COLUMN: round(s.score, 6)}
-                    f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            else:
-                writer = csv.writer(f, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
-                writer.writerow([*table.columns, RANK_COLUMN, SCORE_COLUMN])
-                for row_index, s in chosen:
-                    row = table.rows[row_index]
-                    writer.writerow([*(row.get(c, "") for c in table.columns), s.rank, f"{s.score:.6f}"])
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(out, newline="") as f:
+        if fmt == "jsonl":
+            rows = table.raw or table.rows
+            for row_index, s in chosen:
+                record = {**rows[row_index], RANK_COLUMN: s.rank, SCORE_COLUMN: round(s.score, 6)}
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        else:
+            writer = csv.writer(f, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
+            writer.writerow([*table.columns, RANK_COLUMN, SCORE_COLUMN])
+            for row_index, s in chosen:
+                row = table.rows[row_index]
+                writer.writerow([*(row.get(c, "") for c in table.columns), s.rank, f"{s.score:.6f}"])

@@ -1,4 +1,4 @@
-"""ONNX export of a model's sentence encoder, and an encoder that runs it with ONNX Runtime.
+"""ONNX export of a model's sentence encoder (:class:`fewlabel.encoders.onnx.OnnxEncoder` runs it).
 
 The exported graph takes token ids and returns the pooled, L2-normalised sentence embedding, so
 prediction needs only ``tokenizers`` and ``onnxruntime``: no PyTorch, no Transformers. Optional int8
@@ -10,18 +10,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from fewlabel.atomic import atomic_directory
 from fewlabel.errors import FewlabelError
-from fewlabel.persistence import MANIFEST, file_sha256, read_manifest
+from fewlabel.model_dir.manifest import file_entries, read_manifest, write_manifest
 
 ONNX_DIR = "onnx"
-BATCH = 32
 
 
 def _pooling_mode(backbone_dir: Path) -> str:
@@ -118,8 +114,8 @@ def export_onnx(model_dir: str | Path, quantize: str | None = None) -> dict[str,
         ) from None
     if quantize not in (None, "int8"):
         raise FewlabelError(f"unknown quantisation {quantize!r}; use int8 or leave it out")
-    from fewlabel.backbones import resolve
-    from fewlabel.embeddings import load_sentence_model
+    from fewlabel.encoders.backbones import resolve
+    from fewlabel.encoders.sentence import load_sentence_model
 
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)
@@ -141,8 +137,8 @@ def export_onnx(model_dir: str | Path, quantize: str | None = None) -> dict[str,
         )
     max_tokens = int(load_sentence_model(backbone).max_seq_length)
 
-    tmp_dir = Path(tempfile.mkdtemp(dir=model_dir, prefix=".onnx-"))
-    try:
+    final = model_dir / ONNX_DIR
+    with atomic_directory(final) as tmp_dir:
         try:
             names = _export_graph(Path(backbone.location), tmp_dir / "float32.onnx", max_tokens)
         except Exception as err:  # torch.export raises many kinds; the user needs one clear line
@@ -175,66 +171,8 @@ def export_onnx(model_dir: str | Path, quantize: str | None = None) -> dict[str,
         for leftover in tmp_dir.iterdir():
             if leftover.name not in {"encoder.onnx", "tokenizer.json", "encoder.json"}:
                 shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
-        final = model_dir / ONNX_DIR
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp_dir, final)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
 
-    files = dict(manifest.get("files", {}))
-    for path in sorted(final.iterdir()):
-        files[f"{ONNX_DIR}/{path.name}"] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
-    manifest["files"] = files
+    manifest["files"] = {**manifest.get("files", {}), **file_entries(final, under=ONNX_DIR)}
     manifest["onnx"] = {"dir": ONNX_DIR, **settings}
-    fd, tmp_manifest = tempfile.mkstemp(prefix=f".{MANIFEST}.", dir=model_dir)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(manifest, handle, indent=2, ensure_ascii=False)
-    os.replace(tmp_manifest, model_dir / MANIFEST)
+    write_manifest(model_dir, manifest)
     return {"onnx": str(final / "encoder.onnx"), "bytes": (final / "encoder.onnx").stat().st_size, **settings}
-
-
-class OnnxEncoder:
-    """Sentence embeddings from an exported encoder, with ``tokenizers`` and ONNX Runtime only."""
-
-    def __init__(self, onnx_dir: str | Path, threads: int | None = None):
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
-
-        onnx_dir = Path(onnx_dir)
-        self.settings = json.loads((onnx_dir / "encoder.json").read_text(encoding="utf-8"))
-        self.tokenizer = Tokenizer.from_file(str(onnx_dir / "tokenizer.json"))
-        self.tokenizer.enable_truncation(int(self.settings["max_tokens"]))
-        self.tokenizer.no_padding()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(
-            str(onnx_dir / "encoder.onnx"), options, providers=["CPUExecutionProvider"]
-        )
-        self.inputs = [i.name for i in self.session.get_inputs()]
-
-    def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
-        del show_progress  # predict shows its own bar
-        if not texts:
-            return np.zeros((0, 0), dtype=np.float32)
-        order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths pad less
-        out: np.ndarray | None = None
-        for start in range(0, len(texts), BATCH):
-            idx = order[start : start + BATCH]
-            encodings = self.tokenizer.encode_batch([texts[i] for i in idx])
-            width = max(len(e.ids) for e in encodings)
-            arrays = {name: np.zeros((len(idx), width), dtype=np.int64) for name in self.inputs}
-            for row, enc in enumerate(encodings):
-                n = len(enc.ids)
-                arrays["input_ids"][row, :n] = enc.ids
-                arrays["attention_mask"][row, :n] = 1
-                if "token_type_ids" in arrays:
-                    arrays["token_type_ids"][row, :n] = enc.type_ids
-            vectors = self.session.run(None, arrays)[0]
-            if out is None:
-                out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
-            out[idx] = vectors
-        assert out is not None
-        return out

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fewlabel.errors import FewlabelError
-from fewlabel.strategies.base import Strategy, Wrapper, texts_digest
+from fewlabel.strategies.base import Strategy, texts_digest
+from fewlabel.strategies.wrapper import Wrapper
 
 
 @dataclass

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from fewlabel import progress
-from fewlabel.backbones import Backbone, fewlabel_home, resolve
+from fewlabel.encoders.backbones import Backbone, fewlabel_home, resolve
 from fewlabel.errors import BackboneError
 
 _MODELS: dict[str, object] = {}  # loaded SentenceTransformer models, one per backbone location
@@ -157,7 +157,7 @@ class Encoder:
     def _model_encode(self, texts: list[str]) -> np.ndarray:
         import torch
 
-        from fewlabel.finetuning import uses_bf16
+        from fewlabel.encoders.device import uses_bf16
 
         model = load_sentence_model(self.backbone)
         device = model.device

@@ -1,0 +1,1 @@
+"""Evaluation: scores with intervals, cross-validation, calibration and diagnostics."""

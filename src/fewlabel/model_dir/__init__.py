@@ -1,0 +1,1 @@
+"""The model directory: its manifest, checksum verification, and atomic save and load."""
