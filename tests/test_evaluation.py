@@ -17,6 +17,7 @@ from fewlabel.evaluation.scores import (
     nested_cross_validate,
     per_class,
     score,
+    wilson,
 )
 from fewlabel.strategies import make_strategy
 from fewlabel.strategies.base import Strategy
@@ -66,17 +67,21 @@ def test_perfect_predictions_give_accuracy_one():
     proba = np.eye(3)[y]
     scores = score(y, proba)
     assert scores.accuracy.value == 1.0
-    assert (scores.accuracy.low, scores.accuracy.high) == (1.0, 1.0)
+    # 40 of 40 right is not proof of 100%: the interval is Wilson's, never a single point.
+    assert (scores.accuracy.low, scores.accuracy.high) == (pytest.approx(wilson(40, 40)[0]), 1.0)
+    assert 0.85 < scores.accuracy.low < 0.95
+    assert scores.balanced_accuracy.value == 1.0 and scores.balanced_accuracy.low < 1.0
+    assert scores.recall == [1.0, 1.0, 1.0]
     assert scores.macro_f1.value == 1.0
     assert scores.log_loss.value == pytest.approx(0.0, abs=1e-6)
     d = scores.to_dict()
-    assert d["accuracy"] == {"value": 1.0, "ci95_low": 1.0, "ci95_high": 1.0} and d["n"] == 40
+    assert d["accuracy"]["value"] == 1.0 and d["accuracy"]["ci95_high"] == 1.0 and d["n"] == 40
 
 
 def test_all_wrong_predictions_give_accuracy_zero():
     y = np.array([0, 1] * 10)
     scores = score(y, np.eye(2)[1 - y])
-    assert scores.accuracy.value == 0.0 and scores.accuracy.high == 0.0
+    assert scores.accuracy.value == 0.0 and 0.0 < scores.accuracy.high == pytest.approx(wilson(0, 20)[1])
     assert scores.log_loss.value > 10  # clipped at 1e-7: -log(1e-7) ~ 16
 
 
@@ -195,17 +200,39 @@ def test_nested_cross_validate_one_choice_per_outer_fold(reviews):
     assert result.to_dict()["choices_per_fold"] == result.choices
 
 
-def _cv(name: str, accuracy: float, loss: float) -> CVResult:
+def _cv(name: str, balanced: float, loss: float, accuracy: float | None = None) -> CVResult:
+    acc = balanced if accuracy is None else accuracy
     est = Scores(
-        Estimate(accuracy, accuracy, accuracy), Estimate(0.5, 0.5, 0.5), Estimate(loss, loss, loss), 10
+        Estimate(acc, acc, acc),
+        Estimate(0.5, 0.5, 0.5),
+        Estimate(loss, loss, loss),
+        10,
+        balanced_accuracy=Estimate(balanced, balanced, balanced),
     )
-    return CVResult(name, name, np.zeros((10, 2)), np.zeros(10, dtype=int), [1.0], [accuracy], 0.0, est)
+    return CVResult(name, name, np.zeros((10, 2)), np.zeros(10, dtype=int), [1.0], [acc], 0.0, est)
 
 
-def test_choose_prefers_accuracy_then_log_loss():
+def test_choose_prefers_balanced_accuracy_then_log_loss():
     assert choose({"a": _cv("a", 0.80, 0.2), "b": _cv("b", 0.85, 0.9)}) == "b"
     assert choose({"a": _cv("a", 0.85, 0.3), "b": _cv("b", 0.85, 0.2)}) == "b"
     assert choose({"a": _cv("a", 0.85, 0.2), "b": _cv("b", 0.85, 0.3)}) == "a"
+    # Always answering the common class of 95/5 data: 95% accuracy, 50% balanced accuracy; it loses.
+    majority = _cv("majority", 0.50, 0.2, accuracy=0.95)
+    assert choose({"majority": majority, "weighted": _cv("weighted", 0.85, 0.4, accuracy=0.90)}) == "weighted"
+
+
+def test_balanced_accuracy_sees_the_rare_class_and_its_interval_is_never_a_point():
+    y = np.array([0] * 4 + [1] * 76)  # 4 of 80 rows in the rare class, all of them found
+    scores = score(y, np.eye(2)[y] * 0.8 + 0.1)
+    assert scores.balanced_accuracy.value == 1.0
+    assert scores.balanced_accuracy.low < 0.8  # 4 rare rows cannot vouch for much
+    everything_common = score(y, np.tile([0.1, 0.9], (80, 1)))
+    assert everything_common.accuracy.value == pytest.approx(0.95)
+    assert everything_common.balanced_accuracy.value == pytest.approx(0.5)
+    assert everything_common.recall == [0.0, 1.0]
+    # Given answers (a tuned threshold) replace the argmax.
+    flipped = score(y, np.tile([0.1, 0.9], (80, 1)), pred=np.zeros(80, dtype=int))
+    assert flipped.recall == [1.0, 0.0]
 
 
 def test_majority_baseline_on_unbalanced_labels():
@@ -277,7 +304,8 @@ def test_expected_accuracy_adds_clipped_curve_gain_and_widens_for_fold_noise():
     y = np.array([0, 1] * 50)
     proba = np.eye(2)[y] * 0.8 + 0.1  # all right, so the bootstrap interval collapses to a point
     steady = CVResult("s", "s", proba, y, [1.0] * 5, [1.0] * 5, 0.0, score(y, proba))
-    assert expected_accuracy(steady, 100, 5)["ci95_low"] == expected_accuracy(steady, 100, 5)["value"] == 1.0
+    assert expected_accuracy(steady, 100, 5)["value"] == 1.0
+    assert 0.95 < expected_accuracy(steady, 100, 5)["ci95_low"] < 1.0  # 100 of 100 right is not a certainty
 
     noisy_folds = CVResult("n", "n", proba, y, [1.0] * 5, [0.9, 1.0, 0.8, 1.0, 0.95], 0.0, score(y, proba))
     wide = expected_accuracy(noisy_folds, 100, 5)

@@ -57,17 +57,29 @@ def test_length_batches_cover_each_index_once_with_similar_lengths():
 
 
 def test_failure_flags_explain_memorising_and_collapse():
-    flags = failure_flags(train_acc=0.998, val_acc=0.523, majority=0.5, n_val=100)
+    balanced = [50, 50]
+    flags = failure_flags(train_acc=0.998, val_acc=0.523, val_balanced=0.523, val_counts=balanced)
     assert len(flags) == 2
     collapsed, memorising = flags
-    assert collapsed.startswith("collapsed: validation accuracy 52.3% is not clearly above")
+    assert collapsed.startswith("collapsed: validation balanced accuracy 52.3% is not clearly above chance")
+    assert "learning rate" in collapsed  # balanced classes: the usual causes
     assert "memorising: train 99.8%, validation 52.3%" in memorising
     assert "normal" in memorising  # says what the gap does not mean
-    assert failure_flags(0.95, 0.90, 0.5, 100) == []
-    assert len(failure_flags(1.0, 0.88, 0.5, 100)) == 1  # a 12-point gap alone: flagged, not collapsed
+    assert failure_flags(0.95, 0.90, 0.90, balanced) == []
+    assert len(failure_flags(1.0, 0.88, 0.88, balanced)) == 1  # a 12-point gap alone: flagged, not collapsed
     # 60% is clearly above chance on 1000 rows, not on 20.
-    assert failure_flags(0.6, 0.6, 0.5, 1000) == []
-    assert failure_flags(0.6, 0.6, 0.5, 20)[0].startswith("collapsed")
+    assert failure_flags(0.6, 0.6, 0.6, [500, 500]) == []
+    assert failure_flags(0.6, 0.6, 0.6, [10, 10])[0].startswith("collapsed")
+
+
+def test_collapse_on_imbalanced_data_names_the_imbalance():
+    """Answering the common class: 95% accuracy, 50% balanced accuracy; the flag blames the imbalance."""
+    flags = failure_flags(train_acc=0.95, val_acc=0.95, val_balanced=0.5, val_counts=[4, 76])
+    assert flags[0].startswith("collapsed:")
+    assert "imbalanced" in flags[0] and "4 of the 80 validation rows" in flags[0]
+    assert "learning rate" not in flags[0]
+    # Good on both classes despite the imbalance: not collapsed.
+    assert failure_flags(0.97, 0.96, 0.9, [4, 76]) == []
 
 
 def test_naive_preset_is_the_original_setup():

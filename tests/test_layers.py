@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("fewlabel.model_dir",),
     ("fewlabel.training",),
     ("fewlabel.inference",),
+    ("fewlabel.estimator",),
     ("fewlabel.serve",),
     ("fewlabel.cli",),
 ]

@@ -119,9 +119,16 @@ def test_random_labels_are_warned_about(reviews):
     shuffled = list(np.random.default_rng(0).permutation(labels))
     data = LabelledTexts.from_lists(texts, shuffled)
     result = train(data, None, TrainConfig(strategy="tfidf", model=BACKBONE, folds=4))
-    assert any("not clearly better than always answering the most common class" in w for w in result.warnings)
+    # The chance warning comes last, and the label issues of a model at chance are not listed.
+    assert result.warnings[-1] == result.chance_warning
+    assert result.chance_warning.startswith("Not clearly better than chance: balanced accuracy")
+    assert "Check that the labels match the texts" in result.chance_warning  # balanced: not imbalance
+    assert result.diagnostics["n_label_issues"] == 0 and result.diagnostics["label_issues_withheld"]
+    assert result.metrics(data)["at_chance"] == result.chance_warning
     assert any("tfidf memorises its training folds" in w for w in result.warnings)
     assert any("uncertain" in w for w in result.warnings)
+    with pytest.raises(FewlabelError, match="Not clearly better than chance.*Nothing was saved"):
+        train(data, None, TrainConfig(strategy="tfidf", model=BACKBONE, folds=4, strict=True))
 
 
 def test_data_warnings_are_passed_on(tmp_path, write_csv, reviews):

@@ -17,6 +17,7 @@ __all__ = [
     "TrainConfig",
     "train",
     "load_model",
+    "FewlabelClassifier",
     "FewlabelError",
     "DataError",
     "ModelDirError",
@@ -28,6 +29,7 @@ _LAZY = {
     "TrainConfig": "fewlabel.config",
     "train": "fewlabel.training",
     "load_model": "fewlabel.inference.loading",
+    "FewlabelClassifier": "fewlabel.estimator",
     "FewlabelError": "fewlabel.errors",
     "DataError": "fewlabel.errors",
     "ModelDirError": "fewlabel.errors",
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from fewlabel.config import TrainConfig
     from fewlabel.data import LabelledTexts, load_labelled
     from fewlabel.errors import DataError, FewlabelError, ModelDirError
+    from fewlabel.estimator import FewlabelClassifier
     from fewlabel.inference.loading import load_model
     from fewlabel.training import train
 
@@ -47,3 +50,8 @@ def __getattr__(name: str) -> Any:
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'fewlabel' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # The lazy names are listed too, so that dir() and completion show the public API unimported.
+    return sorted(set(globals()) | set(__all__))

@@ -37,6 +37,10 @@ class TrainConfig:
         augment: ``eda`` fits every strategy on its training texts plus EDA variants of them
             (:mod:`fewlabel.strategies.augment`; training folds only, never validation folds); ``None`` (default)
             does not augment: on the shared benchmarks it did not help.
+        tune_threshold: for two classes, move the decision threshold to where balanced accuracy is
+            highest on out-of-fold probabilities; ``None`` (default) does so when the classes are
+            imbalanced (the smallest under half its fair share), ``True`` always, ``False`` never.
+        strict: raise instead of saving when the model is not clearly better than chance.
     """
 
     strategy: str = "auto"
@@ -50,6 +54,8 @@ class TrainConfig:
     budget_minutes: float = DEFAULT_BUDGET_MINUTES
     preset: str = "robust"
     augment: str | None = None
+    tune_threshold: bool | None = None
+    strict: bool = False
 
     def __post_init__(self) -> None:
         from fewlabel.strategies import REGISTRY, get_strategy_class

@@ -1,7 +1,10 @@
-"""Reading labelled and unlabelled texts from CSV, TSV, JSONL and Parquet, with checks a user can act on.
+"""Reading labelled and unlabelled texts from CSV, TSV, JSONL, Parquet and Excel workbooks (and pandas
+DataFrames), with checks a user can act on.
 
 Every problem is reported as a :class:`~fewlabel.errors.DataError` naming the file, the row (as a
-person counts it: the header is line 1 of a CSV, the first record line 2) and the field, plus a fix.
+person counts it: the header is line 1 of a CSV, the first record line 2; a workbook's own row
+numbers) and the field, plus a fix. A binary file given where text is expected (a workbook, a PDF, a
+zip archive) is named for what it is, never mistaken for text in the wrong encoding.
 """
 
 from __future__ import annotations
@@ -17,8 +20,12 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from fewlabel.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TEXT_COLUMN_NAMES = (
     "text", "review", "review_text", "reviewtext", "sentence", "content", "body", "comment",
@@ -37,7 +44,15 @@ LONG_TEXT_WORDS = 200
 SUFFIX_FORMATS = {
     ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "csv",
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet",
+    ".xlsx": "xlsx", ".xlsm": "xlsx",
 }  # fmt: skip
+FORMATS = ("csv", "tsv", "jsonl", "parquet", "xlsx")
+XLSX_EXTRA = "pip install 'fewlabel[xlsx]'"
+# How much of a file is looked at to tell binary from text. No text format holds a NUL byte, so one in
+# the first 8 KB marks a binary file (the same test git and grep use).
+SNIFF_BYTES = 8192
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+IMAGE_MAGIC = {b"\x89PNG": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF"}
 
 
 @dataclass
@@ -78,6 +93,12 @@ class DataReport:
         }
 
 
+def is_imbalanced(counts: Sequence[int]) -> bool:
+    """The smallest class has less than half of its fair share (1/k of the rows for k classes)."""
+    present = [int(c) for c in counts if c > 0]
+    return len(present) > 1 and min(present) < 0.5 * sum(present) / len(present)
+
+
 @dataclass
 class LabelledTexts:
     """Texts with one label each, ready for training: cleaned, de-duplicated and checked."""
@@ -102,6 +123,20 @@ class LabelledTexts:
         counts = Counter(self.labels)
         return {c: counts[c] for c in self.classes}
 
+    def imbalance(self) -> str | None:
+        """A warning with per-class counts when the classes are imbalanced (see :func:`is_imbalanced`)."""
+        counts = self.class_counts()
+        if not is_imbalanced(list(counts.values())):
+            return None
+        rare = min(counts, key=lambda c: counts[c])
+        shares = ", ".join(f"{c}: {n} ({n / len(self):.1%})" for c, n in counts.items())
+        return (
+            f"Imbalanced classes ({shares}; an even share is {1 / len(counts):.1%}). fewlabel weighs "
+            "every class equally in fitting, chooses and stops early by balanced accuracy (the mean "
+            "recall per class), and tunes the decision threshold for two classes. Labelling more "
+            f"{rare!r} texts is what helps most."
+        )
+
     def fingerprint(self) -> str:
         """SHA-256 of the texts and labels as used for training, to tie a model to its data."""
         digest = hashlib.sha256()
@@ -121,18 +156,60 @@ class LabelledTexts:
         table = Table("<memory>", ["text", "label"], rows, list(range(1, len(rows) + 1)), "memory")
         return labelled_from_table(table, "text", "label", dedupe=False, **kwargs)
 
+    @classmethod
+    def from_dataframe(
+        cls, df: pd.DataFrame, text_column: str | None = None, label_column: str | None = None, **kwargs
+    ) -> LabelledTexts:
+        """Build from a pandas DataFrame, with the same column detection and checks as a file.
+
+        Missing values (NaN, None, ``pd.NA``) count as empty. Rows are numbered from 1 in the frame's
+        order (row 1 is ``df.iloc[0]``). ``kwargs`` are those of :func:`labelled_from_table`.
+        """
+        return labelled_from_table(table_from_dataframe(df), text_column, label_column, **kwargs)
+
+
+def is_dataframe(obj: object) -> bool:
+    """Whether ``obj`` looks like a pandas DataFrame (checked by its methods: pandas is not imported)."""
+    return hasattr(obj, "columns") and hasattr(obj, "itertuples")
+
+
+def table_from_dataframe(df: pd.DataFrame) -> Table:
+    """The rows of a DataFrame as strings, like a file's; missing values become empty strings."""
+    if not is_dataframe(df):
+        raise DataError(f"expected a file path or a pandas DataFrame, got {type(df).__name__}")
+    columns = [str(c) for c in df.columns]
+    dupes = [c for c, n in Counter(columns).items() if n > 1]
+    if dupes:
+        raise DataError(f"<DataFrame>: it has two columns named {dupes[0]!r}; rename one of them")
+    rows = [
+        dict(zip(columns, (_scalar_to_str(v) for v in values), strict=True))
+        for values in df.itertuples(index=False, name=None)
+    ]
+    return Table("<DataFrame>", columns, rows, list(range(1, len(rows) + 1)), "dataframe")
+
+
+def parse_sheet(text: str | None) -> str | int | None:
+    """A sheet as given on a command line: all digits is a 0-based index, anything else a name."""
+    if text is not None and text.isascii() and text.isdigit():
+        return int(text)
+    return text
+
 
 def detect_format(path: Path, format: str | None = None) -> str:
     if format:
-        if format not in {"csv", "tsv", "jsonl", "parquet"}:
-            raise DataError(f"unknown format {format!r}; use one of csv, tsv, jsonl, parquet")
+        if format not in FORMATS:
+            raise DataError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
         return format
     suffixes = [s.lower() for s in path.suffixes if s.lower() not in {".gz"}]
     return SUFFIX_FORMATS.get(suffixes[-1] if suffixes else "", "csv")
 
 
-def read_table(path: str | Path, format: str | None = None) -> Table:
-    """Read a CSV, TSV, JSONL or Parquet file into string rows; raises DataError on any problem."""
+def read_table(path: str | Path, format: str | None = None, sheet: str | int | None = None) -> Table:
+    """Read a CSV, TSV, JSONL, Parquet or Excel (.xlsx) file into string rows; raises DataError on any problem.
+
+    Args:
+        sheet: for a workbook, the sheet to read: its name or 0-based index (default: the first).
+    """
     path = Path(path)
     if not path.exists():
         hint = ""
@@ -142,18 +219,27 @@ def read_table(path: str | Path, format: str | None = None) -> Table:
                 hint = f" Did you mean {', '.join(repr(str(path.parent / c)) for c in close)}?"
         raise DataError(f"{path}: file not found.{hint}")
     if path.is_dir():
-        raise DataError(f"{path}: is a directory; give a CSV, TSV, JSONL or Parquet file")
+        raise DataError(f"{path}: is a directory; give a CSV, TSV, JSONL, Parquet or Excel (.xlsx) file")
     fmt = detect_format(path, format)
+    if sheet is not None and fmt != "xlsx":
+        raise DataError(
+            f"{path}: a sheet ({sheet!r}) can only be chosen in an Excel workbook, and this file is read as {fmt}"
+        )
     if fmt == "parquet":
         return _read_parquet(path)
+    if fmt == "xlsx":
+        return _read_xlsx(path, sheet)
     raw = path.read_bytes()
     if path.suffix.lower() == ".gz":
         import gzip
 
+        if not raw.startswith(b"\x1f\x8b"):
+            reject_binary(path, raw, raw)  # a workbook or PDF named .gz: say what it is
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as err:
             raise DataError(f"{path}: cannot decompress ({err}); is it really gzip?") from None
+    reject_binary(path, raw, raw)
     text = _decode(raw, path)
     if not text.strip():
         raise DataError(f"{path}: the file is empty; it needs a header row and at least one data row")
@@ -162,7 +248,114 @@ def read_table(path: str | Path, format: str | None = None) -> Table:
     return _read_delimited(text, path, "\t" if fmt == "tsv" else ",", fmt)
 
 
+def text_encoding(head: bytes) -> str:
+    """The codec for a text file starting with ``head``: UTF-16 when it has that byte-order mark (as
+    Excel's "Unicode Text" export does), else UTF-8 with or without a byte-order mark."""
+    return "utf-16" if head.startswith(UTF16_BOMS) else "utf-8-sig"
+
+
+def reject_binary(path: Path, head: bytes | None = None, whole: bytes | None = None) -> None:
+    """Raise a DataError saying what ``path`` is and what to do, if its first bytes show a binary file.
+
+    ``head`` holds the file's first bytes (read here when None); ``whole``, when given, the complete
+    content, which stands in for the file when looking inside a zip archive (after decompression).
+    """
+    if head is None:
+        with path.open("rb") as handle:
+            head = handle.read(SNIFF_BYTES)
+    kind = _binary_kind(head[:SNIFF_BYTES], path, whole)
+    if kind:
+        raise DataError(f"{path}: {kind}")
+
+
+def _binary_kind(head: bytes, path: Path, whole: bytes | None = None) -> str | None:
+    """What a file starting with ``head`` is and what to do with it; None for text."""
+    formats = "CSV, TSV, JSONL, Parquet or Excel (.xlsx) file"
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return _zip_kind(*_zip_contents(whole if whole is not None else path), path)
+    if head.startswith(b"%PDF"):
+        return (
+            "is a PDF document, not a data file. Export its table to CSV or .xlsx and give that file instead."
+        )
+    if head.startswith(b"\xd0\xcf\x11\xe0"):
+        return (
+            "is an old Excel .xls or other Office file (this format is also used for password-protected "
+            "workbooks), which fewlabel cannot read. Save it as .xlsx or CSV (without a password) and give that file."
+        )
+    if head.startswith(b"\x1f\x8b") and path.suffix.lower() != ".gz":
+        return f"is gzip-compressed, but its name does not end in .gz. Rename it to {path.name}.gz and fewlabel will decompress it."
+    if head.startswith(b"PAR1"):
+        return (
+            f"is a Parquet file, but its name does not end in .parquet. Rename it to {path.stem}.parquet "
+            "or pass --format parquet."
+        )
+    image = next((name for magic, name in IMAGE_MAGIC.items() if head.startswith(magic)), None)
+    if image:
+        return f"is a {image} image, not a data file; a picture of a table cannot be read. Give a {formats} with a text column."
+    if head.startswith(UTF16_BOMS) or b"\x00" not in head:
+        return None
+    codec = _utf16_without_bom(head)
+    if codec:
+        return (
+            f"looks like UTF-16 text without a byte-order mark. Re-save it as UTF-8, for example with "
+            f"`iconv -f {codec} -t utf-8 {path.name} > fixed.{path.suffix.lstrip('.') or 'csv'}`."
+        )
+    return f"is a binary file, not text (it holds NUL bytes near its start). Give a {formats}; export spreadsheets and databases to one of those first."
+
+
+def _utf16_without_bom(head: bytes) -> str | None:
+    """``utf-16le`` or ``utf-16be`` when every other byte is NUL, as in mostly-ASCII UTF-16 text."""
+    sample = head[:2048]
+    odd, even = sample[1::2].count(0), sample[0::2].count(0)
+    if len(sample) < 8 or min(odd, even) > 0 or max(odd, even) < 0.9 * (len(sample) // 2):
+        return None
+    return "utf-16le" if odd else "utf-16be"
+
+
+def _zip_contents(source: Path | bytes) -> tuple[set[str], str]:
+    """The member names of a zip archive and its OpenDocument ``mimetype`` ("" if none or unreadable)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as archive:
+            names = set(archive.namelist())
+            mimetype = (
+                archive.read("mimetype")[:100].decode("ascii", "replace") if "mimetype" in names else ""
+            )
+    except (zipfile.BadZipFile, OSError, KeyError, ValueError):
+        return set(), ""
+    return names, mimetype
+
+
+def _zip_kind(names: set[str], mimetype: str, path: Path) -> str:
+    if "xl/workbook.xml" in names:
+        how = (
+            "read it with --format xlsx"
+            if path.suffix.lower() == ".xlsx"
+            else f"rename it to {path.stem}.xlsx or pass --format xlsx"
+        )
+        return f"is an Excel workbook (a zip archive), not a text file. To use it, {how} (this needs `{XLSX_EXTRA}`)."
+    if "xl/workbook.bin" in names:
+        return "is an Excel binary workbook (.xlsb, a zip archive), which fewlabel cannot read. Save it as .xlsx or CSV and give that file."
+    if "word/document.xml" in names:
+        return "is a Word document (.docx, a zip archive), not a data file. Copy its table into a spreadsheet and save that as .xlsx or CSV."
+    if "ppt/presentation.xml" in names:
+        return "is a PowerPoint presentation (.pptx, a zip archive), not a data file. Save its table as .xlsx or CSV."
+    if "opendocument.spreadsheet" in mimetype:
+        return "is an OpenDocument spreadsheet (.ods, a zip archive), which fewlabel cannot read. Save it as .xlsx or CSV and give that file."
+    if "opendocument" in mimetype:
+        return "is an OpenDocument file (a zip archive), not a data file. Save its table as .xlsx or CSV."
+    return "is a zip archive, not a text file. Unzip it and give the CSV, TSV, JSONL, Parquet or .xlsx file inside."
+
+
 def _decode(raw: bytes, path: Path) -> str:
+    if text_encoding(raw) == "utf-16":
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError as err:
+            raise DataError(
+                f"{path}: starts like UTF-16 text but cannot be read as UTF-16 ({err.reason}); re-save it as UTF-8"
+            ) from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -289,8 +482,121 @@ def _read_parquet(path: Path) -> Table:
     return Table(str(path), columns, rows, list(range(1, n + 1)), "parquet")
 
 
+def import_openpyxl(path: str | Path, doing: str) -> Any:
+    """The openpyxl module, or a DataError saying how to install it (``doing``: "reading", "writing")."""
+    try:
+        import openpyxl
+    except ImportError:
+        raise DataError(
+            f"{path}: {doing} an Excel workbook needs openpyxl; install it with `{XLSX_EXTRA}`, or use CSV instead"
+        ) from None
+    return openpyxl
+
+
+def _read_xlsx(path: Path, sheet: str | int | None) -> Table:
+    with path.open("rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+    if not head.strip():
+        raise DataError(f"{path}: the file is empty; it needs a header row and at least one data row")
+    names, mimetype = _zip_contents(path) if head.startswith(b"PK\x03\x04") else (set(), "")
+    if "xl/workbook.xml" not in names:
+        kind = _zip_kind(names, mimetype, path) if names else _binary_kind(head, path)
+        raise DataError(
+            f"{path}: {kind}"
+            if kind
+            else f"{path}: is not an Excel workbook but text; rename it to .csv (or .tsv, .jsonl) or pass --format csv"
+        )
+    openpyxl = import_openpyxl(path, "reading")
+    try:
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as err:  # openpyxl raises many types for damaged files
+        raise DataError(
+            f"{path}: cannot read as an Excel workbook ({err}); open and re-save it in Excel"
+        ) from None
+    try:
+        worksheet = _pick_sheet(workbook.worksheets, sheet, path)
+        worksheet.reset_dimensions()  # some writers record a wrong size, which would cut rows short
+        return _sheet_table(worksheet.iter_rows(values_only=True), f"{path}, sheet {worksheet.title!r}", path)
+    finally:
+        workbook.close()
+
+
+def _pick_sheet(worksheets: list[Any], sheet: str | int | None, path: Path) -> Any:
+    names = [ws.title for ws in worksheets]
+    if not worksheets:
+        raise DataError(f"{path}: the workbook has no worksheet (only charts); add a sheet with the data")
+    if sheet is None:
+        return worksheets[0]
+    listed = ", ".join(f"{name!r} ({i})" for i, name in enumerate(names))
+    if isinstance(sheet, int):
+        if 0 <= sheet < len(worksheets):
+            return worksheets[sheet]
+        raise DataError(
+            f"{path}: no sheet number {sheet} (counted from 0); its sheets are {listed}. Give a name or number from these."
+        )
+    by_lower = {name.strip().lower(): ws for name, ws in zip(names, worksheets, strict=True)}
+    if sheet in names or sheet.strip().lower() in by_lower:
+        return worksheets[names.index(sheet)] if sheet in names else by_lower[sheet.strip().lower()]
+    close = difflib.get_close_matches(sheet, names, n=3, cutoff=0.5)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise DataError(f"{path}: no sheet named {sheet!r}; its sheets are {listed}.{hint}")
+
+
+def _column_letter(index: int) -> str:
+    """The spreadsheet name of 0-based column ``index``: A, B, ..., Z, AA, ..."""
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters
+
+
+def _sheet_table(rows: Iterable[Sequence[object]], where: str, path: Path) -> Table:
+    """A worksheet's values as a Table: the first non-empty row is the header, empty rows are skipped."""
+    header: list[str] | None = None
+    header_row = 0
+    records: list[dict[str, str]] = []
+    numbers: list[int] = []
+    for number, values in enumerate(rows, start=1):
+        cells = [_scalar_to_str(v) for v in values]
+        if not any(c.strip() for c in cells):
+            continue
+        if header is None:
+            header = [c.strip() for c in cells]
+            while not header[-1]:
+                header.pop()  # formatting can extend a sheet past its last named column
+            if "" in header:
+                column = _column_letter(header.index(""))
+                raise DataError(f"{where}, row {number}: column {column} of the header has no name; name it")
+            dupes = [h for h, n in Counter(header).items() if n > 1]
+            if dupes:
+                raise DataError(
+                    f"{where}, row {number}: the header names column {dupes[0]!r} twice; rename one of them"
+                )
+            header_row = number
+            continue
+        stray = next((i for i in range(len(header), len(cells)) if cells[i].strip()), None)
+        if stray is not None:
+            raise DataError(
+                f"{where}, row {number}: cell {_column_letter(stray)}{number} holds a value, but its column has "
+                f"no name in the header (row {header_row}, the first row that is not empty); name the column "
+                "or clear the cell"
+            )
+        cells += [""] * (len(header) - len(cells))
+        records.append(dict(zip(header, cells[: len(header)], strict=True)))
+        numbers.append(number)
+    if header is None:
+        raise DataError(f"{where}: the sheet is empty; it needs a header row and at least one data row")
+    return Table(str(path), header, records, numbers, "xlsx")
+
+
 def _scalar_to_str(value: object) -> str:
+    if getattr(getattr(value, "dtype", None), "kind", "") in {"b", "i", "u", "f"} and hasattr(value, "item"):
+        value = value.item()  # a numpy scalar (from pandas): as the Python one, so NaN and 1.0 read alike
     if value is None or (isinstance(value, float) and value != value):  # None and NaN are missing values
+        return ""
+    if type(value).__name__ in {"NAType", "NaTType"}:  # pandas' missing values
         return ""
     if isinstance(value, bool):
         return str(value).lower()
@@ -486,18 +792,28 @@ def _dedupe(
     return [texts[i] for i in keep], [labels[i] for i in keep], [rows[i] for i in keep]
 
 
+def _table_of(source: str | Path | pd.DataFrame, format: str | None, sheet: str | int | None) -> Table:
+    if not is_dataframe(source):
+        return read_table(source, format, sheet)
+    if format is not None or sheet is not None:
+        raise DataError("format and sheet describe a file; leave them out when giving a DataFrame")
+    return table_from_dataframe(source)
+
+
 def load_labelled(
-    path: str | Path,
+    path: str | Path | pd.DataFrame,
     text_column: str | None = None,
     label_column: str | None = None,
     *,
     format: str | None = None,
+    sheet: str | int | None = None,
     skip_empty: bool = False,
     normalize_labels: bool = False,
     min_per_class: int = 2,
 ) -> LabelledTexts:
-    """Read a labelled data file and check it; raises :class:`DataError` with a fix on bad input."""
-    table = read_table(path, format)
+    """Read a labelled data file (or a pandas DataFrame) and check it; raises :class:`DataError` with a
+    fix on bad input. ``sheet`` chooses the sheet of an Excel workbook (name or 0-based index)."""
+    table = _table_of(path, format, sheet)
     return labelled_from_table(
         table,
         text_column,
@@ -535,16 +851,18 @@ class UnlabelledTexts:
 
 
 def load_unlabelled(
-    path: str | Path,
+    path: str | Path | pd.DataFrame,
     text_column: str | None = None,
     *,
     labelled: LabelledTexts | None = None,
     format: str | None = None,
+    sheet: str | int | None = None,
 ) -> UnlabelledTexts:
-    """Read texts to self-train on: one column of a CSV, TSV, JSONL or Parquet file (a label column,
-    if any, is ignored). Empty and repeated texts, and texts that are also in ``labelled``, are left out.
+    """Read texts to self-train on: one column of a CSV, TSV, JSONL, Parquet or Excel file, or of a
+    pandas DataFrame (a label column, if any, is ignored). Empty and repeated texts, and texts that are
+    also in ``labelled``, are left out. ``sheet`` chooses the sheet of a workbook (name or 0-based index).
     """
-    table = read_table(path, format)
+    table = _table_of(path, format, sheet)
     if not table.rows:
         raise DataError(f"{table.path}: the file has a header but no data rows")
     if text_column is None and labelled is not None and labelled.text_column in table.columns:

@@ -2,8 +2,9 @@
 
 The recipe follows what makes BERT-style fine-tuning stable on small data (Mosbach et al. 2021;
 Zhang et al. 2021): bias-corrected AdamW, a small learning rate with linear warmup and decay, weight
-decay, gradient clipping, early stopping on validation *accuracy* with best-checkpoint restore, and
-a restart with a new seed when a run ends at the majority baseline. Three things make it fast:
+decay, gradient clipping, class-weighted loss, early stopping on validation *balanced* accuracy (the
+mean per-class recall: the majority answer cannot win it on imbalanced data) with best-checkpoint
+restore, and a restart with a new seed when a run ends at chance. Three things make it fast:
 
 - the lower layers are frozen and their outputs computed once, so each epoch runs only the top
   layers (``freeze_layers``); this also regularises, since fewer weights can memorise 500 reviews;
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from fewlabel.data import is_imbalanced
 from fewlabel.encoders.device import autocast, resolve_device, torch_module, uses_bf16
 from fewlabel.errors import FewlabelError
 
@@ -141,6 +143,7 @@ class RunReport:
     best_step: int = -1
     best_epoch: float = 0.0
     val_accuracy: float = float("nan")
+    val_balanced_accuracy: float = float("nan")  # what early stopping and the checkpoint choice use
     val_loss: float = float("nan")
     train_accuracy: float = float("nan")
     majority: float = float("nan")
@@ -164,27 +167,51 @@ class RunReport:
         return asdict(self)
 
 
-def at_chance(val_acc: float, majority: float, n_val: int) -> bool:
-    """Validation accuracy not clearly above the majority baseline (one-sided 95%, binomial noise)."""
-    return val_acc <= majority + 1.645 * math.sqrt(majority * (1 - majority) / max(n_val, 1))
+def at_chance(balanced_acc: float, counts: Sequence[int]) -> bool:
+    """Balanced accuracy not clearly above chance, 1/k (one-sided 95%, binomial noise per class).
+
+    Balanced accuracy, not accuracy: answering the common class for every text scores exactly 1/k
+    on it, however imbalanced the rows, while its accuracy can look excellent.
+    """
+    present = [int(c) for c in counts if c > 0]
+    k = len(present)
+    if k < 2:
+        return False
+    chance = 1.0 / k
+    se = math.sqrt(sum(chance * (1 - chance) / n for n in present)) / k
+    return balanced_acc <= chance + 1.645 * se
 
 
-def failure_flags(train_acc: float, val_acc: float, majority: float, n_val: int) -> list[str]:
+def failure_flags(
+    train_acc: float, val_acc: float, val_balanced: float, val_counts: Sequence[int]
+) -> list[str]:
     """Plain-language warnings about a run: collapse to the majority class, memorising."""
     flags = []
-    if at_chance(val_acc, majority, n_val):
+    present = [int(c) for c in val_counts if c > 0]
+    n_val, chance = sum(present), 1.0 / max(len(present), 1)
+    if at_chance(val_balanced, val_counts):
+        if is_imbalanced(val_counts):
+            cause = (
+                f"The classes are imbalanced (the smallest has {min(present)} of the {n_val} validation "
+                "rows), and answering the common class is the easy way out. The loss already weighs "
+                "classes equally; label more texts of the rare class(es), or check that they really "
+                "read differently from the rest."
+            )
+        else:
+            cause = (
+                "Typical causes: a learning rate too high for the backbone, no warmup, or an unlucky "
+                "seed. fewlabel's robust preset restarts such runs with a new seed."
+            )
         flags.append(
-            f"collapsed: validation accuracy {val_acc:.1%} is not clearly above the majority baseline "
-            f"({majority:.1%}, {n_val} validation rows); the model learned nothing usable. Typical causes: "
-            "a learning rate too high for the backbone, no warmup, or an unlucky seed. fewlabel's robust "
-            "preset restarts such runs with a new seed."
+            f"collapsed: validation balanced accuracy {val_balanced:.1%} is not clearly above chance "
+            f"({chance:.1%}, {n_val} validation rows); the model learned nothing usable. {cause}"
         )
     gap = train_acc - val_acc
     if gap >= 0.10:
         flags.append(
             f"memorising: train {train_acc:.1%}, validation {val_acc:.1%} (gap {gap * 100:.1f} points). "
             "A large gap by itself is normal for a model that can fit its training set; what matters "
-            f"is the validation accuracy, against the majority baseline ({majority:.1%}) and the "
+            f"is the validation accuracy, against the majority baseline ({max(present) / n_val:.1%}) and the "
             "frozen-embedding and TF-IDF strategies. The gap means the training accuracy says nothing "
             "about new data, not that the model is broken."
         )
@@ -249,13 +276,15 @@ class EncoderClassifier:
             )
         self.freeze = freeze_layers
         self._stack = found
-        self.layers = getattr(found[0], found[1]) if found else None
+        # Any: the stack's ModuleList, or None without one (then nothing can be frozen)
+        self.layers: Any = getattr(found[0], found[1]) if found else None
         self.head = torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(hidden, n_classes))
         self.model.to(self.device)
         self.head.to(self.device)
         for p in self.model.parameters():
             p.requires_grad = self.freeze == 0
         if self.freeze:
+            assert self.layers is not None  # freezing without a layer stack was refused above
             for layer in self.layers[self.freeze :]:
                 for p in layer.parameters():
                     p.requires_grad = True
@@ -264,6 +293,7 @@ class EncoderClassifier:
     @contextlib.contextmanager
     def _only(self, layers, passthrough: bool) -> Iterator[None]:
         torch = torch_module()
+        assert self._stack is not None  # its callers (bottom, top) index the layer stack first
         parent, attr, _ = self._stack
         embeddings = self.model.embeddings
         setattr(parent, attr, torch.nn.ModuleList(layers))
@@ -364,7 +394,7 @@ def windows(tokenizer, texts: Sequence[str], max_tokens: int, mode: str, head_fr
 
 
 def length_batches(
-    lengths: Sequence[int], batch_size: int, rng: np.random.Generator | None
+    lengths: Sequence[int] | np.ndarray, batch_size: int, rng: np.random.Generator | None
 ) -> list[np.ndarray]:
     """Batches of windows of similar length (little padding); shuffled in order when ``rng`` is given."""
     lengths = np.asarray(lengths)
@@ -480,25 +510,28 @@ class FineTuner:
             train_idx = np.concatenate([train_idx, np.arange(len(texts), len(texts) + len(extra_texts))])
             texts = [*texts, *extra_texts]
             y = np.concatenate([y, extra_y])
-        majority = float(np.bincount(y[val_idx], minlength=self.n_classes).max() / len(val_idx))
+        val_counts = np.bincount(y[val_idx], minlength=self.n_classes).tolist()
+        majority = max(val_counts) / len(val_idx)
         restarts: list[str] = []
         seed = r.seed
         while True:
             report = self._fit_once(texts, y, train_idx, val_idx, seed, deadline, on_step)
             report.majority = majority
-            collapsed = at_chance(report.val_accuracy, majority, len(val_idx))
+            collapsed = at_chance(report.val_balanced_accuracy, val_counts)
             remaining = deadline is None or time.perf_counter() < deadline - 60
             if collapsed and len(restarts) < r.max_restarts and remaining:
                 restarts.append(
-                    f"seed {seed}: validation accuracy {report.val_accuracy:.1%} at the majority baseline "
-                    f"({majority:.1%}); restarted with seed {seed + 1}"
+                    f"seed {seed}: validation balanced accuracy {report.val_balanced_accuracy:.1%} at chance "
+                    f"({1 / np.count_nonzero(val_counts):.1%}); restarted with seed {seed + 1}"
                 )
                 seed += 1
                 continue
             break
         report.restarts = restarts
         report.n_extra = len(extra_texts)
-        report.flags = failure_flags(report.train_accuracy, report.val_accuracy, majority, len(val_idx))
+        report.flags = failure_flags(
+            report.train_accuracy, report.val_accuracy, report.val_balanced_accuracy, val_counts
+        )
         report.seconds = time.perf_counter() - start
         report.val_index = sorted(int(i) for i in val_idx)
         return report
@@ -510,6 +543,7 @@ class FineTuner:
         rng = np.random.default_rng(seed)
         self.net = net = self._new_net()
         r = self.recipe.scaled(net.hidden_size)
+        assert r.epochs is not None and r.patience is not None  # scaled() fills them in
         if r.reinit_layers:
             for layer in net.layers[net.n_layers - r.reinit_layers :]:
                 layer.apply(net.model._init_weights)
@@ -622,7 +656,7 @@ class FineTuner:
                 if step - epoch * steps_per_epoch in eval_at:
                     if r.objective == "contrastive":  # the head follows the embeddings: refit it
                         self._linear_probe(net, evaluate, train_w, y)
-                    val_acc, val_loss = self._score(*evaluate(val_w), y)
+                    val_bal, val_loss, val_acc = self._score(*evaluate(val_w), y)
                     report.history.append(
                         {
                             "step": step,
@@ -631,21 +665,22 @@ class FineTuner:
                             "train_accuracy": running[0] / max(1, running[1]),
                             "val_loss": val_loss,
                             "val_accuracy": val_acc,
+                            "val_balanced_accuracy": val_bal,
                             "lr": float(scheduler.get_last_lr()[0]),
                             "seconds": round(time.perf_counter() - run_start + report.cache_seconds, 2),
                         }
                     )
                     log.info("evaluation %s", report.history[-1])
                     running = [0, 0, 0.0]
-                    if (val_acc, -val_loss) > (best[0], -best[1]):
-                        best = (val_acc, val_loss)
+                    if (val_bal, -val_loss) > (best[0], -best[1]):
+                        best = (val_bal, val_loss)
                         best_state = net.trained_state()
                         report.best_step, report.best_epoch = step, step / steps_per_epoch
                         since_best = 0
                     else:
                         since_best += 1
                     if r.early_stopping and since_best >= r.patience:
-                        stopped = f"early stopping: no better validation accuracy in {r.patience} evaluations"
+                        stopped = f"early stopping: no better validation balanced accuracy in {r.patience} evaluations"
                         done = True
                 if deadline is not None and time.perf_counter() > deadline:
                     stopped = "time budget reached; kept the best checkpoint so far"
@@ -660,7 +695,9 @@ class FineTuner:
             report.best_step, report.best_epoch = step, step / steps_per_epoch
         report.stopped = stopped
         val_logits, val_texts = evaluate(val_w)
-        report.val_accuracy, report.val_loss = self._score(val_logits, val_texts, y)
+        report.val_balanced_accuracy, report.val_loss, report.val_accuracy = self._score(
+            val_logits, val_texts, y
+        )
         val_proba = _softmax(val_logits)
         order = np.argsort(val_texts)
         report.val_proba = val_proba[order].tolist()
@@ -672,6 +709,7 @@ class FineTuner:
         """The head at a higher rate; encoder layers at rates decaying with depth when asked."""
         r = self.recipe
         lr = r.scaled(net.hidden_size).lr
+        assert lr is not None  # scaled() fills it in
         groups: list[dict[str, Any]] = [
             {"params": list(net.head.parameters()), "lr": lr * HEAD_LR_MULTIPLIER}
         ]
@@ -709,7 +747,8 @@ class FineTuner:
         intercept = np.full(self.n_classes, -10.0)  # classes absent from training stay unlikely
         present = np.unique(target)
         if len(present) > 1:
-            probe = LogisticRegression(C=1.0, max_iter=2000).fit(x, target)
+            weight = "balanced" if self.recipe.class_weights else None
+            probe = LogisticRegression(C=1.0, max_iter=2000, class_weight=weight).fit(x, target)
             if len(present) == 2:  # one weight vector for two classes: split it symmetrically
                 coef[present] = np.vstack([-probe.coef_[0] / 2, probe.coef_[0] / 2])
                 intercept[present] = [-probe.intercept_[0] / 2, probe.intercept_[0] / 2]
@@ -722,12 +761,15 @@ class FineTuner:
             linear.bias.copy_(torch.as_tensor(intercept, dtype=torch.float32))
 
     @staticmethod
-    def _score(logits: np.ndarray, texts: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    def _score(logits: np.ndarray, texts: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+        """Balanced accuracy (what the run is steered by), log loss and accuracy on these texts."""
         proba = _softmax(logits)
         truth = y[texts]
-        acc = float((proba.argmax(1) == truth).mean())
+        pred = proba.argmax(1)
+        acc = float((pred == truth).mean())
+        balanced = float(np.mean([(pred[truth == c] == c).mean() for c in np.unique(truth)]))
         loss = float(-np.log(np.clip(proba[np.arange(len(truth)), truth], 1e-7, 1)).mean())
-        return acc, loss
+        return balanced, loss, acc
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         torch = torch_module()
@@ -808,7 +850,7 @@ def estimated_seconds(texts: Sequence[str], backbone: str, recipe: Recipe | None
     from fewlabel.encoders.backbones import TOKENS_PER_SECOND
 
     recipe = recipe or Recipe()
-    per_second = TOKENS_PER_SECOND.get(backbone, TOKENS_PER_SECOND["mpnet"])
+    per_second: float = TOKENS_PER_SECOND.get(backbone, TOKENS_PER_SECOND["mpnet"])
     device = resolve_device(recipe.device)
     if device.type == "cuda":
         per_second *= GPU_SPEEDUP

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 _enabled = os.environ.get("FEWLABEL_PROGRESS", "1") != "0"
 
@@ -16,7 +16,7 @@ def set_enabled(enabled: bool) -> None:
 
 
 @contextlib.contextmanager
-def bar(description: str, total: float | None) -> Iterator[callable]:
+def bar(description: str, total: float | None) -> Iterator[Callable[..., None]]:
     """A progress bar; yields ``advance(n)``. Shows nothing when disabled or stderr is not a terminal."""
     if not _enabled:
         yield lambda n=1: None
@@ -35,7 +35,7 @@ def bar(description: str, total: float | None) -> Iterator[callable]:
 
 
 @contextlib.contextmanager
-def tracker(description: str) -> Iterator[callable]:
+def tracker(description: str) -> Iterator[Callable[..., None]]:
     """A bar whose total is learned on the way; yields ``update(done, total, stage)``."""
     if not _enabled:
         yield lambda done, total, stage="": None

@@ -12,7 +12,7 @@ import io
 import itertools
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 PALETTE = {"chosen": "#1f6feb", "tfidf": "#8b949e", "good": "#1a7f37", "bad": "#cf222e"}
 
@@ -30,7 +30,8 @@ def _svg(fig) -> str:
     import matplotlib
 
     buffer = io.StringIO()
-    with matplotlib.rc_context(STYLE):
+    # cast: matplotlib's stub wants a dict keyed by its literal rc names, STYLE is a plain dict[str, object]
+    with matplotlib.rc_context(cast(Any, STYLE)):
         fig.savefig(buffer, format="svg", bbox_inches="tight")
     text = buffer.getvalue()
     text = text[text.index("<svg") :]
@@ -57,7 +58,7 @@ def _figure(width: float = 6.0, height: float = 3.4):
     import matplotlib
     from matplotlib.figure import Figure
 
-    with matplotlib.rc_context(STYLE):
+    with matplotlib.rc_context(cast(Any, STYLE)):  # cast: as in _svg
         fig = Figure(figsize=(width, height))
         ax = fig.subplots()
     return fig, ax
@@ -235,9 +236,25 @@ def more_labels_sentence(metrics: dict) -> str:
     ext = curve["extrapolation"]
     gain, low, high = ext["gain"], ext["low"], ext["high"]
     verdict = "likely to help" if low > 0.01 else ("unlikely to help much" if high < 0.02 else "uncertain")
-    return (
+    sentence = (
         f"More labels: doubling the training data (to about {ext['n_train']} texts per fold) would change accuracy by "
         f"{100 * gain:+.1f} points (95% interval {100 * low:+.1f} to {100 * high:+.1f}): {verdict}."
+    )
+    return sentence + label_more_sentence(curve, bool(metrics.get("imbalanced")))
+
+
+def label_more_sentence(curve: dict, imbalanced: bool) -> str:
+    """Which class to label more of, when the classes are imbalanced or found unevenly (else "")."""
+    more = curve.get("label_more")
+    if not more:
+        return ""
+    found = list(more["recall_by_class"].values())
+    if not imbalanced and max(found) - min(found) < 0.10:
+        return ""
+    return (
+        f" Label more {more['label']!r} texts: it is the class found least often ({_pct(more['recall'])} of "
+        f"them, against {_pct(more['recall_before'])} with {more['n_train_before']} training texts instead of "
+        f"{more['n_train']}); the overall accuracy hides it when the class is rare."
     )
 
 
@@ -255,10 +272,33 @@ figure{margin:.8rem 0}
 """
 
 
+def _decision_lines(metrics: dict, labels: list[str]) -> list[str]:
+    """Recall per class (when the classes are imbalanced or found unevenly) and a tuned threshold."""
+    out = []
+    recall = metrics["estimate"].get("recall") or []
+    if recall and (metrics.get("imbalanced") or max(recall) - min(recall) >= 0.10):
+        per = ", ".join(f"{html.escape(lab)} {_pct(r)}" for lab, r in zip(labels, recall, strict=True))
+        out.append(f"<p>Recall per class (the share of each class the model finds): {per}.</p>")
+    if metrics.get("decision_threshold") is not None:
+        out.append(
+            f"<p>Decision threshold: <b>{html.escape(labels[1])}</b> when its calibrated probability is at "
+            f"least {metrics['decision_threshold']:.2f}, tuned for balanced accuracy on predictions for "
+            "unseen texts (the estimate above cross-fits it, so the tuning does not flatter it).</p>"
+        )
+    return out
+
+
 def render_report(manifest: dict, metrics: dict) -> str:
     """The whole report as one HTML string: verdict first, then the evidence."""
     est = metrics["estimate"]
     acc = metrics.get("expected_accuracy") or est["accuracy"]
+    metric = acc.get("metric", "accuracy")  # balanced_accuracy on imbalanced data
+    what = "balanced accuracy (the mean recall per class)" if metric == "balanced_accuracy" else "accuracy"
+    baseline = (
+        1 / len(manifest["labels"])
+        if metric == "balanced_accuracy"
+        else metrics["majority_baseline_accuracy"]
+    )
     diag = metrics.get("diagnostics") or {}
     labels = manifest["labels"]
     chosen = metrics["chosen_strategy"]
@@ -273,10 +313,17 @@ def render_report(manifest: dict, metrics: dict) -> str:
         f"{html.escape(manifest.get('fewlabel_version', ''))} from "
         f"{html.escape(Path(str(metrics['data']['source'])).name)} "
         f"({metrics['data']['rows']} texts).</p>",
+        *(
+            [
+                f"<div class='warn' style='border-left-color:#cf222e'><b>{html.escape(metrics['at_chance'])}</b></div>"
+            ]
+            if metrics.get("at_chance")
+            else []
+        ),
         "<section class='verdict' id='verdict'><h2 style='border:0;margin-top:0'>Verdict</h2>",
-        f"<p>Expected accuracy on new texts like these: <span class='big'>{_pct(acc['value'])}</span> "
+        f"<p>Expected {what} on new texts like these: <span class='big'>{_pct(acc['value'])}</span> "
         f"(95% interval {_pct(acc['ci95_low'])} to {_pct(acc['ci95_high'])}).</p>",
-        f"<p class='muted'>From {html.escape(est['source'])}: {_pct(est['accuracy']['value'])} out of fold"
+        f"<p class='muted'>From {html.escape(est['source'])}: {_pct(est[metric]['value'])} out of fold"
         + (
             f", plus {100 * acc['learning_curve_gain']:.1f} points the learning curve predicts for training on all "
             "rows instead of (k-1)/k of them"
@@ -286,18 +333,22 @@ def render_report(manifest: dict, metrics: dict) -> str:
         + ". The interval allows for the noise of cross-validation itself (Nadeau and Bengio's correction).</p>",
         f"<p>Chosen strategy: <b>{html.escape(strategy['description'])}</b>"
         + (f" on backbone <b>{html.escape(backbone)}</b>" if backbone else "")
-        + f". Always answering the most common class would score {_pct(metrics['majority_baseline_accuracy'])}.</p>",
+        + f". Always answering the most common class would score {_pct(baseline)}.</p>",
+        *_decision_lines(metrics, manifest["labels"]),
         f"<p>{html.escape(more_labels_sentence(metrics))}</p>",
     ]
     n_issues = diag.get("n_label_issues")
-    if n_issues is not None:
+    if diag.get("label_issues_withheld"):
+        parts.append(f"<p>Label issues {html.escape(diag['label_issues_withheld'])}.</p>")
+    elif n_issues is not None:
         parts.append(
             f"<p>{n_issues} training row(s) have a label the model disputes (see <a href='#labels'>label issues</a> "
             "and <code>label_issues.csv</code>).</p>"
         )
     parts.append("</section>")
     for warning in metrics.get("warnings", []):
-        parts.append(f"<div class='warn'>{html.escape(warning)}</div>")
+        if warning != metrics.get("at_chance"):  # that one already heads the page
+            parts.append(f"<div class='warn'>{html.escape(warning)}</div>")
 
     parts.append("<h2 id='strategies'>Strategies compared</h2>")
     parts.append(
@@ -316,6 +367,7 @@ def render_report(manifest: dict, metrics: dict) -> str:
                 + (" (chosen)" if name == chosen else ""),
                 _pct(r["accuracy"]["value"]),
                 f"{_pct(r['accuracy']['ci95_low'])} to {_pct(r['accuracy']['ci95_high'])}",
+                _pct((r.get("balanced_accuracy") or {}).get("value")),
                 f"{r['macro_f1']['value']:.3f}",
                 f"{r['log_loss']['value']:.3f}",
                 _pct(r["train_accuracy"]),
@@ -325,7 +377,17 @@ def render_report(manifest: dict, metrics: dict) -> str:
         )
     parts.append(
         _table(
-            ["strategy", "accuracy", "95% CI", "macro-F1", "log loss", "train acc", "gap", "per fold"],
+            [
+                "strategy",
+                "accuracy",
+                "95% CI",
+                "balanced",
+                "macro-F1",
+                "log loss",
+                "train acc",
+                "gap",
+                "per fold",
+            ],
             rows,
         )
     )

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request, Security
@@ -350,7 +350,8 @@ def _error(detail: str, status: int = 422) -> HTTPException:
 def texts_to_predict(body: PredictRequest, limits: Limits) -> list[str]:
     """The request's texts, or a 422 saying which one breaks which limit."""
     single = body.texts is None
-    texts = [body.text] if single else body.texts
+    # cast: the request's validator lets exactly one of the two through; the assert below checks it
+    texts = cast("list[str] | None", [body.text] if single else body.texts)
     assert texts is not None and all(t is not None for t in texts)
     if not texts:
         raise _error("'texts' is an empty list; give at least one text")
@@ -374,7 +375,7 @@ def texts_to_predict(body: PredictRequest, limits: Limits) -> list[str]:
             raise _error(
                 f"{where} is not valid Unicode (it holds a lone surrogate escape such as \\ud800)"
             ) from None
-    return texts  # type: ignore[return-value]
+    return texts
 
 
 def _where(loc: Sequence[Any]) -> str:
@@ -597,13 +598,17 @@ def create_app(
             raise _error("the service is stopping; try again shortly", 503) from None
         except Exception:
             raise _error("prediction failed; the server log has the details", 500) from None
-        return {"predictions": [_prediction(row, model.labels) for row in proba]}
+        answers = model.decide(proba)
+        predictions = [
+            _prediction(row, int(best), model.labels) for row, best in zip(proba, answers, strict=True)
+        ]
+        return {"predictions": predictions}
 
     return app
 
 
-def _prediction(row: np.ndarray, labels: list[str]) -> dict[str, Any]:
-    best = int(row.argmax())  # the first of tied labels, as TrainedModel.predict picks
+def _prediction(row: np.ndarray, best: int, labels: list[str]) -> dict[str, Any]:
+    """One answer: ``best`` is the model's decision (its tuned threshold, or the most probable label)."""
     return {
         "label": labels[best],
         "confidence": float(row[best]),

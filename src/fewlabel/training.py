@@ -7,13 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from fewlabel import __version__, progress
 from fewlabel.config import TrainConfig
-from fewlabel.data import LabelledTexts, UnlabelledTexts
+from fewlabel.data import LabelledTexts, UnlabelledTexts, is_imbalanced
 from fewlabel.errors import FewlabelError
 from fewlabel.evaluation.calibration import apply_temperature, fit_temperature, reliability
 from fewlabel.evaluation.scores import (
@@ -29,11 +29,19 @@ from fewlabel.evaluation.scores import (
     per_class,
     score,
 )
+from fewlabel.evaluation.threshold import balanced_accuracy, best_threshold, crossfit_decisions
+from fewlabel.model_dir.store import TrainedModel
 from fewlabel.strategies import get_strategy_class, make_strategy
 from fewlabel.strategies.base import Strategy, fit_memo
 
+if TYPE_CHECKING:
+    from fewlabel.strategies.self_training import SelfTrained
+
 # A 95% interval wider than this (in accuracy) is too wide to act on; the user is told so.
 WIDE_INTERVAL = 0.10
+# A model whose balanced accuracy interval reaches within this of chance (1/k) is flagged as no better
+# than chance: never saved quietly, an error with --strict, and its label issues are not listed.
+CHANCE_MARGIN = 0.05
 # Slow strategies hold out 20% for early stopping and scoring; below this many rows that split is
 # too small to do either (40 validation rows give a +-15 point interval).
 MIN_ROWS_FOR_HOLDOUT = 200
@@ -62,6 +70,25 @@ class TrainResult:
     nested: CVResult | None = None  # nested CV of auto's choice among the cross-validated strategies
     model_dir: Path | None = None
     unlabelled: dict[str, Any] | None = None  # self-training: texts used, pseudo-labels in the final fit
+    threshold: float | None = None  # two classes: answer labels[1] when its probability reaches this
+    estimate_pred: np.ndarray | None = None  # the answers behind the estimate (threshold cross-fitted)
+    imbalanced: bool = False  # the smallest class has under half its fair share of the rows
+    chance_warning: str | None = None  # set when the model is not clearly better than chance
+
+    def decision(self) -> dict[str, Any]:
+        """What turns the final strategy's probabilities into answers: calibration, then threshold."""
+        out: dict[str, Any] = {
+            "calibration": {"method": "temperature", "temperature": self.calibration["temperature"]}
+        }
+        if self.threshold is not None:
+            out["decision"] = {"threshold": self.threshold, "label": self.labels[1]}
+        return out
+
+    @property
+    def model(self) -> TrainedModel:
+        """The final model in memory: calibrated probabilities and labels, as the saved model gives."""
+        strategy = getattr(self.strategy, "fitted", self.strategy)
+        return TrainedModel(strategy, list(self.labels), self.decision())
 
     def estimate_source(self) -> str:
         if self.estimate.protocol == "holdout":
@@ -74,7 +101,9 @@ class TrainResult:
         return "cross-validation"
 
     def metrics(self, data: LabelledTexts) -> dict[str, Any]:
-        pred = self.estimate.oof_proba.argmax(axis=1)
+        pred = (
+            self.estimate_pred if self.estimate_pred is not None else self.estimate.oof_proba.argmax(axis=1)
+        )
         return {
             "estimate": {
                 "source": self.estimate_source(),
@@ -83,6 +112,9 @@ class TrainResult:
             },
             "expected_accuracy": self.expected,
             "chosen_strategy": self.chosen,
+            "at_chance": self.chance_warning,
+            "imbalanced": self.imbalanced,
+            "decision_threshold": self.threshold,
             "calibration": self.calibration,
             "majority_baseline_accuracy": self.majority,
             "strategies": {name: r.to_dict() for name, r in self.results.items()},
@@ -122,7 +154,9 @@ def _factories(config: TrainConfig, unlabelled: list[str] | None = None) -> dict
     if unlabelled:
         # Wrapped, so each fit self-trains from its own training rows: validation folds stay unseen.
         return {
-            name: (lambda n=name: _self_trained(n, config.params_for(n), unlabelled))
+            name: cast(
+                Callable[[], Strategy], lambda n=name: _self_trained(n, config.params_for(n), unlabelled)
+            )
             for name in config.strategies
         }
     if config.augment:
@@ -130,28 +164,27 @@ def _factories(config: TrainConfig, unlabelled: list[str] | None = None) -> dict
 
         # Wrapped, so each fit augments its own training texts: validation folds stay real texts.
         return {
-            name: (
+            name: cast(
+                Callable[[], Strategy],
                 lambda n=name: Augmented(
                     strategy=n, strategy_params=config.params_for(n), method=config.augment, seed=config.seed
-                )
+                ),
             )
             for name in config.strategies
         }
-    return {name: (lambda n=name: make_strategy(n, **config.params_for(n))) for name in config.strategies}
+    return {
+        name: cast(Callable[[], Strategy], lambda n=name: make_strategy(n, **config.params_for(n)))
+        for name in config.strategies
+    }
 
 
 def _warnings(result: TrainResult) -> list[str]:
     out = []
     est = Estimate(result.expected["value"], result.expected["ci95_low"], result.expected["ci95_high"])
-    if est.low <= result.majority:
-        out.append(
-            f"The chosen strategy is not clearly better than always answering the most common class "
-            f"({result.majority:.1%}): its 95% interval reaches down to {est.low:.1%}. Check the labels, "
-            "or add examples."
-        )
+    what = "balanced accuracy" if result.expected.get("metric") == "balanced_accuracy" else "accuracy"
     if est.high - est.low > WIDE_INTERVAL:
         out.append(
-            f"The accuracy estimate is uncertain (95% interval {est.low:.1%} to {est.high:.1%}): "
+            f"The {what} estimate is uncertain (95% interval {est.low:.1%} to {est.high:.1%}): "
             "with this few labels, differences of a few points between strategies are noise."
         )
     chosen = result.results[result.chosen]
@@ -161,6 +194,68 @@ def _warnings(result: TrainResult) -> list[str]:
             f"validation {np.mean(chosen.val_accuracy):.1%}; expect the validation figure on new data."
         )
     return out
+
+
+def _decide(
+    config: TrainConfig,
+    chosen: CVResult,
+    estimate: CVResult,
+    temperature: float,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    imbalanced: bool,
+    labels: list[str],
+    notes: list[str],
+) -> tuple[float | None, np.ndarray]:
+    """The decision threshold (two classes), and the answers the estimate is scored on.
+
+    Tuned by default on imbalanced data (``config.tune_threshold`` None), on calibrated out-of-fold
+    (or held-out) probabilities of the chosen strategy; the estimate's answers are cross-fitted (each
+    fold answered with a threshold chosen on the other folds) and its scores replaced by theirs.
+    """
+    tune = imbalanced if config.tune_threshold is None else config.tune_threshold
+    if not tune or len(labels) != 2:
+        if config.tune_threshold and len(labels) != 2:
+            notes.append("Decision threshold not tuned: that is done for two classes only.")
+        return None, estimate.oof_proba.argmax(axis=1)
+    threshold = best_threshold(apply_temperature(chosen.oof_proba, temperature)[:, 1], chosen.y)
+    proba = apply_temperature(estimate.oof_proba, temperature)
+    if estimate.protocol == "cv":
+        groups = [val for _, val in folds]
+    else:  # one held-out split: cross-fit over 5 stratified parts of it
+        parts = folds_for(estimate.y, 5, config.seed)
+        groups = [val for _, val in parts]
+    pred = crossfit_decisions(proba[:, 1], estimate.y, groups)
+    before = estimate.scores.balanced_accuracy.value
+    estimate.scores = score(estimate.y, estimate.oof_proba, config.seed, pred=pred)
+    notes.append(
+        f"Decision threshold: {labels[1]!r} when its probability is at least {threshold:.2f} (tuned for "
+        f"balanced accuracy on {len(chosen.y)} {'held-out' if chosen.protocol == 'holdout' else 'out-of-fold'} "
+        f"predictions). Balanced accuracy with the threshold cross-fitted: "
+        f"{estimate.scores.balanced_accuracy.value:.1%}, against {before:.1%} answering the most probable class."
+    )
+    return threshold, pred
+
+
+def _chance_warning(estimate: CVResult, data: LabelledTexts, imbalanced: bool) -> str | None:
+    """Why the model is no better than guessing, when its balanced accuracy interval reaches chance."""
+    k = len(data.classes)
+    bal = estimate.scores.balanced_accuracy
+    if bal.low > 1 / k + CHANCE_MARGIN:
+        return None
+    counts = data.class_counts()
+    if imbalanced:
+        rare = min(counts, key=lambda c: counts[c])
+        advice = (
+            f"The classes are imbalanced ({', '.join(f'{c}: {n}' for c, n in counts.items())}): label more "
+            f"{rare!r} texts; a few dozen of each class is the least that works."
+        )
+    else:
+        advice = "Check that the labels match the texts, and add examples."
+    return (
+        f"Not clearly better than chance: balanced accuracy {bal.value:.1%} (the mean recall per class; "
+        f"95% interval {bal.low:.1%} to {bal.high:.1%}) against {1 / k:.1%} for guessing. Do not rely on "
+        f"this model. {advice}"
+    )
 
 
 def train(
@@ -261,7 +356,7 @@ def _train(
         fitted[name] = strategy
         if on_result:
             on_result(held_out)
-        run = strategy.report_
+        run = strategy.report_  # type: ignore[attr-defined]  # slow strategies (fine-tuning, or self-training around it) have one
         notes.extend(f"{name}: {restart}." for restart in run.restarts)
         if run.stopped:
             notes.append(f"{name}: {run.stopped} (best checkpoint after epoch {run.best_epoch:.1f}).")
@@ -274,9 +369,10 @@ def _train(
             chosen, estimate = name, held_out
             continue
         rival = _score_on_same_rows(factories[chosen], texts, y, n_classes, run.val_index)
-        mine = held_out.scores.accuracy.value
+        mine = held_out.scores.balanced_accuracy.value
         notes.append(
-            f"On the same {len(run.val_index)} held-out rows: {name} {mine:.1%}, {chosen} {rival:.1%}"
+            f"On the same {len(run.val_index)} held-out rows, balanced accuracy: {name} {mine:.1%}, "
+            f"{chosen} {rival:.1%}"
             f" ({name if mine > rival else chosen} kept)."
         )
         if mine > rival:
@@ -294,6 +390,13 @@ def _train(
         "before": reliability(chosen_result.oof_proba, chosen_result.y),
         "after": reliability(apply_temperature(chosen_result.oof_proba, temperature), chosen_result.y),
     }
+    imbalanced = is_imbalanced(np.bincount(y, minlength=n_classes).tolist())
+    threshold, estimate_pred = _decide(
+        config, chosen_result, estimate, temperature, folds, imbalanced, labels, notes
+    )
+    chance = _chance_warning(estimate, data, imbalanced)
+    if chance and config.strict:
+        raise FewlabelError(f"{chance} Nothing was saved (strict mode).")
     cv_results = {k: v for k, v in results.items() if v.protocol == "cv"}
     diagnostics: dict[str, Any] = {}
     out_of_time = time.perf_counter() > deadline - FINAL_STEPS_SECONDS
@@ -309,7 +412,7 @@ def _train(
                 f"Diagnostics (learning curve, label issues) come from {diag_for}'s cross-validation: "
                 f"{chosen} is too slow to refit on every fold."
             )
-        diagnostics = _diagnostics(data, config, factories, results, diag_for, y, folds)
+        diagnostics = _diagnostics(data, config, factories, results, diag_for, y, folds, chance)
     elif config.diagnostics:
         notes.append("No diagnostics: they need cross-validation, and only slow strategies ran.")
     final = fitted[chosen] if chosen in fitted else factories[chosen]().fit(texts, y, n_classes)
@@ -325,18 +428,32 @@ def _train(
         calibration=calibration,
         diagnostics=diagnostics,
     )
+    result.threshold = threshold
+    result.estimate_pred = estimate_pred
+    result.imbalanced = imbalanced
+    result.chance_warning = chance
+    # The headline: accuracy on balanced data; balanced accuracy on imbalanced data, where always
+    # answering the common class would score its share on accuracy.
+    metric = "balanced_accuracy" if imbalanced else "accuracy"
     if chosen in fitted:
-        result.expected = holdout_accuracy(estimate)
+        result.expected = holdout_accuracy(estimate, metric)
+    elif imbalanced:
+        fold_values = [balanced_accuracy(y[val], estimate_pred[val], n_classes) for _, val in folds]
+        result.expected = expected_accuracy(
+            estimate, len(y), len(folds), None, metric=metric, fold_values=fold_values
+        )
     else:
         result.expected = expected_accuracy(
             estimate, len(y), len(folds), _curve_gain(diagnostics, chosen, len(y))
         )
     result.nested = nested
     result.runs = {
-        name: {k: v for k, v in s.report_.to_dict().items() if k not in ("val_index", "val_proba")}
+        name: {k: v for k, v in s.report_.to_dict().items() if k not in ("val_index", "val_proba")}  # type: ignore[attr-defined]  # as above
         for name, s in fitted.items()
     }
     if pool:
+        assert unlabelled is not None  # pool holds its texts
+        self_trained = cast("SelfTrained", final)  # with unlabelled texts every candidate is self-trained
         result.unlabelled = {
             "source": unlabelled.source,
             "rows": unlabelled.rows,
@@ -347,15 +464,22 @@ def _train(
                 "labelled": unlabelled.labelled,
             },
             "sha256": final.params["unlabelled_sha256"],
-            "pseudo_labels_in_final_model": final.pseudo_labelled_,
-            "added_per_round": final.added_per_round_,
+            "pseudo_labels_in_final_model": self_trained.pseudo_labelled_,
+            "added_per_round": self_trained.added_per_round_,
         }
         notes.append(
-            f"The saved model was fitted on the {len(texts)} labelled texts and {final.pseudo_labelled_} "
-            f"pseudo-labelled ones (added per round: {', '.join(map(str, final.added_per_round_))})."
+            f"The saved model was fitted on the {len(texts)} labelled texts and {self_trained.pseudo_labelled_} "
+            f"pseudo-labelled ones (added per round: {', '.join(map(str, self_trained.added_per_round_))})."
         )
     result.notes = notes
-    result.warnings = data.report.warnings + warnings + _warnings(result)
+    # The imbalance first (as the CLI says before training), and a model at chance last of all.
+    result.warnings = [
+        *filter(None, [data.imbalance()]),
+        *data.report.warnings,
+        *warnings,
+        *_warnings(result),
+        *filter(None, [chance]),
+    ]
     result.seconds = time.perf_counter() - start
     if output is not None:
         result.model_dir = save(result, data, Path(output))
@@ -444,7 +568,7 @@ def _slow_plan(
 
 def _holdout_result(name: str, strategy: Strategy, y: np.ndarray, seed: int) -> CVResult:
     """A slow strategy's scores on the validation rows its own run held out."""
-    run = strategy.report_
+    run = strategy.report_  # type: ignore[attr-defined]  # slow strategies (fine-tuning, or self-training around it) have one
     rows = np.asarray(run.val_index, dtype=np.int64)
     proba = np.asarray(run.val_proba, dtype=float)
     return CVResult(
@@ -463,12 +587,12 @@ def _holdout_result(name: str, strategy: Strategy, y: np.ndarray, seed: int) -> 
 def _score_on_same_rows(
     factory: Callable[[], Strategy], texts: list[str], y: np.ndarray, n_classes: int, rows: list[int]
 ) -> float:
-    """Accuracy of another strategy fitted on the complement of ``rows``: a paired comparison."""
+    """Balanced accuracy of another strategy fitted on the complement of ``rows``: a paired comparison."""
     held = np.zeros(len(y), dtype=bool)
     held[rows] = True
     fitted = factory().fit([t for t, h in zip(texts, held, strict=True) if not h], y[~held], n_classes)
     proba = fitted.predict_proba([texts[i] for i in rows])
-    return float((proba.argmax(1) == y[rows]).mean())
+    return balanced_accuracy(y[rows], proba.argmax(1), n_classes)
 
 
 def _curve_gain(diagnostics: dict[str, Any], chosen: str, n_rows: int) -> float | None:
@@ -490,8 +614,13 @@ def _diagnostics(
     chosen: str,
     y: np.ndarray,
     folds: list[tuple[np.ndarray, np.ndarray]],
+    chance: str | None = None,
 ) -> dict[str, Any]:
-    """Learning curves (chosen strategy and the TF-IDF baseline), label issues, near-duplicates, mistakes."""
+    """Learning curves (chosen strategy and the TF-IDF baseline), label issues, near-duplicates, mistakes.
+
+    Label issues are rows the model disputes; from a model no better than chance (``chance``) that
+    says nothing about the labels, so none are listed then.
+    """
     from fewlabel.evaluation import diagnostics as diag
 
     labels = data.classes
@@ -510,12 +639,27 @@ def _diagnostics(
                 full = cross_validate(
                     factory, data.texts, y, len(labels), folds, name, config.seed
                 ).val_accuracy
+            full_pred = results[name].oof_proba.argmax(axis=1) if name in results else None
             curves[name] = diag.learning_curve(
-                factory, data.texts, y, len(labels), folds, full, config.seed, on_fit=advance
+                factory,
+                data.texts,
+                y,
+                len(labels),
+                folds,
+                full,
+                config.seed,
+                on_fit=advance,
+                full_pred=full_pred,
             )
+            curves[name]["label_more"] = diag.class_to_label(curves[name], labels)
     oof = results[chosen].oof_proba
-    issues = diag.label_issues(oof, y, labels, data.texts, data.rows)
+    issues = [] if chance else diag.label_issues(oof, y, labels, data.texts, data.rows)
     return {
+        "label_issues_withheld": (
+            "not listed: the model is no better than chance, so its disagreements say nothing about the labels"
+            if chance
+            else None
+        ),
         "learning_curve": curves,
         "label_issues": issues[:100],
         "n_label_issues": len(issues),
@@ -562,14 +706,16 @@ def save(result: TrainResult, data: LabelledTexts, output: Path) -> Path:
             "params": strategy.params,
         },
         "backbone": manifest_entry(resolve(backbone)) if backbone else None,
-        "calibration": {"method": "temperature", "temperature": result.calibration["temperature"]},
+        **result.decision(),
         "unlabelled": result.unlabelled,
         "text_column": data.text_column,
         "label_column": data.label_column,
         "config": result.config.to_dict(),
         "metrics": {
-            "accuracy": {k: metrics["expected_accuracy"][k] for k in ("value", "ci95_low", "ci95_high")},
+            "accuracy": {k: metrics["expected_accuracy"][k] for k in ("metric", "value", "ci95_low", "ci95_high")},
             "cv_accuracy": metrics["estimate"]["accuracy"],
+            "balanced_accuracy": metrics["estimate"]["balanced_accuracy"],
+            "at_chance": result.chance_warning,
             "macro_f1": metrics["estimate"]["macro_f1"],
             "log_loss": metrics["estimate"]["log_loss"],
             "majority_baseline_accuracy": result.majority,

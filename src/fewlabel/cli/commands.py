@@ -11,11 +11,12 @@ from rich.table import Table
 
 from fewlabel import progress
 from fewlabel.config import DEFAULT_BUDGET_MINUTES, TrainConfig
-from fewlabel.data import LabelledTexts, load_labelled, load_unlabelled
+from fewlabel.data import LabelledTexts, load_labelled, load_unlabelled, parse_sheet
 from fewlabel.evaluation.scores import CVResult
 from fewlabel.training import TrainResult, train
 
 DEMO_BUDGET_MINUTES = 5.0
+RECALL_SPREAD = 0.10  # per-class recall is printed when the classes' recalls differ by this much
 DEMO_EXAMPLES = [
     "Battery died after two days and support never answered. Returning it.",
     "Not what I expected, honestly even better: sturdy, quiet and easy to clean.",
@@ -29,7 +30,7 @@ def _pct(x: float) -> str:
 
 def results_table(result: TrainResult) -> Table:
     table = Table(title="Results on texts each model did not see", title_justify="left")
-    for col in ("strategy", "accuracy", "95% CI", "macro-F1", "log loss", "gap", "time"):
+    for col in ("strategy", "accuracy", "95% CI", "balanced", "macro-F1", "log loss", "gap", "time"):
         table.add_column(col, justify="left" if col == "strategy" else "right")
 
     def row(r: CVResult, label: str, style: str | None = None) -> None:
@@ -38,6 +39,7 @@ def results_table(result: TrainResult) -> Table:
             label,
             _pct(s.accuracy.value),
             f"{100 * s.accuracy.low:.1f}-{100 * s.accuracy.high:.1f}",
+            _pct(s.balanced_accuracy.value),
             f"{s.macro_f1.value:.3f}",
             f"{s.log_loss.value:.3f}",
             f"{100 * r.gap:+.1f}",
@@ -51,17 +53,21 @@ def results_table(result: TrainResult) -> Table:
         row(r, f"{name}{held}{marker}", "bold" if marker else None)
     if result.nested is not None:
         row(result.nested, "auto (nested CV)", "bold green" if result.estimate is result.nested else None)
-    table.add_row("majority class", _pct(result.majority), "", "", "", "", "", style="dim")
+    chance = _pct(1 / len(result.labels))
+    table.add_row("majority class", _pct(result.majority), "", chance, "", "", "", "", style="dim")
     return table
 
 
-def print_training(result: TrainResult, data: LabelledTexts, console: Console) -> None:
+def print_training(
+    result: TrainResult, data: LabelledTexts, console: Console, said_before: list[str] | None = None
+) -> None:
     counts = ", ".join(f"{k}: {v}" for k, v in data.class_counts().items())
     console.print(f"Data: {len(data)} texts from {data.source} ({counts})")
     for note in result.notes:
         console.print(note, soft_wrap=True)
     for warning in result.warnings:
-        console.print(f"[yellow]Warning:[/] {warning}", soft_wrap=True)
+        if warning != result.chance_warning and warning not in (said_before or []):
+            console.print(f"[yellow]Warning:[/] {warning}", soft_wrap=True)
     console.print(results_table(result))
     if result.nested is not None:
         console.print(
@@ -82,31 +88,52 @@ def print_training(result: TrainResult, data: LabelledTexts, console: Console) -
         if exp["learning_curve_gain"] > 0
         else ""
     )
+    if exp.get("metric") == "balanced_accuracy":
+        headline, baseline = "balanced accuracy (the mean recall per class)", 1 / len(result.labels)
+    else:
+        headline, baseline = "accuracy", result.majority
     console.print(
-        f"Chosen: [bold]{chosen.description}[/]. Expected accuracy on new texts like these: "
+        f"Chosen: [bold]{chosen.description}[/]. Expected {headline} on new texts like these: "
         f"[bold green]{_pct(exp['value'])}[/] (95% CI {_pct(exp['ci95_low'])} to {_pct(exp['ci95_high'])}){adjustment}, "
-        f"against {_pct(result.majority)} for always answering the most common class.",
+        f"against {_pct(baseline)} for always answering the most common class.",
         soft_wrap=True,
     )
+    recall = result.estimate.scores.recall
+    if result.imbalanced or (recall and max(recall) - min(recall) >= RECALL_SPREAD):
+        per = ", ".join(f"{label} {_pct(r)}" for label, r in zip(result.labels, recall, strict=True))
+        console.print(f"Recall per class (share of each class found): {per}.", soft_wrap=True)
     curve = (result.diagnostics.get("learning_curve") or {}).get(result.chosen)
     if curve and curve["extrapolation"].get("gain") is not None:
         from fewlabel.report import more_labels_sentence
 
         console.print(
-            more_labels_sentence({"diagnostics": result.diagnostics, "chosen_strategy": result.chosen}),
+            more_labels_sentence(
+                {
+                    "diagnostics": result.diagnostics,
+                    "chosen_strategy": result.chosen,
+                    "imbalanced": result.imbalanced,
+                }
+            ),
             soft_wrap=True,
         )
     if result.diagnostics:
         conflicting = sum(d["conflicting_labels"] for d in result.diagnostics["near_duplicates"])
+        withheld = result.diagnostics.get("label_issues_withheld")
+        disputed = (
+            f"{withheld}"
+            if withheld
+            else f"{result.diagnostics['n_label_issues']} row(s) have a label the model disputes"
+        )
         console.print(
-            f"Label issues: {result.diagnostics['n_label_issues']} row(s) have a label the model disputes; "
-            f"{conflicting} near-duplicate pair(s) carry different labels.",
+            f"Label issues: {disputed}; {conflicting} near-duplicate pair(s) carry different labels.",
             soft_wrap=True,
         )
     if result.model_dir:
         console.print(f"Model saved to [bold]{result.model_dir}[/]")
         console.print(f"Report: [bold]{result.model_dir / 'report.html'}[/] (every number in metrics.json)")
     console.print(f"Took {result.seconds:.1f}s.")
+    if result.chance_warning:  # the last line, where nobody can miss it
+        console.print(f"[bold red]Warning:[/] {result.chance_warning}", soft_wrap=True)
 
 
 def train_command(
@@ -128,6 +155,9 @@ def train_command(
     augment: str | None = None,
     unlabelled: Path | None = None,
     unlabelled_column: str | None = None,
+    sheet: str | None = None,
+    tune_threshold: bool | None = None,
+    strict: bool = False,
 ) -> TrainResult:
     progress.set_enabled(not quiet)
     console = Console(highlight=False)
@@ -140,12 +170,15 @@ def train_command(
         budget_minutes=budget_minutes,
         preset=preset,
         augment=augment,
+        tune_threshold=tune_threshold,
+        strict=strict,
     )
     labelled = load_labelled(
         data,
         text_column,
         label_column,
         format=format,
+        sheet=parse_sheet(sheet),
         skip_empty=skip_empty,
         normalize_labels=normalize_labels,
         min_per_class=folds,
@@ -153,8 +186,11 @@ def train_command(
     pool = (
         load_unlabelled(unlabelled, unlabelled_column, labelled=labelled) if unlabelled is not None else None
     )
+    imbalance = labelled.imbalance()
+    if imbalance:  # said before the minutes of training, not only after
+        console.print(f"[bold yellow]Warning:[/] {imbalance}", soft_wrap=True)
     result = train(labelled, output, config, unlabelled=pool)
-    print_training(result, labelled, console)
+    print_training(result, labelled, console, said_before=[imbalance] if imbalance else [])
     return result
 
 

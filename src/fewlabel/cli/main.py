@@ -37,7 +37,16 @@ LabelColumn = Annotated[
     str | None, typer.Option("--label-column", help="Column holding the labels (default: detected).")
 ]
 Format = Annotated[
-    str | None, typer.Option("--format", help="csv, tsv, jsonl or parquet (default: from the suffix).")
+    str | None,
+    typer.Option("--format", help="csv, tsv, jsonl, parquet or xlsx (default: from the suffix)."),
+]
+Sheet = Annotated[
+    str | None,
+    typer.Option(
+        "--sheet",
+        help="Sheet of an .xlsx workbook: its name, or its 0-based index if all digits (default: the first). "
+        "Needs the xlsx extra.",
+    ),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
@@ -81,7 +90,10 @@ def main(
 @app.command()
 def train(
     data: Annotated[
-        Path, typer.Argument(help="Labelled data: CSV, TSV, JSONL or Parquet with a text and a label column.")
+        Path,
+        typer.Argument(
+            help="Labelled data: CSV, TSV, JSONL, Parquet or Excel (.xlsx) with a text and a label column."
+        ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory to save the model in.")],
     strategy: Annotated[
@@ -105,6 +117,7 @@ def train(
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     format: Format = None,
+    sheet: Sheet = None,
     skip_empty: Annotated[
         bool, typer.Option(help="Leave out rows with an empty text or label instead of failing.")
     ] = False,
@@ -141,9 +154,9 @@ def train(
     unlabelled: Annotated[
         Path | None,
         typer.Option(
-            help="Texts without labels (CSV, TSV, JSONL or Parquet) to self-train on: each strategy adds "
-            "its most confident predictions on them as labels, inside training folds only. Texts also "
-            "in DATA are left out. Helped fine-tuning most on our benchmarks (see BENCHMARKS.md).",
+            help="Texts without labels (CSV, TSV, JSONL, Parquet, or .xlsx: its first sheet) to self-train "
+            "on: each strategy adds its most confident predictions on them as labels, inside training "
+            "folds only. Texts also in DATA are left out. Helped fine-tuning most on our benchmarks (see BENCHMARKS.md).",
         ),
     ] = None,
     unlabelled_column: Annotated[
@@ -152,6 +165,23 @@ def train(
             help="Column of --unlabelled holding the texts (default: DATA's text column, or detected)."
         ),
     ] = None,
+    tune_threshold: Annotated[
+        bool | None,
+        typer.Option(
+            "--tune-threshold/--no-tune-threshold",
+            help="Two classes: move the decision threshold to where balanced accuracy is highest on "
+            "out-of-fold predictions, and save it with the model. Default: only when the classes are "
+            "imbalanced (the smallest under half its fair share).",
+            show_default=False,
+        ),
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help="Fail (exit 2, nothing saved) when the model is not clearly better than chance, "
+            "instead of saving it with a warning."
+        ),
+    ] = False,
     quiet: Quiet = False,
 ) -> None:
     """Cross-validate strategies, pick the best honestly, refit on all data and save the model."""
@@ -168,6 +198,7 @@ def train(
         text_column=text_column,
         label_column=label_column,
         format=format,
+        sheet=sheet,
         skip_empty=skip_empty,
         normalize_labels=normalize_labels,
         diagnostics=diagnostics,
@@ -176,6 +207,8 @@ def train(
         augment=augment,
         unlabelled=unlabelled,
         unlabelled_column=unlabelled_column,
+        tune_threshold=tune_threshold,
+        strict=strict,
         quiet=quiet,
     )
 
@@ -184,14 +217,20 @@ def train(
 def predict(
     model_dir: Annotated[Path, typer.Argument(help="A model directory written by `fewlabel train`.")],
     input: Annotated[
-        str, typer.Argument(help="CSV, TSV or JSONL file, or - for one text per line on stdin.")
+        str,
+        typer.Argument(
+            help="CSV, TSV, JSONL, Parquet or Excel (.xlsx) file, or - for one text per line on stdin."
+        ),
     ],
     output: Annotated[
         str | None,
-        typer.Option("--output", "-o", help="Output file (.csv, .tsv, .jsonl); stdout if absent."),
+        typer.Option(
+            "--output", "-o", help="Output file (.csv, .tsv, .jsonl or .xlsx); CSV on stdout if absent."
+        ),
     ] = None,
     text_column: TextColumn = None,
     format: Format = None,
+    sheet: Sheet = None,
     threshold: Annotated[
         float | None,
         typer.Option(help="Answer ABSTAIN where the (calibrated) confidence is below this, e.g. 0.8."),
@@ -214,6 +253,7 @@ def predict(
 ) -> None:
     """Add predicted_label and confidence to every row of INPUT."""
     from fewlabel import progress
+    from fewlabel.data import parse_sheet
     from fewlabel.inference.predicting import predict_file
 
     progress.set_enabled(not quiet)
@@ -228,6 +268,7 @@ def predict(
         engine=engine,
         runner=runner,
         ray_address=ray_address,
+        sheet=parse_sheet(sheet),
     )
     if output is not None:
         counts = ", ".join(f"{k}: {v}" for k, v in sorted(summary["predicted"].items()))
@@ -247,15 +288,17 @@ def evaluate(
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     format: Format = None,
+    sheet: Sheet = None,
     quiet: Quiet = False,
 ) -> None:
     """Score a saved model on labelled data: accuracy, macro-F1, log loss with 95% intervals."""
     from fewlabel import progress
     from fewlabel.cli.commands import print_evaluation
+    from fewlabel.data import parse_sheet
     from fewlabel.inference.predicting import evaluate_file
 
     progress.set_enabled(not quiet)
-    metrics = _run(evaluate_file, model_dir, data, text_column, label_column, format)
+    metrics = _run(evaluate_file, model_dir, data, text_column, label_column, format, parse_sheet(sheet))
     if as_json:
         typer.echo(json.dumps(metrics, indent=2))
     else:
@@ -376,4 +419,5 @@ def run() -> None:  # pragma: no cover - console entry point alias
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(run())
+    run()
+    sys.exit()

@@ -11,7 +11,10 @@ import typer
 def suggest(
     model_dir: Annotated[Path, typer.Argument(help="A model directory written by `fewlabel train`.")],
     unlabelled: Annotated[
-        Path, typer.Argument(help="Unlabelled texts: CSV, TSV, JSONL or Parquet with a text column.")
+        Path,
+        typer.Argument(
+            help="Unlabelled texts: CSV, TSV, JSONL, Parquet or Excel (.xlsx) with a text column."
+        ),
     ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="File to write the suggestions to (.csv, .tsv, .jsonl).")
@@ -21,7 +24,14 @@ def suggest(
         str | None, typer.Option("--text-column", help="Column holding the texts (default: detected).")
     ] = None,
     format: Annotated[
-        str | None, typer.Option("--format", help="csv, tsv, jsonl or parquet (default: from the suffix).")
+        str | None,
+        typer.Option("--format", help="csv, tsv, jsonl, parquet or xlsx (default: from the suffix)."),
+    ] = None,
+    sheet: Annotated[
+        str | None,
+        typer.Option(
+            "--sheet", help="Sheet of an .xlsx UNLABELLED: its name or 0-based index (default: the first)."
+        ),
     ] = None,
     exclude: Annotated[
         Path | None,
@@ -39,11 +49,21 @@ def suggest(
     from rich.console import Console
 
     from fewlabel import progress
+    from fewlabel.data import parse_sheet
     from fewlabel.inference.suggest import suggest_file
 
     progress.set_enabled(not quiet)
     summary = suggest_file(
-        model_dir, unlabelled, output, n, text_column, format, exclude_path=exclude, force=force, seed=seed
+        model_dir,
+        unlabelled,
+        output,
+        n,
+        text_column,
+        format,
+        exclude_path=exclude,
+        force=force,
+        seed=seed,
+        sheet=parse_sheet(sheet),
     )
     Console(stderr=True, highlight=False).print(
         f"Wrote {summary['suggested']} suggestions to {summary['output']} "

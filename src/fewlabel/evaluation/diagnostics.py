@@ -31,11 +31,14 @@ def learning_curve(
     seed: int = 0,
     fractions: Sequence[float] = FRACTIONS,
     on_fit: Callable[[], None] | None = None,
+    full_pred: np.ndarray | None = None,
 ) -> dict:
     """Cross-validated accuracy when training on growing fractions of each training fold.
 
     The validation folds stay whole, so every point is measured on the same texts. Returns the
-    points (mean and a 95% interval across folds) and an extrapolation to twice the data.
+    points (mean and a 95% interval across folds, and the recall of each class) and an
+    extrapolation to twice the data. ``full_pred`` are the out-of-fold answers at the full fraction
+    (for its per-class recall).
     """
     rng = np.random.default_rng(seed)
     points = []
@@ -43,18 +46,25 @@ def learning_curve(
     for fraction in fractions:
         accs = []
         sizes = [len(train) for train, _ in folds]
+        recall: list[float | None] = [None] * n_classes
         if fraction >= 1.0:
             accs = [float(a) for a in full_fold_accuracy]
+            if full_pred is not None:
+                recall = _recall(y, full_pred, n_classes)
         else:
             sizes = []
+            answers = np.full(len(y), -1)
             for train, val in folds:
                 take = _stratified_subsample(train, y, fraction, rng)
                 sizes.append(len(take))
                 model = factory().fit([texts[i] for i in take], y[take], n_classes)
                 pred = model.predict_proba([texts[i] for i in val]).argmax(axis=1)
+                answers[val] = pred
                 accs.append(float((pred == y[val]).mean()))
                 if on_fit:
                     on_fit()
+            covered = answers >= 0
+            recall = _recall(y[covered], answers[covered], n_classes)
         per_fold.append(accs)
         mean = float(np.mean(accs))
         half = 1.96 * float(np.std(accs, ddof=1)) / np.sqrt(len(accs)) if len(accs) > 1 else 0.0
@@ -66,6 +76,7 @@ def learning_curve(
                 "accuracy": mean,
                 "low": mean - half,
                 "high": mean + half,
+                "recall": recall,
             }
         )
     n = np.array([p["n_train"] for p in points], dtype=float)
@@ -77,6 +88,28 @@ def learning_curve(
     }
 
 
+def _recall(y: np.ndarray, pred: np.ndarray, n_classes: int) -> list[float | None]:
+    return [float((pred[y == c] == c).mean()) if (y == c).any() else None for c in range(n_classes)]
+
+
+def class_to_label(curve: dict, labels: Sequence[str]) -> dict | None:
+    """Which class more labels would help most: the one found least often (lowest recall) with all
+    the data, and how its recall moved from half the data to all of it. None without per-class points."""
+    points = [p for p in curve["points"] if p.get("recall") and None not in p["recall"]]
+    if len(points) < 2 or points[-1]["fraction"] < 1.0:
+        return None
+    full, half = points[-1]["recall"], points[-2]["recall"]
+    worst = int(np.argmin(full))
+    return {
+        "label": labels[worst],
+        "recall": full[worst],
+        "recall_before": half[worst],
+        "n_train_before": points[-2]["n_train"],
+        "n_train": points[-1]["n_train"],
+        "recall_by_class": dict(zip(labels, full, strict=True)),
+    }
+
+
 def curve_value(fit: Sequence[float], n: float) -> float:
     """The fitted learning curve a - b * n^-c at ``n`` training texts."""
     return float(_power_law(np.array([float(n)]), *fit)[0])
@@ -85,7 +118,7 @@ def curve_value(fit: Sequence[float], n: float) -> float:
 def _stratified_subsample(
     train: np.ndarray, y: np.ndarray, fraction: float, rng: np.random.Generator
 ) -> np.ndarray:
-    take = []
+    take: list[np.integer] = []
     for c in np.unique(y[train]):
         members = train[y[train] == c]
         k = max(2, int(round(fraction * len(members))))
@@ -244,11 +277,11 @@ def confident_mistakes(
     wrong = wrong[np.argsort(-oof_proba[wrong, pred[wrong]])][:limit]
     return [
         {
-            "row": int(rows[i]),
+            "row": int(rows[int(i)]),
             "given_label": labels[y[i]],
             "predicted_label": labels[pred[i]],
             "confidence": float(oof_proba[i, pred[i]]),
-            "text": _snippet(texts[i]),
+            "text": _snippet(texts[int(i)]),
         }
         for i in wrong
     ]

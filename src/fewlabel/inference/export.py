@@ -40,7 +40,9 @@ def _export_graph(backbone_dir: Path, out: Path, max_tokens: int) -> list[str]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     tokenizer = AutoTokenizer.from_pretrained(backbone_dir)
     model = AutoModel.from_pretrained(backbone_dir).eval()
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
+    names: list[str] = [
+        n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names
+    ]
     pooling = _pooling_mode(backbone_dir)
 
     def pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -15,14 +15,18 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from fewlabel.atomic import publish, write_text
+from fewlabel.atomic import atomic_file, publish, write_text
 from fewlabel.data import (
+    SNIFF_BYTES,
     Table,
     detect_format,
+    import_openpyxl,
     iter_delimited,
     iter_jsonl_tables,
     labelled_from_table,
     read_table,
+    reject_binary,
+    text_encoding,
 )
 from fewlabel.errors import DataError
 from fewlabel.evaluation.scores import per_class, score
@@ -77,11 +81,7 @@ def _write(
     fmt: str,
     header: bool = True,
 ) -> None:
-    for clash in (PRED_COLUMN, CONF_COLUMN):
-        if clash in table.columns:
-            raise DataError(
-                f"{table.path}: already has a column {clash!r}; rename it so predictions do not replace it"
-            )
+    _check_clash(table)
     if fmt == "jsonl":
         for row, label, conf in zip(table.raw or table.rows, labels, confidences, strict=True):
             record = {
@@ -104,6 +104,72 @@ def _write(
         )
 
 
+def _check_clash(table: Table) -> None:
+    for clash in (PRED_COLUMN, CONF_COLUMN):
+        if clash in table.columns:
+            raise DataError(
+                f"{table.path}: already has a column {clash!r}; rename it so predictions do not replace it"
+            )
+
+
+# Excel's limits: longer cells are cut (the prediction was made on the whole text), more rows refused.
+XLSX_MAX_CELL_CHARS = 32_767
+XLSX_MAX_ROWS = 1_048_576
+# A text cell starting with one of these could be taken for a formula by a spreadsheet program.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+# Writes one predicted chunk: the table, its labels and confidences, and whether to write a header first.
+Writer = Callable[[Table, list[str], list[float | None], bool], None]
+
+
+def _text_writer(out: TextIO, fmt: str) -> Writer:
+    return lambda table, labels, confidences, header: _write(table, labels, confidences, out, fmt, header)
+
+
+class _SheetWriter:
+    """Appends predicted chunks to an openpyxl write-only worksheet, every text cell stored as text."""
+
+    def __init__(self, sheet: Any) -> None:
+        from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, WriteOnlyCell
+
+        self.sheet = sheet
+        self.rows = 0
+        self._illegal = ILLEGAL_CHARACTERS_RE
+        self._cell = WriteOnlyCell
+
+    def cell(self, value: str | float | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        # Control characters a workbook cannot hold are dropped rather than failing the whole file.
+        text = self._illegal.sub("", value)[:XLSX_MAX_CELL_CHARS]
+        if not text.startswith(FORMULA_STARTS):
+            return text
+        cell = self._cell(self.sheet, value=text)
+        cell.data_type = "s"  # never a formula: a spreadsheet shows it as typed and evaluates nothing
+        return cell
+
+    def __call__(
+        self, table: Table, labels: list[str], confidences: list[float | None], header: bool
+    ) -> None:
+        _check_clash(table)
+        if header:
+            self.sheet.append([self.cell(c) for c in (*table.columns, PRED_COLUMN, CONF_COLUMN)])
+        if self.rows + len(table.rows) >= XLSX_MAX_ROWS:
+            raise DataError(
+                f"{table.path}: more rows than an Excel sheet holds ({XLSX_MAX_ROWS - 1:,}); write .csv instead"
+            )
+        for row, label, conf in zip(table.rows, labels, confidences, strict=True):
+            self.sheet.append(
+                [
+                    *(self.cell(row.get(c, "")) for c in table.columns),
+                    self.cell(label) if label else None,
+                    None if conf is None else round(conf, 6),
+                ]
+            )
+        self.rows += len(table.rows)
+
+
 CHUNK_ROWS = 2048  # rows read, predicted and written at a time: memory stays flat on any input size
 
 
@@ -118,18 +184,32 @@ def _stream_lines(handle: TextIO, chunk_rows: int) -> Iterator[Table]:
     yield Table("<stdin>", ["text"], rows, lines, "lines")
 
 
-def stream_table(path: str, format: str | None, chunk_rows: int = CHUNK_ROWS, stdin: TextIO | None = None):
-    """Yield the input as Tables of at most ``chunk_rows`` rows, never holding the whole file."""
+def stream_table(
+    path: str,
+    format: str | None,
+    chunk_rows: int = CHUNK_ROWS,
+    stdin: TextIO | None = None,
+    sheet: str | int | None = None,
+):
+    """Yield the input as Tables of at most ``chunk_rows`` rows, never holding the whole file.
+
+    Parquet, gzip and Excel inputs are read whole; ``sheet`` chooses a workbook's sheet.
+    """
     if path == "-":
         yield from _stream_lines(stdin or sys.stdin, chunk_rows)
         return
     file = Path(path)
     fmt = detect_format(file, format)
-    if not file.exists() or file.is_dir() or fmt == "parquet" or file.suffix.lower() == ".gz":
-        yield read_table(path, format)  # read_table explains a missing file; Parquet and gzip are read whole
+    whole = fmt in {"parquet", "xlsx"} or file.suffix.lower() == ".gz" or sheet is not None
+    if not file.exists() or file.is_dir() or whole:
+        # read_table explains a missing file and a misplaced sheet
+        yield read_table(path, format, sheet)
         return
+    with file.open("rb") as raw:
+        head = raw.read(SNIFF_BYTES)
+    reject_binary(file, head)  # a workbook or PDF is named for what it is, not decoded as text
     try:
-        with file.open("r", encoding="utf-8-sig", newline="") as handle:
+        with file.open("r", encoding=text_encoding(head), newline="") as handle:
             if fmt == "jsonl":
                 yield from iter_jsonl_tables(handle, file, chunk_rows)
             else:
@@ -178,8 +258,7 @@ def _predict_locally(
 
 def _write_stream(
     predicted: Iterator[Predicted],
-    out: TextIO,
-    out_fmt: str,
+    write: Writer,
     done: _Progress,
     header: bool,
     on_chunk: Callable[[], None] | None = None,
@@ -189,7 +268,7 @@ def _write_stream(
 
     with progress.bar("Predicting (rows)", None) as advance:
         for table, labels, confidences, empty in predicted:
-            _write(table, labels, confidences, out, out_fmt, header=header)
+            write(table, labels, confidences, header)
             header = False
             done.rows += len(table.rows)
             done.empty += empty
@@ -218,6 +297,7 @@ def predict_file(
     resume: bool = True,
     runner: str = "local",
     ray_address: str | None = None,
+    sheet: str | int | None = None,
 ) -> dict[str, Any]:
     """Predict every row of ``input_path`` (``-``: one text per line on stdin) into ``output_path``.
 
@@ -228,7 +308,14 @@ def predict_file(
     on where it stopped, without redoing or duplicating rows; the output appears only when complete,
     and never over the input.
 
+    An ``.xlsx`` output (``pip install "fewlabel[xlsx]"``) is one worksheet, written in full at the
+    end and moved into place whole; an interrupted run starts again from the first row (a workbook
+    cannot be appended to). Its text cells are stored as text, so a text that starts with ``=`` is
+    never run as a formula; cells longer than Excel's 32,767 characters are cut. An Excel input is
+    read whole; standard output gets CSV.
+
     Args:
+        sheet: the sheet of an Excel input to read, by name or 0-based index (default: the first).
         engine: how each process runs the model's encoder (see ``load_model``); ``ray`` is short
             for ``runner="ray"`` with the ``auto`` engine.
         runner: ``local`` predicts in this process; ``ray`` reads and writes here but predicts the
@@ -247,25 +334,31 @@ def predict_file(
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise DataError(f"--threshold must be between 0 and 1, got {threshold}")
     in_fmt = "lines" if input_path == "-" else detect_format(Path(input_path), format)
-    in_fmt = "csv" if in_fmt == "parquet" else in_fmt
+    in_fmt = "csv" if in_fmt in {"parquet", "xlsx"} else in_fmt
     out_fmt = in_fmt
     if output_path is not None:
         out = Path(output_path)
         if input_path != "-" and out.resolve() == Path(input_path).resolve():
             raise DataError(f"{out}: is the input file; write predictions to a new file so the input is kept")
+        if out.suffix.lower() in {".xls", ".xlsm", ".xlsb", ".ods"}:
+            raise DataError(f"{out}: writing {out.suffix} is not supported; use .xlsx, .csv, .tsv or .jsonl")
         out_fmt = detect_format(out) if out.suffix else in_fmt
         if out_fmt == "parquet":
-            raise DataError(f"{out}: writing Parquet is not supported; use .csv, .tsv or .jsonl")
+            raise DataError(f"{out}: writing Parquet is not supported; use .csv, .tsv, .jsonl or .xlsx")
+        if out_fmt == "xlsx":
+            import_openpyxl(out, "writing")  # before any prediction: refuse now, not after an hour
         out_fmt = "csv" if out_fmt == "lines" else out_fmt
 
     def run(manifest: dict[str, Any], predict: Callable[[Iterator[Table]], Iterator[Predicted]]):
         if ABSTAIN in manifest["labels"] and threshold is not None:
             raise DataError(f"the model has a class named {ABSTAIN!r}; --threshold cannot mark abstentions")
-        chunks = stream_table(input_path, format, chunk_rows, stdin)
+        chunks = stream_table(input_path, format, chunk_rows, stdin, sheet)
         if output_path is None:
             done = _Progress()
-            _write_stream(predict(chunks), stdout or sys.stdout, out_fmt, done, True)
+            _write_stream(predict(chunks), _text_writer(stdout or sys.stdout, out_fmt), done, True)
             return {"rows": done.rows, "empty_texts": done.empty, "predicted": done.counts, "output": "-"}
+        if out_fmt == "xlsx":
+            return _predict_into_workbook(output_path, chunks, predict)
         identity = {
             "model": _model_fingerprint(manifest),
             "format": out_fmt,
@@ -336,7 +429,8 @@ def _predict_into_file(
                 }
                 write_text(state_path, json.dumps(record))
 
-            _write_stream(predict(skip_rows(chunks, skip)), handle, out_fmt, done, offset == 0, checkpoint)
+            write = _text_writer(handle, out_fmt)
+            _write_stream(predict(skip_rows(chunks, skip)), write, done, offset == 0, checkpoint)
     except DataError:
         # Bad input will not get better by resuming: leave nothing behind.
         partial.unlink(missing_ok=True)
@@ -353,16 +447,48 @@ def _predict_into_file(
     }
 
 
+def _predict_into_workbook(
+    output_path: str,
+    chunks: Iterator[Table],
+    predict: Callable[[Iterator[Table]], Iterator[Predicted]],
+) -> dict[str, Any]:
+    """Write the predictions as one worksheet of a new workbook, which appears whole when complete.
+
+    openpyxl's write-only mode keeps the rows in a temporary file, not in memory, until the save.
+    """
+    from openpyxl import Workbook
+
+    out = Path(output_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("predictions")
+    done = _Progress()
+    _write_stream(predict(chunks), _SheetWriter(sheet), done, True)
+    with atomic_file(out, "wb") as handle:
+        workbook.save(handle)
+    return {
+        "rows": done.rows,
+        "empty_texts": done.empty,
+        "predicted": done.counts,
+        "output": output_path,
+        "resumed_rows": 0,
+    }
+
+
 def evaluate_file(
     model_dir: str | Path,
     data_path: str,
     text_column: str | None = None,
     label_column: str | None = None,
     format: str | None = None,
+    sheet: str | int | None = None,
 ) -> dict[str, Any]:
-    """Accuracy, macro-F1 and log loss (with 95% intervals), per-class scores and the confusion matrix."""
+    """Accuracy, macro-F1 and log loss (with 95% intervals), per-class scores and the confusion matrix.
+
+    ``sheet`` chooses the sheet of an Excel workbook (name or 0-based index; default: the first).
+    """
     model = load_model(model_dir)
-    table = read_table(data_path, format)
+    table = read_table(data_path, format, sheet)
     text_column = text_column or (
         model.manifest.get("text_column") if model.manifest.get("text_column") in table.columns else None
     )
@@ -379,7 +505,8 @@ def evaluate_file(
     index = {label: i for i, label in enumerate(model.labels)}
     y = np.array([index[label] for label in data.labels])
     proba = model.predict_proba(data.texts)
-    scores = score(y, proba)
+    pred = model.decide(proba)
+    scores = score(y, proba, pred=pred)
     majority = float(np.bincount(y, minlength=len(model.labels)).max() / len(y))
     return {
         "data": data_path,
@@ -387,6 +514,6 @@ def evaluate_file(
         **scores.to_dict(),
         "majority_baseline_accuracy": majority,
         "labels": model.labels,
-        **per_class(y, proba.argmax(axis=1), model.labels),
+        **per_class(y, pred, model.labels),
         "cv_estimate_at_training": model.manifest.get("metrics", {}).get("accuracy"),
     }

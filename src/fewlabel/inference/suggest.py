@@ -149,12 +149,15 @@ def suggest_file(
     force: bool = False,
     seed: int = 0,
     prefilter: int = PREFILTER,
+    sheet: str | int | None = None,
 ) -> dict:
     """Rank the rows of an unlabelled file by the value of labelling them; write the best ``n``.
 
     The output holds each chosen row as it was in the input, plus ``suggest_rank`` (1 = label first)
     and ``suggest_score`` (see :func:`select_batch`). Rows with an empty text, repeats of a text
     already seen, and texts in ``exclude_path`` (e.g. the training data) are not suggested.
+
+    ``sheet`` chooses the sheet of an Excel input (name or 0-based index; default: the first).
 
     Returns:
         A summary: rows read, candidates considered, suggestions written, representation used.
@@ -167,13 +170,13 @@ def suggest_file(
     if out.exists() and out.resolve() == Path(input_path).resolve():
         raise DataError(f"{out}: is the input file; write suggestions to a new file so the input is kept")
     out_fmt = detect_format(out)
-    if out_fmt == "parquet":
+    if out_fmt in {"parquet", "xlsx"} or out.suffix.lower() in {".xls", ".xlsb", ".ods"}:
         raise DataError(f"{out}: suggestions are written as CSV, TSV or JSONL; choose one of those suffixes")
     if n < 1:
         raise DataError(f"-n must be at least 1, got {n}")
 
     model = load_model(model_dir)
-    table = read_table(input_path, format)
+    table = read_table(input_path, format, sheet)
     if not table.rows:
         raise DataError(f"{table.path}: the file has a header but no data rows")
     trained_on = model.manifest.get("text_column")

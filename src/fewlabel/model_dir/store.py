@@ -54,12 +54,24 @@ class TrainedModel:
 
         return apply_temperature(self.strategy.predict_proba(list(texts)), self.temperature)
 
+    @property
+    def threshold(self) -> float | None:
+        """Two classes: the probability of ``labels[1]`` from which it is the answer (None: 0.5)."""
+        decision = self.manifest.get("decision")
+        return float(decision["threshold"]) if decision else None
+
+    def decide(self, proba: np.ndarray) -> np.ndarray:
+        """The answer (a label index) for each row of calibrated probabilities."""
+        from fewlabel.evaluation.threshold import decide
+
+        return decide(proba, self.threshold)
+
     def predict(self, texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
         """Predicted labels and the probability of each predicted label."""
         proba = self.predict_proba(texts)
         if len(proba) == 0:
             return [], np.zeros(0)
-        best = proba.argmax(axis=1)
+        best = self.decide(proba)
         return [self.labels[i] for i in best], proba[np.arange(len(best)), best]
 
 

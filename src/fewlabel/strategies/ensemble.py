@@ -23,14 +23,19 @@ class EmbedTfidfEnsemble(Strategy):
         "embed_weight": 0.5,  # share of the embedding model in the average
         "embed_C": EmbeddingLogReg.defaults["C"],
         "tfidf_C": TfidfLogReg.defaults["C"],
+        "class_weight": "balanced",  # for both members (see tfidf and embed)
         "cache": True,
     }
 
     def _members(self) -> tuple[EmbeddingLogReg, TfidfLogReg]:
+        weight = self.params["class_weight"]
         embed = EmbeddingLogReg(
-            backbone=self.params["backbone"], C=self.params["embed_C"], cache=self.params["cache"]
+            backbone=self.params["backbone"],
+            C=self.params["embed_C"],
+            class_weight=weight,
+            cache=self.params["cache"],
         )
-        return embed, TfidfLogReg(C=self.params["tfidf_C"])
+        return embed, TfidfLogReg(C=self.params["tfidf_C"], class_weight=weight)
 
     def _fit(self, texts: list[str], y: np.ndarray) -> None:
         self.members_ = [m.fit(texts, y, self.n_classes_) for m in self._members()]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -29,7 +29,7 @@ class FineTunedEncoder(Strategy):
     uses_backbone = True
     evaluation = "holdout"  # too slow to refit per fold: scored on its own validation split
     recipe_preset = "robust"
-    defaults: dict[str, Any] = {
+    defaults: ClassVar[dict[str, Any]] = {
         "backbone": "minilm",
         "preset": "robust",  # robust | naive (the common failing setup, reproduced to be explained)
         **{key: None for key in _RECIPE_KEYS},  # None: the preset's value
@@ -52,6 +52,7 @@ class FineTunedEncoder(Strategy):
         from fewlabel.encoders.backbones import resolve
         from fewlabel.finetuning import FineTuner
 
+        assert self.n_classes_ is not None  # fit() and fit_with_extra() set it before calling _fit
         tuner = FineTuner(resolve(self.params["backbone"]).location, self.n_classes_, self.recipe())
         extra_texts, extra_y = extra if extra is not None else ([], None)
         with progress.tracker(f"Fine-tuning {self.params['backbone']}") as update:
@@ -81,6 +82,7 @@ class FineTunedEncoder(Strategy):
     def _save(self, directory: Path) -> None:
         from safetensors.torch import save_file
 
+        assert self.tuner_.net is not None  # tuner_ is only set once it holds a network (fit or load)
         save_file(
             {k: v.contiguous() for k, v in self.tuner_.net.trained_state().items()},
             str(directory / "weights.safetensors"),
@@ -102,6 +104,7 @@ class FineTunedEncoder(Strategy):
         except (OSError, SafetensorError, json.JSONDecodeError) as err:
             raise ModelDirError(f"{directory}: cannot read fine-tuned weights ({err})") from None
         # A model trained on a GPU predicts wherever it is loaded: the device is chosen afresh.
+        assert self.n_classes_ is not None  # load() sets it before calling _load
         tuner = FineTuner(
             resolve(self.params["backbone"]).location, self.n_classes_, self.recipe(device="auto")
         )
@@ -132,4 +135,4 @@ class ContrastiveEncoder(FineTunedEncoder):
 
     name = "setfit"
     recipe_preset = "contrastive"
-    defaults: dict[str, Any] = {"backbone": "minilm", **{key: None for key in _RECIPE_KEYS}}
+    defaults: ClassVar[dict[str, Any]] = {"backbone": "minilm", **{key: None for key in _RECIPE_KEYS}}

@@ -70,7 +70,7 @@ def self_train(
     for _ in range(rounds):
         if len(remaining) == 0:
             break
-        proba = strategy.predict_proba([unlabelled[i] for i in remaining])
+        proba = strategy.predict_proba([unlabelled[int(i)] for i in remaining])
         pred, conf = proba.argmax(1), proba.max(1)
         chosen_by_class = []
         for c in range(n_classes):
@@ -86,7 +86,7 @@ def self_train(
         remaining = np.delete(remaining, take)
         added.append(len(take))
         strategy = _fit_with(
-            factory(), texts, y, [unlabelled[i] for i in pseudo_index], pseudo_labels, n_classes
+            factory(), texts, y, [unlabelled[int(i)] for i in pseudo_index], pseudo_labels, n_classes
         )
     return SelfTrainingResult(strategy, pseudo_index, pseudo_labels, added)
 

@@ -24,6 +24,8 @@ class Wrapper(Strategy):
     model holds the wrapped strategy and loads without the wrapper.
     """
 
+    inner_: Strategy  # the wrapped strategy as fitted, set by _fit
+
     def __init__(self, **params: Any):
         super().__init__(**params)
         inner = get_strategy_class(self.params["strategy"])
