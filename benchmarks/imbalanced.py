@@ -100,7 +100,9 @@ def run_one(data: LabelledTexts, rows: np.ndarray, test: np.ndarray, seed: int) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", nargs="+", default=["uci_amazon", "cr"])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0)
@@ -114,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out = RESULTS / f"imbalanced-{stamp}{'-' + args.tag if args.tag else ''}.json"
-    print(f"{'data':<12}{'seed':>5}  {'chosen':<22}{'test bal.':>10}{'reported (95% CI)':>26}  in  cv macro-F1")
+    print(
+        f"{'data':<12}{'seed':>5}  {'chosen':<22}{'test bal.':>10}{'reported (95% CI)':>26}  in  cv macro-F1"
+    )
     for name in args.data:
         data = load_dataset(name)
         classes = {c: i for i, c in enumerate(data.classes)}
@@ -122,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             rows, test = split(y, classes[args.majority], seed, args.train_size, args.minority_share)
             run = run_one(data, rows, test, seed)
-            record["rows"].append({"data": name, "seed": seed, "train_size": len(rows), "test_size": len(test), **run})
+            record["rows"].append(
+                {"data": name, "seed": seed, "train_size": len(rows), "test_size": len(test), **run}
+            )
             tmp = out.with_suffix(".tmp")
             tmp.write_text(json.dumps(record, indent=2))
             os.replace(tmp, out)

@@ -712,7 +712,9 @@ def save(result: TrainResult, data: LabelledTexts, output: Path) -> Path:
         "label_column": data.label_column,
         "config": result.config.to_dict(),
         "metrics": {
-            "accuracy": {k: metrics["expected_accuracy"][k] for k in ("metric", "value", "ci95_low", "ci95_high")},
+            "accuracy": {
+                k: metrics["expected_accuracy"][k] for k in ("metric", "value", "ci95_low", "ci95_high")
+            },
             "cv_accuracy": metrics["estimate"]["accuracy"],
             "balanced_accuracy": metrics["estimate"]["balanced_accuracy"],
             "at_chance": result.chance_warning,
