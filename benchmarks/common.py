@@ -52,16 +52,15 @@ def balanced_split(
         for v in rest_by_class.values():
             test_idx.extend(v)
 
-    def subset(idx: list[int]) -> LabelledTexts:
-        idx = sorted(int(i) for i in idx)
-        return LabelledTexts(
-            [data.texts[i] for i in idx],
-            [data.labels[i] for i in idx],
-            [data.rows[i] for i in idx],
-            data.source,
-        )
+    return subset(data, train_idx), subset(data, test_idx)
 
-    return subset(train_idx), subset(test_idx)
+
+def subset(data: LabelledTexts, rows) -> LabelledTexts:
+    """The rows ``rows`` of ``data`` (in file order), as checked labelled texts of their own."""
+    idx = sorted(int(i) for i in rows)
+    return LabelledTexts(
+        [data.texts[i] for i in idx], [data.labels[i] for i in idx], [data.rows[i] for i in idx], data.source
+    )
 
 
 def machine() -> str:

@@ -15,14 +15,14 @@ The same command on an older checkout measures the "before" (it reads only what 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
 import numpy as np
 
-from benchmarks.common import RESULTS, load_dataset, run_record
+from benchmarks.common import RESULTS, load_dataset, run_record, subset
 from fewlabel import progress
+from fewlabel.atomic import write_json
 from fewlabel.config import TrainConfig
 from fewlabel.data import LabelledTexts
 from fewlabel.training import train
@@ -51,12 +51,7 @@ def balanced_accuracy(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> tu
 
 
 def run_one(data: LabelledTexts, rows: np.ndarray, test: np.ndarray, seed: int) -> dict:
-    labelled = LabelledTexts(
-        [data.texts[i] for i in rows],
-        [data.labels[i] for i in rows],
-        [data.rows[i] for i in rows],
-        data.source,
-    )
+    labelled = subset(data, rows)
     load = os.getloadavg()[0]
     start = time.perf_counter()
     result = train(labelled, None, TrainConfig(seed=seed))
@@ -129,9 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             record["rows"].append(
                 {"data": name, "seed": seed, "train_size": len(rows), "test_size": len(test), **run}
             )
-            tmp = out.with_suffix(".tmp")
-            tmp.write_text(json.dumps(record, indent=2))
-            os.replace(tmp, out)
+            write_json(out, record)
             rep = run["reported"]
             f1s = " ".join(
                 f"{k}={v['macro_f1']:.2f}" for k, v in run["strategies"].items() if v["protocol"] == "cv"

@@ -12,14 +12,14 @@ test texts, which neither saw. One JSON file, rewritten after every run, so a st
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
 import numpy as np
 
-from benchmarks.common import RESULTS, load_dataset, run_record
+from benchmarks.common import RESULTS, load_dataset, run_record, subset
 from fewlabel import progress
+from fewlabel.atomic import write_json
 from fewlabel.config import TrainConfig
 from fewlabel.data import LabelledTexts, UnlabelledTexts
 from fewlabel.training import train
@@ -36,12 +36,7 @@ def _split(y: np.ndarray, seed: int, labelled: int, test_per_class: int):
 
 
 def _run(data: LabelledTexts, rows, y, test, seed: int, pool: list[str] | None) -> dict:
-    labelled = LabelledTexts(
-        [data.texts[i] for i in rows],
-        [data.labels[i] for i in rows],
-        [data.rows[i] for i in rows],
-        data.source,
-    )
+    labelled = subset(data, rows)
     unlabelled = UnlabelledTexts(pool, "pool", len(pool)) if pool else None
     load = os.getloadavg()[0]
     start = time.perf_counter()
@@ -96,9 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 {"data": name, "seed": seed, "labelled": len(rows), "test_size": len(test),
                  "unlabelled": len(pool), "plain": plain, "with_unlabelled": with_pool}
             )  # fmt: skip
-            tmp = out.with_suffix(".tmp")
-            tmp.write_text(json.dumps(record, indent=2))
-            os.replace(tmp, out)
+            write_json(out, record)
             diff = with_pool["test_accuracy"] - plain["test_accuracy"]
             print(
                 f"{name:<14}{seed:>5}{len(pool):>6}{100 * plain['test_accuracy']:>7.1f}%"
