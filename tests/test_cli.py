@@ -167,7 +167,16 @@ def test_evaluate_json(runner, tfidf_model_dir, reviews_csv):
 def test_evaluate_table(runner, tfidf_model_dir, reviews_csv):
     result = invoke(runner, "evaluate", tfidf_model_dir, reviews_csv)
     assert result.exit_code == 0, result.output
-    fragments = ["accuracy", "macro-F1", "log loss", "majority baseline", "Per class", "positive", "negative"]
+    fragments = [
+        "accuracy",
+        "balanced accuracy",
+        "macro-F1",
+        "log loss",
+        "majority baseline",
+        "Per class",
+        "positive",
+        "negative",
+    ]
     for fragment in [*fragments, "Cross-validated estimate at training time"]:
         assert fragment in result.stdout
 

@@ -236,7 +236,13 @@ def print_evaluation(metrics: dict, console: Console) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column("95% CI", justify="right")
-    for key, name in [("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("log_loss", "log loss")]:
+    rows = [
+        ("accuracy", "accuracy"),
+        ("balanced_accuracy", "balanced accuracy"),
+        ("macro_f1", "macro-F1"),
+        ("log_loss", "log loss"),
+    ]
+    for key, name in rows:
         m = metrics[key]
         table.add_row(name, f"{m['value']:.3f}", f"{m['ci95_low']:.3f}-{m['ci95_high']:.3f}")
     table.add_row("majority baseline", f"{metrics['majority_baseline_accuracy']:.3f}", "", style="dim")
