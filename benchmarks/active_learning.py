@@ -23,7 +23,7 @@ import numpy as np
 
 from benchmarks.common import load_dataset, run_record, write_json
 from fewlabel import progress
-from fewlabel.data import LabelledTexts
+from fewlabel.data.labelled import LabelledTexts
 from fewlabel.inference.suggest import PREFILTER, lsa_vectors, select_batch
 from fewlabel.strategies import make_strategy
 

@@ -23,7 +23,7 @@ from benchmarks.common import balanced_split, load_dataset, run_record, write_js
 from benchmarks.train_default import cold_embedding_cache
 from fewlabel import progress
 from fewlabel.config import TrainConfig
-from fewlabel.data import LabelledTexts
+from fewlabel.data.labelled import LabelledTexts
 from fewlabel.evaluation.calibration import reliability
 from fewlabel.evaluation.diagnostics import label_quality_ranking
 from fewlabel.inference.loading import load_model

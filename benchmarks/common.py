@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fewlabel.data import LabelledTexts, load_labelled
+from fewlabel.data.labelled import LabelledTexts, load_labelled
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"

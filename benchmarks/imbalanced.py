@@ -24,7 +24,7 @@ from benchmarks.common import RESULTS, load_dataset, run_record, subset
 from fewlabel import progress
 from fewlabel.atomic import write_json
 from fewlabel.config import TrainConfig
-from fewlabel.data import LabelledTexts
+from fewlabel.data.labelled import LabelledTexts
 from fewlabel.training import train
 
 

@@ -28,7 +28,7 @@ import psutil
 from benchmarks.common import run_record, write_json
 from fewlabel import progress
 from fewlabel.config import TrainConfig
-from fewlabel.data import load_labelled
+from fewlabel.data.labelled import load_labelled
 from fewlabel.training import train
 
 FLAT_LIMIT_MB = 2048  # peak RSS allowed on a 1 GB input: far below the input, so nothing accumulates

@@ -29,7 +29,7 @@ import numpy as np
 from benchmarks import common
 from benchmarks.common import REPO, balanced_split, load_dataset, run_record, write_json
 from benchmarks.systems import Job, metrics, registry, run_isolated
-from fewlabel.data import LabelledTexts
+from fewlabel.data.labelled import LabelledTexts
 
 QUICK = {
     "data": ["uci_amazon"],

@@ -130,7 +130,7 @@ class FewlabelTrain(Adapter):
     def fit(self, texts: list[str], y: np.ndarray, n_classes: int) -> dict[str, Any]:
         from fewlabel import progress
         from fewlabel.config import TrainConfig
-        from fewlabel.data import LabelledTexts
+        from fewlabel.data.labelled import LabelledTexts
         from fewlabel.inference.loading import load_model
         from fewlabel.training import train
 

@@ -204,7 +204,7 @@ def reviews_csv(tmp_path_factory) -> Path:
 def tfidf_model_dir(tmp_path_factory, reviews_csv) -> Path:
     """A tfidf model trained on the fixture CSV and saved (session-wide; copy it before modifying)."""
     from fewlabel.config import TrainConfig
-    from fewlabel.data import load_labelled
+    from fewlabel.data.labelled import load_labelled
     from fewlabel.training import train
 
     out = tmp_path_factory.mktemp("models") / "tfidf-model"
@@ -230,7 +230,7 @@ def encode_labels(labels: list[str]) -> tuple[np.ndarray, list[str]]:
 @pytest.fixture(scope="session")
 def demo_data():
     """The shipped demo set (440 synthetic reviews) as checked labelled texts."""
-    from fewlabel.data import load_labelled
+    from fewlabel.data.labelled import load_labelled
 
     return load_labelled(DEMO_CSV)
 

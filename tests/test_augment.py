@@ -138,7 +138,7 @@ def test_real_wordnet_synonyms(monkeypatch):
 
 def test_train_with_augment_saves_a_plain_model(wordnet, reviews_csv, tmp_path):
     from fewlabel.config import TrainConfig
-    from fewlabel.data import load_labelled
+    from fewlabel.data.labelled import load_labelled
     from fewlabel.inference.loading import load_model
     from fewlabel.training import train
 

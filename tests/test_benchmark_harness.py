@@ -14,7 +14,7 @@ from benchmarks import common
 from benchmarks.run import markdown_table, splits, throughput_samples, write_markdown
 from benchmarks.systems import Job, SklearnTfidfLogReg, metrics, run_isolated
 
-from fewlabel.data import LabelledTexts
+from fewlabel.data.labelled import LabelledTexts
 
 WORDS = {"pos": ["great", "love", "excellent", "perfect"], "neg": ["awful", "broke", "terrible", "refund"]}
 

@@ -7,13 +7,8 @@ import json
 import pytest
 
 from conftest import REVIEWS
-from fewlabel.data import (
-    LONG_TEXT_WORDS,
-    MAX_TEXT_CHARS,
-    LabelledTexts,
-    load_labelled,
-    read_table,
-)
+from fewlabel.data.files import read_table
+from fewlabel.data.labelled import LONG_TEXT_WORDS, MAX_TEXT_CHARS, LabelledTexts, load_labelled
 from fewlabel.errors import DataError
 
 GOOD_ROWS = [[t, lab] for t, lab in REVIEWS[:12]]  # 6 positive, 6 negative

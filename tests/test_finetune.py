@@ -182,7 +182,7 @@ def test_collapsed_run_is_restarted(reviews):
 
 def test_train_scores_finetune_on_its_held_out_rows(reviews, tmp_path):
     from fewlabel.config import TrainConfig
-    from fewlabel.data import LabelledTexts
+    from fewlabel.data.labelled import LabelledTexts
     from fewlabel.inference.loading import load_model
     from fewlabel.training import train
 
@@ -204,7 +204,7 @@ def test_train_scores_finetune_on_its_held_out_rows(reviews, tmp_path):
 
 def test_auto_leaves_finetune_out_of_small_data_and_says_why(reviews):
     from fewlabel.config import TrainConfig
-    from fewlabel.data import LabelledTexts
+    from fewlabel.data.labelled import LabelledTexts
     from fewlabel.training import train
 
     texts, labels = reviews

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from conftest import BACKBONE, NEGATIVE, NEW_NEGATIVE, NEW_POSITIVE, POSITIVE
 from fewlabel.cli.main import app
 from fewlabel.config import TrainConfig
-from fewlabel.data import LabelledTexts, is_imbalanced
+from fewlabel.data.labelled import LabelledTexts, is_imbalanced
 from fewlabel.evaluation.threshold import balanced_accuracy, best_threshold, crossfit_decisions, decide
 from fewlabel.inference.loading import load_model
 from fewlabel.strategies import make_strategy

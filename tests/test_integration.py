@@ -9,7 +9,7 @@ import pytest
 
 from conftest import BACKBONE
 from fewlabel.config import TrainConfig
-from fewlabel.data import LabelledTexts, load_labelled
+from fewlabel.data.labelled import LabelledTexts, load_labelled
 from fewlabel.training import train
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"

@@ -13,7 +13,7 @@ import pytest
 import fewlabel
 from conftest import BACKBONE, NEW_NEGATIVE, NEW_POSITIVE
 from fewlabel.config import TrainConfig
-from fewlabel.data import LabelledTexts, load_labelled
+from fewlabel.data.labelled import LabelledTexts, load_labelled
 from fewlabel.errors import ModelDirError
 from fewlabel.evaluation.calibration import apply_temperature
 from fewlabel.inference.loading import load_model

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from conftest import BACKBONE
 from fewlabel.cli.main import app
 from fewlabel.config import TrainConfig
-from fewlabel.data import LabelledTexts
+from fewlabel.data.labelled import LabelledTexts
 from fewlabel.inference.loading import load_model
 from fewlabel.model_dir.manifest import MANIFEST, read_manifest
 from fewlabel.report import render_report

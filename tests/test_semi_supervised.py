@@ -53,7 +53,7 @@ UNLABELLED = [
 
 
 def test_unlabelled_file_leaves_out_empty_repeated_and_labelled_texts(write_csv, reviews, tmp_path):
-    from fewlabel.data import LabelledTexts, load_unlabelled
+    from fewlabel.data.labelled import LabelledTexts, load_unlabelled
 
     texts, labels = reviews
     labelled = LabelledTexts(texts, labels, list(range(2, 2 + len(texts))), "labelled.csv")
@@ -66,7 +66,7 @@ def test_unlabelled_file_leaves_out_empty_repeated_and_labelled_texts(write_csv,
 
 
 def test_unlabelled_file_errors_name_the_file_and_the_fix(write_csv, tmp_path):
-    from fewlabel.data import load_unlabelled
+    from fewlabel.data.labelled import load_unlabelled
     from fewlabel.errors import DataError
 
     path = write_csv(tmp_path / "pool.csv", ["words", "stars"], [[t, 5] for t in UNLABELLED])
@@ -82,7 +82,7 @@ def test_unlabelled_file_errors_name_the_file_and_the_fix(write_csv, tmp_path):
 
 def test_train_with_unlabelled_self_trains_per_fold_and_saves_a_plain_model(reviews_csv, write_csv, tmp_path):
     from fewlabel.config import TrainConfig
-    from fewlabel.data import load_labelled, load_unlabelled
+    from fewlabel.data.labelled import load_labelled, load_unlabelled
     from fewlabel.inference.loading import load_model
     from fewlabel.training import train
 

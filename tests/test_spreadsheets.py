@@ -13,7 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import NEW_NEGATIVE, NEW_POSITIVE, REVIEWS
-from fewlabel.data import LabelledTexts, load_labelled, load_unlabelled, parse_sheet, read_table
+from fewlabel.data.files import parse_sheet, read_table
+from fewlabel.data.labelled import LabelledTexts, load_labelled, load_unlabelled
 from fewlabel.errors import DataError
 from fewlabel.inference.predicting import predict_file
 

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import BACKBONE
 from fewlabel.config import AUTO_CANDIDATES, TrainConfig
-from fewlabel.data import LabelledTexts
+from fewlabel.data.labelled import LabelledTexts
 from fewlabel.errors import FewlabelError
 from fewlabel.training import train
 
@@ -132,7 +132,7 @@ def test_random_labels_are_warned_about(reviews):
 
 
 def test_data_warnings_are_passed_on(tmp_path, write_csv, reviews):
-    from fewlabel.data import load_labelled
+    from fewlabel.data.labelled import load_labelled
 
     texts, labels = reviews
     rows = [[t, lab] for t, lab in zip(texts, labels, strict=True)] + [[texts[0], labels[0]]]

@@ -24,8 +24,8 @@ __all__ = [
 ]
 
 _LAZY = {
-    "LabelledTexts": "fewlabel.data",
-    "load_labelled": "fewlabel.data",
+    "LabelledTexts": "fewlabel.data.labelled",
+    "load_labelled": "fewlabel.data.labelled",
     "TrainConfig": "fewlabel.config",
     "train": "fewlabel.training",
     "load_model": "fewlabel.inference.loading",
@@ -37,7 +37,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from fewlabel.config import TrainConfig
-    from fewlabel.data import LabelledTexts, load_labelled
+    from fewlabel.data.labelled import LabelledTexts, load_labelled
     from fewlabel.errors import DataError, FewlabelError, ModelDirError
     from fewlabel.estimator import FewlabelClassifier
     from fewlabel.inference.loading import load_model

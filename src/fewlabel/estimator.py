@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from fewlabel.config import DEFAULT_BUDGET_MINUTES
 
 if TYPE_CHECKING:
-    from fewlabel.data import LabelledTexts
+    from fewlabel.data.labelled import LabelledTexts
     from fewlabel.model_dir.store import TrainedModel
     from fewlabel.training import TrainResult
 
@@ -60,7 +60,7 @@ class FewlabelClassifier(ClassifierMixin, BaseEstimator):
         model_: the fitted :class:`fewlabel.model_dir.store.TrainedModel` (calibrated probabilities).
         result_: the :class:`fewlabel.training.TrainResult` of ``fit`` (every strategy's scores,
             calibration, notes, warnings); ``None`` after :meth:`load`.
-        data_: the checked :class:`fewlabel.data.LabelledTexts` ``fit`` trained on; ``None`` after
+        data_: the checked :class:`fewlabel.data.labelled.LabelledTexts` ``fit`` trained on; ``None`` after
             :meth:`load`.
         estimate_: the headline accuracy estimate of the fitted model with its 95% interval.
         chosen_strategy_: the strategy ``fit`` chose (or was told to use).
@@ -103,7 +103,7 @@ class FewlabelClassifier(ClassifierMixin, BaseEstimator):
             self, fitted.
         """
         from fewlabel.config import TrainConfig
-        from fewlabel.data import LabelledTexts
+        from fewlabel.data.labelled import LabelledTexts
         from fewlabel.training import train
 
         labels = _labels(y)

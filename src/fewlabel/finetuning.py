@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from fewlabel.data import is_imbalanced
+from fewlabel.data.labelled import is_imbalanced
 from fewlabel.encoders.device import autocast, resolve_device, torch_module, uses_bf16
 from fewlabel.errors import FewlabelError
 

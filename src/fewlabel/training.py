@@ -13,7 +13,7 @@ import numpy as np
 
 from fewlabel import __version__, progress
 from fewlabel.config import TrainConfig
-from fewlabel.data import LabelledTexts, UnlabelledTexts, is_imbalanced
+from fewlabel.data.labelled import LabelledTexts, UnlabelledTexts, is_imbalanced
 from fewlabel.errors import FewlabelError
 from fewlabel.evaluation.calibration import apply_temperature, fit_temperature, reliability
 from fewlabel.evaluation.scores import (
@@ -268,11 +268,11 @@ def train(
     """Train on ``data``: cross-validate, choose (by nested CV when ``auto``), refit on all data, save.
 
     Args:
-        data: checked labelled texts (see :func:`fewlabel.data.load_labelled`).
+        data: checked labelled texts (see :func:`fewlabel.data.labelled.load_labelled`).
         output: model directory to write; ``None`` keeps the model in memory only.
         config: settings; defaults to :class:`TrainConfig` defaults.
         on_result: called with each strategy's cross-validation result as it finishes.
-        unlabelled: texts without labels (see :func:`fewlabel.data.load_unlabelled`); every strategy
+        unlabelled: texts without labels (see :func:`fewlabel.data.labelled.load_unlabelled`); every strategy
             then self-trains on them, inside each training fold only.
     """
     config = config or TrainConfig()

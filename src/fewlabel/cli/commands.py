@@ -11,7 +11,8 @@ from rich.table import Table
 
 from fewlabel import progress
 from fewlabel.config import DEFAULT_BUDGET_MINUTES, TrainConfig
-from fewlabel.data import LabelledTexts, load_labelled, load_unlabelled, parse_sheet
+from fewlabel.data.files import parse_sheet
+from fewlabel.data.labelled import LabelledTexts, load_labelled, load_unlabelled
 from fewlabel.evaluation.scores import CVResult
 from fewlabel.training import TrainResult, train
 

@@ -253,7 +253,7 @@ def predict(
 ) -> None:
     """Add predicted_label and confidence to every row of INPUT."""
     from fewlabel import progress
-    from fewlabel.data import parse_sheet
+    from fewlabel.data.files import parse_sheet
     from fewlabel.inference.predicting import predict_file
 
     progress.set_enabled(not quiet)
@@ -294,7 +294,7 @@ def evaluate(
     """Score a saved model on labelled data: accuracy, macro-F1, log loss with 95% intervals."""
     from fewlabel import progress
     from fewlabel.cli.commands import print_evaluation
-    from fewlabel.data import parse_sheet
+    from fewlabel.data.files import parse_sheet
     from fewlabel.inference.predicting import evaluate_file
 
     progress.set_enabled(not quiet)

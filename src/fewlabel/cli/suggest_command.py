@@ -49,7 +49,7 @@ def suggest(
     from rich.console import Console
 
     from fewlabel import progress
-    from fewlabel.data import parse_sheet
+    from fewlabel.data.files import parse_sheet
     from fewlabel.inference.suggest import suggest_file
 
     progress.set_enabled(not quiet)

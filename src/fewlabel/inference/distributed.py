@@ -29,7 +29,7 @@ except ImportError:
         'predicting with --runner ray needs Ray, which is not installed: pip install "fewlabel[ray]"'
     ) from None
 
-from fewlabel.data import Table
+from fewlabel.data.files import Table
 from fewlabel.inference.rows import BATCH, Predicted, fill_predictions, table_texts
 
 IN_FLIGHT_PER_WORKER = 2  # one chunk being predicted, one waiting: workers never idle, memory bounded

@@ -16,18 +16,18 @@ from typing import Any, TextIO
 import numpy as np
 
 from fewlabel.atomic import atomic_file, publish, write_text
-from fewlabel.data import (
+from fewlabel.data.files import (
     SNIFF_BYTES,
     Table,
     detect_format,
     import_openpyxl,
     iter_delimited,
     iter_jsonl_tables,
-    labelled_from_table,
     read_table,
     reject_binary,
     text_encoding,
 )
+from fewlabel.data.labelled import labelled_from_table
 from fewlabel.errors import DataError
 from fewlabel.evaluation.scores import per_class, score
 from fewlabel.inference.loading import load_model

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fewlabel.data import TEXT_COLUMN_NAMES, Table, find_column
+from fewlabel.data.files import TEXT_COLUMN_NAMES, Table, find_column
 
 PRED_COLUMN = "predicted_label"
 CONF_COLUMN = "confidence"

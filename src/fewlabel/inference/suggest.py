@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from fewlabel.atomic import atomic_file
-from fewlabel.data import TEXT_COLUMN_NAMES, Table, detect_format, find_column, read_table
+from fewlabel.data.files import TEXT_COLUMN_NAMES, Table, detect_format, find_column, read_table
 from fewlabel.errors import DataError, FewlabelError
 
 RANK_COLUMN = "suggest_rank"

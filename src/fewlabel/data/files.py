@@ -1,24 +1,20 @@
-"""Reading labelled and unlabelled texts from CSV, TSV, JSONL, Parquet and Excel workbooks (and pandas
-DataFrames), with checks a user can act on.
+"""Reading tables from CSV, TSV, JSONL, Parquet and Excel workbooks (and pandas DataFrames) into string rows.
 
-Every problem is reported as a :class:`~fewlabel.errors.DataError` naming the file, the row (as a
-person counts it: the header is line 1 of a CSV, the first record line 2; a workbook's own row
-numbers) and the field, plus a fix. A binary file given where text is expected (a workbook, a PDF, a
-zip archive) is named for what it is, never mistaken for text in the wrong encoding.
+A binary file given where text is expected (a workbook, a PDF, a zip archive) is named for what it is,
+never mistaken for text in the wrong encoding. Every problem is a :class:`~fewlabel.errors.DataError`
+naming the file, the row (as a person counts it) and the field, plus a fix.
 """
 
 from __future__ import annotations
 
 import csv
 import difflib
-import hashlib
 import io
 import json
-import re
 import sys
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,11 +32,6 @@ LABEL_COLUMN_NAMES = (
     "gold_label", "tag", "output",
 )  # fmt: skip
 
-# Texts are cut at this many characters when read: far beyond any encoder's window (a few thousand
-# characters), but it bounds memory if a file holds a stray megabyte-long cell.
-MAX_TEXT_CHARS = 100_000
-# A text above this many words is "long": an encoder with a 256-token window sees only its start.
-LONG_TEXT_WORDS = 200
 SUFFIX_FORMATS = {
     ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "csv",
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet",
@@ -67,107 +58,6 @@ class Table:
     raw: list[dict] | None = None  # JSONL: the objects as parsed, so output keeps their JSON types
 
 
-@dataclass
-class DataReport:
-    """What loading did to the data: counts and plain-language warnings."""
-
-    rows_read: int = 0
-    rows_used: int = 0
-    duplicates_merged: int = 0
-    conflicting_rows_removed: list[int] = field(default_factory=list)
-    empty_rows_skipped: list[int] = field(default_factory=list)
-    long_texts: int = 0
-    cut_texts: int = 0
-    warnings: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return {
-            "rows_read": self.rows_read,
-            "rows_used": self.rows_used,
-            "duplicates_merged": self.duplicates_merged,
-            "conflicting_rows_removed": len(self.conflicting_rows_removed),
-            "empty_rows_skipped": len(self.empty_rows_skipped),
-            "long_texts": self.long_texts,
-            "cut_texts": self.cut_texts,
-            "warnings": list(self.warnings),
-        }
-
-
-def is_imbalanced(counts: Sequence[int]) -> bool:
-    """The smallest class has less than half of its fair share (1/k of the rows for k classes)."""
-    present = [int(c) for c in counts if c > 0]
-    return len(present) > 1 and min(present) < 0.5 * sum(present) / len(present)
-
-
-@dataclass
-class LabelledTexts:
-    """Texts with one label each, ready for training: cleaned, de-duplicated and checked."""
-
-    texts: list[str]
-    labels: list[str]
-    rows: list[int]
-    source: str = "<memory>"
-    text_column: str = "text"
-    label_column: str = "label"
-    report: DataReport = field(default_factory=DataReport)
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    @property
-    def classes(self) -> list[str]:
-        """Sorted distinct labels."""
-        return sorted(set(self.labels))
-
-    def class_counts(self) -> dict[str, int]:
-        counts = Counter(self.labels)
-        return {c: counts[c] for c in self.classes}
-
-    def imbalance(self) -> str | None:
-        """A warning with per-class counts when the classes are imbalanced (see :func:`is_imbalanced`)."""
-        counts = self.class_counts()
-        if not is_imbalanced(list(counts.values())):
-            return None
-        rare = min(counts, key=lambda c: counts[c])
-        shares = ", ".join(f"{c}: {n} ({n / len(self):.1%})" for c, n in counts.items())
-        return (
-            f"Imbalanced classes ({shares}; an even share is {1 / len(counts):.1%}). fewlabel weighs "
-            "every class equally in fitting, chooses and stops early by balanced accuracy (the mean "
-            "recall per class), and tunes the decision threshold for two classes. Labelling more "
-            f"{rare!r} texts is what helps most."
-        )
-
-    def fingerprint(self) -> str:
-        """SHA-256 of the texts and labels as used for training, to tie a model to its data."""
-        digest = hashlib.sha256()
-        for text, label in zip(self.texts, self.labels, strict=True):
-            digest.update(text.encode("utf-8") + b"\x1f" + label.encode("utf-8") + b"\x1e")
-        return digest.hexdigest()
-
-    @classmethod
-    def from_lists(cls, texts: Sequence[str], labels: Sequence[str], **kwargs) -> LabelledTexts:
-        """Build from Python lists, with the same checks as a file (without de-duplication)."""
-        if len(texts) != len(labels):
-            raise DataError(f"got {len(texts)} texts but {len(labels)} labels; give one label per text")
-        rows = [
-            {"text": _scalar_to_str(t), "label": _scalar_to_str(lab)}
-            for t, lab in zip(texts, labels, strict=True)
-        ]
-        table = Table("<memory>", ["text", "label"], rows, list(range(1, len(rows) + 1)), "memory")
-        return labelled_from_table(table, "text", "label", dedupe=False, **kwargs)
-
-    @classmethod
-    def from_dataframe(
-        cls, df: pd.DataFrame, text_column: str | None = None, label_column: str | None = None, **kwargs
-    ) -> LabelledTexts:
-        """Build from a pandas DataFrame, with the same column detection and checks as a file.
-
-        Missing values (NaN, None, ``pd.NA``) count as empty. Rows are numbered from 1 in the frame's
-        order (row 1 is ``df.iloc[0]``). ``kwargs`` are those of :func:`labelled_from_table`.
-        """
-        return labelled_from_table(table_from_dataframe(df), text_column, label_column, **kwargs)
-
-
 def is_dataframe(obj: object) -> bool:
     """Whether ``obj`` looks like a pandas DataFrame (checked by its methods: pandas is not imported)."""
     return hasattr(obj, "columns") and hasattr(obj, "itertuples")
@@ -182,7 +72,7 @@ def table_from_dataframe(df: pd.DataFrame) -> Table:
     if dupes:
         raise DataError(f"<DataFrame>: it has two columns named {dupes[0]!r}; rename one of them")
     rows = [
-        dict(zip(columns, (_scalar_to_str(v) for v in values), strict=True))
+        dict(zip(columns, (scalar_to_str(v) for v in values), strict=True))
         for values in df.itertuples(index=False, name=None)
     ]
     return Table("<DataFrame>", columns, rows, list(range(1, len(rows) + 1)), "dataframe")
@@ -432,7 +322,7 @@ def iter_jsonl(lines: Iterable[str], path: str | Path) -> Iterator[tuple[int, di
             raise DataError(
                 f'{path}, line {number}: expected a JSON object like {{"text": ..., "label": ...}}'
             )
-        yield number, {str(k): _scalar_to_str(v) for k, v in obj.items()}, obj
+        yield number, {str(k): scalar_to_str(v) for k, v in obj.items()}, obj
 
 
 def iter_jsonl_tables(
@@ -478,7 +368,7 @@ def _read_parquet(path: Path) -> Table:
     columns = [str(c) for c in table.column_names]
     data = table.to_pydict()
     n = table.num_rows
-    rows = [{c: _scalar_to_str(data[c][i]) for c in columns} for i in range(n)]
+    rows = [{c: scalar_to_str(data[c][i]) for c in columns} for i in range(n)]
     return Table(str(path), columns, rows, list(range(1, n + 1)), "parquet")
 
 
@@ -559,7 +449,7 @@ def _sheet_table(rows: Iterable[Sequence[object]], where: str, path: Path) -> Ta
     records: list[dict[str, str]] = []
     numbers: list[int] = []
     for number, values in enumerate(rows, start=1):
-        cells = [_scalar_to_str(v) for v in values]
+        cells = [scalar_to_str(v) for v in values]
         if not any(c.strip() for c in cells):
             continue
         if header is None:
@@ -591,7 +481,7 @@ def _sheet_table(rows: Iterable[Sequence[object]], where: str, path: Path) -> Ta
     return Table(str(path), header, records, numbers, "xlsx")
 
 
-def _scalar_to_str(value: object) -> str:
+def scalar_to_str(value: object) -> str:
     if getattr(getattr(value, "dtype", None), "kind", "") in {"b", "i", "u", "f"} and hasattr(value, "item"):
         value = value.item()  # a numpy scalar (from pandas): as the Python one, so NaN and 1.0 read alike
     if value is None or (isinstance(value, float) and value != value):  # None and NaN are missing values
@@ -629,264 +519,3 @@ def find_column(table: Table, wanted: str | None, candidates: Sequence[str], rol
         f"{table.path}: cannot tell which column holds the {role}; the columns are "
         f"{', '.join(repr(c) for c in table.columns)}. Name it with {option} COLUMN."
     )
-
-
-def _clean_text(text: str) -> str:
-    return text.strip()
-
-
-def _dedupe_key(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def _rows_list(rows: Sequence[int], limit: int = 8) -> str:
-    shown = ", ".join(str(r) for r in rows[:limit])
-    return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
-
-
-def labelled_from_table(
-    table: Table,
-    text_column: str | None = None,
-    label_column: str | None = None,
-    *,
-    skip_empty: bool = False,
-    normalize_labels: bool = False,
-    dedupe: bool = True,
-    min_per_class: int = 2,
-    min_classes: int = 2,
-) -> LabelledTexts:
-    """Check and clean a table into :class:`LabelledTexts`; see the module docstring for the rules."""
-    text_col = find_column(table, text_column, TEXT_COLUMN_NAMES, "texts", "--text-column")
-    label_col = find_column(table, label_column, LABEL_COLUMN_NAMES, "labels", "--label-column")
-    if text_col == label_col:
-        raise DataError(
-            f"{table.path}: the text and label columns are both {text_col!r}; name two different columns"
-        )
-    report = DataReport(rows_read=len(table.rows))
-    if not table.rows:
-        raise DataError(f"{table.path}: the file has a header but no data rows")
-
-    texts: list[str] = []
-    labels: list[str] = []
-    rows: list[int] = []
-    empty_text: list[int] = []
-    empty_label: list[int] = []
-    for row, line in zip(table.rows, table.line_numbers, strict=True):
-        text = _clean_text(row.get(text_col, "") or "")
-        label = (row.get(label_col, "") or "").strip()
-        if not text:
-            empty_text.append(line)
-            continue
-        if not label:
-            empty_label.append(line)
-            continue
-        if len(text) > MAX_TEXT_CHARS:
-            text = text[:MAX_TEXT_CHARS]
-            report.cut_texts += 1
-        texts.append(text)
-        labels.append(label)
-        rows.append(line)
-    if empty_text or empty_label:
-        if not skip_empty:
-            parts = []
-            if empty_text:
-                parts.append(f"empty or whitespace-only {text_col!r} on line(s) {_rows_list(empty_text)}")
-            if empty_label:
-                parts.append(f"empty {label_col!r} on line(s) {_rows_list(empty_label)}")
-            raise DataError(
-                f"{table.path}: {'; '.join(parts)}. Fill them in or remove those rows, "
-                "or pass --skip-empty to leave them out."
-            )
-        report.empty_rows_skipped = empty_text + empty_label
-        report.warnings.append(
-            f"{len(report.empty_rows_skipped)} row(s) with an empty text or label were skipped "
-            f"(lines {_rows_list(sorted(report.empty_rows_skipped))})."
-        )
-
-    labels = _check_label_variants(labels, rows, table.path, label_col, normalize_labels, report)
-
-    if dedupe:
-        texts, labels, rows = _dedupe(texts, labels, rows, table.path, report)
-
-    counts = Counter(labels)
-    if len(counts) < min_classes:
-        only = next(iter(counts), "nothing")
-        raise DataError(
-            f"{table.path}: every usable row has the label {only!r} in column {label_col!r}; a classifier needs "
-            "at least two classes. Add examples of the other class(es)."
-        )
-    small = {c: n for c, n in counts.items() if n < min_per_class}
-    if small:
-        desc = ", ".join(f"{c!r} has {n}" for c, n in sorted(small.items()))
-        raise DataError(
-            f"{table.path}: too few examples for cross-validation: {desc} (each class needs at least "
-            f"{min_per_class}, one per fold). Add examples, merge or drop the rare class, or use fewer folds (--folds)."
-        )
-    report.long_texts = sum(1 for t in texts if len(t.split()) > LONG_TEXT_WORDS)
-    if report.long_texts:
-        report.warnings.append(
-            f"{report.long_texts} text(s) are longer than {LONG_TEXT_WORDS} words; embedding strategies read "
-            "only the first ~256 tokens of each, TF-IDF reads them whole."
-        )
-    if report.cut_texts:
-        report.warnings.append(
-            f"{report.cut_texts} text(s) longer than {MAX_TEXT_CHARS:,} characters were cut."
-        )
-    report.rows_used = len(texts)
-    return LabelledTexts(texts, labels, rows, table.path, text_col, label_col, report)
-
-
-def _check_label_variants(
-    labels: list[str], rows: list[int], path: str, column: str, normalize: bool, report: DataReport
-) -> list[str]:
-    groups: dict[str, Counter[str]] = defaultdict(Counter)
-    for label in labels:
-        groups[re.sub(r"\s+", " ", label).lower()][label] += 1
-    variants = {k: v for k, v in groups.items() if len(v) > 1}
-    if not variants:
-        return labels
-    desc = "; ".join(
-        " vs ".join(f"{lab!r} ({n} rows)" for lab, n in v.most_common()) for v in variants.values()
-    )
-    if not normalize:
-        raise DataError(
-            f"{path}: labels in column {column!r} differ only by case or spaces: {desc}. Make them identical, "
-            "or pass --normalize-labels to merge each group into its most common spelling."
-        )
-    canonical = {k: v.most_common(1)[0][0] for k, v in groups.items()}
-    report.warnings.append(f"Merged label spellings that differ only by case or spaces: {desc}.")
-    return [canonical[re.sub(r"\s+", " ", lab).lower()] for lab in labels]
-
-
-def _dedupe(
-    texts: list[str], labels: list[str], rows: list[int], path: str, report: DataReport
-) -> tuple[list[str], list[str], list[int]]:
-    by_key: dict[str, list[int]] = defaultdict(list)
-    for i, text in enumerate(texts):
-        by_key[_dedupe_key(text)].append(i)
-    keep: list[int] = []
-    conflicts: list[tuple[list[int], set[str]]] = []
-    for indices in by_key.values():
-        group_labels = {labels[i] for i in indices}
-        if len(group_labels) > 1:
-            conflicts.append(([rows[i] for i in indices], group_labels))
-            report.conflicting_rows_removed.extend(rows[i] for i in indices)
-            continue
-        keep.append(indices[0])
-        report.duplicates_merged += len(indices) - 1
-    keep.sort()
-    if report.duplicates_merged:
-        report.warnings.append(
-            f"{report.duplicates_merged} exact duplicate row(s) (same text and label) were merged, so that no "
-            "text sits in both a training and a validation fold."
-        )
-    if conflicts:
-        shown = "; ".join(
-            f"lines {_rows_list(r, 4)} ({' / '.join(sorted(labs))})" for r, labs in conflicts[:5]
-        )
-        more = f" and {len(conflicts) - 5} more groups" if len(conflicts) > 5 else ""
-        report.warnings.append(
-            f"{len(report.conflicting_rows_removed)} row(s) repeat a text with a different label and were left out "
-            f"of training: {shown}{more}. Fix their labels in {Path(path).name} to use them."
-        )
-    return [texts[i] for i in keep], [labels[i] for i in keep], [rows[i] for i in keep]
-
-
-def _table_of(source: str | Path | pd.DataFrame, format: str | None, sheet: str | int | None) -> Table:
-    if not is_dataframe(source):
-        return read_table(source, format, sheet)
-    if format is not None or sheet is not None:
-        raise DataError("format and sheet describe a file; leave them out when giving a DataFrame")
-    return table_from_dataframe(source)
-
-
-def load_labelled(
-    path: str | Path | pd.DataFrame,
-    text_column: str | None = None,
-    label_column: str | None = None,
-    *,
-    format: str | None = None,
-    sheet: str | int | None = None,
-    skip_empty: bool = False,
-    normalize_labels: bool = False,
-    min_per_class: int = 2,
-) -> LabelledTexts:
-    """Read a labelled data file (or a pandas DataFrame) and check it; raises :class:`DataError` with a
-    fix on bad input. ``sheet`` chooses the sheet of an Excel workbook (name or 0-based index)."""
-    table = _table_of(path, format, sheet)
-    return labelled_from_table(
-        table,
-        text_column,
-        label_column,
-        skip_empty=skip_empty,
-        normalize_labels=normalize_labels,
-        min_per_class=min_per_class,
-    )
-
-
-@dataclass
-class UnlabelledTexts:
-    """Texts without labels for self-training, and what was left out of the file and why."""
-
-    texts: list[str]
-    source: str
-    rows: int
-    empty: int = 0
-    repeated: int = 0
-    labelled: int = 0  # also in the labelled data: left out so no validation text gets a pseudo-label
-
-    def summary(self) -> str:
-        dropped = [
-            f"{n} {why}"
-            for n, why in (
-                (self.empty, "empty"),
-                (self.repeated, "repeated"),
-                (self.labelled, "also in the labelled data"),
-            )
-            if n
-        ]
-        return f"{len(self.texts)} unlabelled texts from {self.source}" + (
-            f" ({', '.join(dropped)} left out)" if dropped else ""
-        )
-
-
-def load_unlabelled(
-    path: str | Path | pd.DataFrame,
-    text_column: str | None = None,
-    *,
-    labelled: LabelledTexts | None = None,
-    format: str | None = None,
-    sheet: str | int | None = None,
-) -> UnlabelledTexts:
-    """Read texts to self-train on: one column of a CSV, TSV, JSONL, Parquet or Excel file, or of a
-    pandas DataFrame (a label column, if any, is ignored). Empty and repeated texts, and texts that are
-    also in ``labelled``, are left out. ``sheet`` chooses the sheet of a workbook (name or 0-based index).
-    """
-    table = _table_of(path, format, sheet)
-    if not table.rows:
-        raise DataError(f"{table.path}: the file has a header but no data rows")
-    if text_column is None and labelled is not None and labelled.text_column in table.columns:
-        column = labelled.text_column
-    else:
-        column = find_column(table, text_column, TEXT_COLUMN_NAMES, "texts", "--unlabelled-column")
-    known = {_dedupe_key(t) for t in labelled.texts} if labelled is not None else set()
-    out = UnlabelledTexts([], Path(table.path).name, len(table.rows))
-    seen: set[str] = set()
-    for row in table.rows:
-        text = _clean_text(row.get(column) or "")
-        key = _dedupe_key(text)
-        if not key:
-            out.empty += 1
-        elif key in known:
-            out.labelled += 1
-        elif key in seen:
-            out.repeated += 1
-        else:
-            seen.add(key)
-            out.texts.append(text)
-    if not out.texts:
-        raise DataError(
-            f"{table.path}: no unlabelled text is left in column {column!r} ({out.empty} empty, "
-            f"{out.repeated} repeated, {out.labelled} also in the labelled data)"
-        )
-    return out
