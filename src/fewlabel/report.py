@@ -276,7 +276,8 @@ def _decision_lines(metrics: dict, labels: list[str]) -> list[str]:
     """Recall per class (when the classes are imbalanced or found unevenly) and a tuned threshold."""
     out = []
     recall = metrics["estimate"].get("recall") or []
-    if recall and (metrics.get("imbalanced") or max(recall) - min(recall) >= 0.10):
+    found = [r for r in recall if r is not None]
+    if found and (metrics.get("imbalanced") or max(found) - min(found) >= 0.10):
         per = ", ".join(f"{html.escape(lab)} {_pct(r)}" for lab, r in zip(labels, recall, strict=True))
         out.append(f"<p>Recall per class (the share of each class the model finds): {per}.</p>")
     if metrics.get("decision_threshold") is not None:

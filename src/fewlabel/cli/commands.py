@@ -6,6 +6,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -100,7 +101,8 @@ def print_training(
         soft_wrap=True,
     )
     recall = result.estimate.scores.recall
-    if result.imbalanced or (recall and max(recall) - min(recall) >= RECALL_SPREAD):
+    found = [r for r in recall if not np.isnan(r)]
+    if result.imbalanced or (found and max(found) - min(found) >= RECALL_SPREAD):
         per = ", ".join(f"{label} {_pct(r)}" for label, r in zip(result.labels, recall, strict=True))
         console.print(f"Recall per class (share of each class found): {per}.", soft_wrap=True)
     curve = (result.diagnostics.get("learning_curve") or {}).get(result.chosen)

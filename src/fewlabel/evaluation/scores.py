@@ -60,7 +60,7 @@ class Scores:
             "balanced_accuracy": self.balanced_accuracy.to_dict(),
             "macro_f1": self.macro_f1.to_dict(),
             "log_loss": self.log_loss.to_dict(),
-            "recall": list(self.recall),
+            "recall": [None if np.isnan(r) else r for r in self.recall],  # None: class absent here
         }
 
 
