@@ -59,7 +59,7 @@ def test_threshold_search_finds_the_rare_class():
     p1 = np.array([0.05, 0.1, 0.12, 0.08, 0.3, 0.35, 0.28, 0.11, 0.09, 0.07])
     y = np.array([0, 0, 0, 0, 1, 1, 1, 0, 0, 0])
     t = best_threshold(p1, y)
-    assert 0.12 < t < 0.28
+    assert 0.12 < t <= 0.28  # the grid point nearest 0.5 among those that separate the classes
     assert balanced_accuracy(y, (p1 >= t).astype(int), 2) == 1.0
     assert balanced_accuracy(y, decide(np.stack([1 - p1, p1], 1), None), 2) == 0.5  # argmax: all common
     # Cross-fitted: each part is answered with a threshold chosen on the others.
@@ -115,7 +115,12 @@ def test_threshold_tuning_can_be_turned_off_or_on(imbalanced, reviews):
         None,
         TrainConfig(strategy="tfidf", model=BACKBONE, folds=3, diagnostics=False, tune_threshold=True),
     )
-    assert forced.threshold is not None
+    # Tried, and kept only where cross-fitting shows it helps: on this separable balanced set it does not.
+    tried = [n for n in forced.notes if n.startswith("Decision threshold")]
+    assert len(tried) == 1
+    assert (forced.threshold is None) == tried[0].startswith(
+        "Decision threshold left at the most probable class"
+    )
 
 
 def test_cli_says_imbalance_before_training_and_reports_recall(tmp_path, write_csv, imbalanced):

@@ -521,8 +521,9 @@ class FineTuner:
             remaining = deadline is None or time.perf_counter() < deadline - 60
             if collapsed and len(restarts) < r.max_restarts and remaining:
                 restarts.append(
-                    f"seed {seed}: validation balanced accuracy {report.val_balanced_accuracy:.1%} at chance "
-                    f"({1 / np.count_nonzero(val_counts):.1%}); restarted with seed {seed + 1}"
+                    f"seed {seed}: validation balanced accuracy {report.val_balanced_accuracy:.1%} not clearly "
+                    f"above chance ({1 / np.count_nonzero(val_counts):.1%}; {min(c for c in val_counts if c)} "
+                    f"validation rows in the rarest class); restarted with seed {seed + 1}"
                 )
                 seed += 1
                 continue

@@ -225,13 +225,20 @@ def _decide(
         parts = folds_for(estimate.y, 5, config.seed)
         groups = [val for _, val in parts]
     pred = crossfit_decisions(proba[:, 1], estimate.y, groups)
-    before = estimate.scores.balanced_accuracy.value
-    estimate.scores = score(estimate.y, estimate.oof_proba, config.seed, pred=pred)
+    argmax = estimate.scores.balanced_accuracy.value
+    tuned = score(estimate.y, estimate.oof_proba, config.seed, pred=pred)
+    rows = f"{len(chosen.y)} {'held-out' if chosen.protocol == 'holdout' else 'out-of-fold'} predictions"
+    if tuned.balanced_accuracy.value <= argmax:
+        notes.append(
+            f"Decision threshold left at the most probable class: tuned on {rows}, it reached "
+            f"{tuned.balanced_accuracy.value:.1%} balanced accuracy cross-fitted, against {argmax:.1%} without."
+        )
+        return None, estimate.oof_proba.argmax(axis=1)
+    estimate.scores = tuned
     notes.append(
         f"Decision threshold: {labels[1]!r} when its probability is at least {threshold:.2f} (tuned for "
-        f"balanced accuracy on {len(chosen.y)} {'held-out' if chosen.protocol == 'holdout' else 'out-of-fold'} "
-        f"predictions). Balanced accuracy with the threshold cross-fitted: "
-        f"{estimate.scores.balanced_accuracy.value:.1%}, against {before:.1%} answering the most probable class."
+        f"balanced accuracy on {rows}). Balanced accuracy with the threshold cross-fitted: "
+        f"{tuned.balanced_accuracy.value:.1%}, against {argmax:.1%} answering the most probable class."
     )
     return threshold, pred
 
