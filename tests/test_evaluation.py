@@ -219,6 +219,11 @@ def test_choose_prefers_balanced_accuracy_then_log_loss():
     # Always answering the common class of 95/5 data: 95% accuracy, 50% balanced accuracy; it loses.
     majority = _cv("majority", 0.50, 0.2, accuracy=0.95)
     assert choose({"majority": majority, "weighted": _cv("weighted", 0.85, 0.4, accuracy=0.90)}) == "weighted"
+    # A candidate with a tuned threshold is ranked by the answers it gives with it.
+    tuned = _cv("tuned", 0.60, 0.3)
+    tuned.decided = _cv("tuned", 0.90, 0.3).scores
+    assert choose({"tuned": tuned, "plain": _cv("plain", 0.80, 0.2)}) == "tuned"
+    assert tuned.final is tuned.decided and "with_threshold" in tuned.to_dict()
 
 
 def test_balanced_accuracy_sees_the_rare_class_and_its_interval_is_never_a_point():

@@ -360,11 +360,13 @@ def render_report(manifest: dict, metrics: dict) -> str:
     )
     parts.append(f"<figure>{plot_strategies(metrics)}</figure>")
     rows = []
-    for name, r in metrics["strategies"].items():
+    for name, full in metrics["strategies"].items():
+        r = {**full, **(full.get("with_threshold") or {})}  # the answers it gives: tuned threshold, if any
         rows.append(
             [
                 name
                 + (" (held out)" if r.get("protocol") == "holdout" else "")
+                + (" (tuned threshold)" if full.get("with_threshold") else "")
                 + (" (chosen)" if name == chosen else ""),
                 _pct(r["accuracy"]["value"]),
                 f"{_pct(r['accuracy']['ci95_low'])} to {_pct(r['accuracy']['ci95_high'])}",

@@ -19,6 +19,7 @@ from fewlabel.evaluation.calibration import apply_temperature, fit_temperature, 
 from fewlabel.evaluation.scores import (
     CVResult,
     Estimate,
+    Scores,
     choose,
     cross_validate,
     expected_accuracy,
@@ -212,21 +213,13 @@ def _decide(
     (or held-out) probabilities of the chosen strategy; the estimate's answers are cross-fitted (each
     fold answered with a threshold chosen on the other folds) and its scores replaced by theirs.
     """
-    tune = imbalanced if config.tune_threshold is None else config.tune_threshold
-    if not tune or len(labels) != 2:
+    if not _tunes_threshold(config, imbalanced, len(labels)):
         if config.tune_threshold and len(labels) != 2:
             notes.append("Decision threshold not tuned: that is done for two classes only.")
         return None, estimate.oof_proba.argmax(axis=1)
     threshold = best_threshold(apply_temperature(chosen.oof_proba, temperature)[:, 1], chosen.y)
-    proba = apply_temperature(estimate.oof_proba, temperature)
-    if estimate.protocol == "cv":
-        groups = [val for _, val in folds]
-    else:  # one held-out split: cross-fit over 5 stratified parts of it
-        parts = folds_for(estimate.y, 5, config.seed)
-        groups = [val for _, val in parts]
-    pred = crossfit_decisions(proba[:, 1], estimate.y, groups)
+    pred, tuned = _crossfit(estimate, folds, config.seed, temperature)
     argmax = estimate.scores.balanced_accuracy.value
-    tuned = score(estimate.y, estimate.oof_proba, config.seed, pred=pred)
     rows = f"{len(chosen.y)} {'held-out' if chosen.protocol == 'holdout' else 'out-of-fold'} predictions"
     if tuned.balanced_accuracy.value <= argmax:
         notes.append(
@@ -241,6 +234,30 @@ def _decide(
         f"{tuned.balanced_accuracy.value:.1%}, against {argmax:.1%} answering the most probable class."
     )
     return threshold, pred
+
+
+def _tunes_threshold(config: TrainConfig, imbalanced: bool, n_classes: int) -> bool:
+    return n_classes == 2 and (imbalanced if config.tune_threshold is None else config.tune_threshold)
+
+
+def _crossfit(
+    result: CVResult, folds: list[tuple[np.ndarray, np.ndarray]], seed: int, temperature: float = 1.0
+) -> tuple[np.ndarray, Scores]:
+    """Answers with a threshold cross-fitted over ``result``'s rows, and their scores.
+
+    Cross-validated results use their own folds; a held-out split is cut into 5 stratified parts.
+    """
+    proba = apply_temperature(result.oof_proba, temperature)
+    parts = folds if result.protocol == "cv" else folds_for(result.y, 5, seed)
+    pred = crossfit_decisions(proba[:, 1], result.y, [val for _, val in parts])
+    return pred, score(result.y, result.oof_proba, seed, pred=pred)
+
+
+def _with_threshold(result: CVResult, folds: list[tuple[np.ndarray, np.ndarray]], seed: int) -> None:
+    """Set ``result.decided`` when a cross-fitted threshold beats the most probable class."""
+    _, tuned = _crossfit(result, folds, seed)
+    if tuned.balanced_accuracy.value > result.scores.balanced_accuracy.value:
+        result.decided = tuned
 
 
 def _chance_warning(estimate: CVResult, data: LabelledTexts, imbalanced: bool) -> str | None:
@@ -331,13 +348,15 @@ def _train(
     slow = [name for name in factories if get_strategy_class(name).evaluation == "holdout"]
     fast = {name: f for name, f in factories.items() if name not in slow}
 
+    imbalanced = is_imbalanced(np.bincount(y, minlength=n_classes).tolist())
+    tune_threshold = _tunes_threshold(config, imbalanced, n_classes)
     results: dict[str, CVResult] = {}
     chosen: str | None = None
     estimate: CVResult | None = None
     nested: CVResult | None = None
     if fast:
         chosen, estimate = _cross_validate_fast(
-            fast, texts, y, n_classes, folds, config, results, notes, on_result
+            fast, texts, y, n_classes, folds, config, results, notes, on_result, tune_threshold
         )
         nested = estimate if estimate.name == "auto" else None
     fitted: dict[str, Strategy] = {}
@@ -397,7 +416,6 @@ def _train(
         "before": reliability(chosen_result.oof_proba, chosen_result.y),
         "after": reliability(apply_temperature(chosen_result.oof_proba, temperature), chosen_result.y),
     }
-    imbalanced = is_imbalanced(np.bincount(y, minlength=n_classes).tolist())
     threshold, estimate_pred = _decide(
         config, chosen_result, estimate, temperature, folds, imbalanced, labels, notes
     )
@@ -503,6 +521,7 @@ def _cross_validate_fast(
     results: dict[str, CVResult],
     notes: list[str],
     on_result: Callable[[CVResult], None] | None,
+    tune_threshold: bool = False,
 ) -> tuple[str, CVResult]:
     """Cross-validate the strategies cheap enough to refit per fold; nested CV when choosing among them."""
     # Embedding strategies encode every text once here; all fits after that hit the cache.
@@ -526,6 +545,8 @@ def _cross_validate_fast(
             results[name] = cross_validate(
                 factory, texts, y, n_classes, folds, name, config.seed, on_fold=advance
             )
+            if tune_threshold:  # each candidate judged by the answers it would give
+                _with_threshold(results[name], folds, config.seed)
             if on_result:
                 on_result(results[name])
         chosen = choose(results)

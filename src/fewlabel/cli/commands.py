@@ -36,7 +36,8 @@ def results_table(result: TrainResult) -> Table:
         table.add_column(col, justify="left" if col == "strategy" else "right")
 
     def row(r: CVResult, label: str, style: str | None = None) -> None:
-        s = r.scores
+        s = r.final
+        label += " †" if r.decided is not None else ""
         table.add_row(
             label,
             _pct(s.accuracy.value),
@@ -76,6 +77,11 @@ def print_training(
             "[dim]* chosen. gap: train minus validation accuracy, in points. The auto row is the honest "
             "estimate: each outer fold made its own choice on inner folds, so picking the best of several "
             "does not inflate it.[/]"
+        )
+    if any(r.decided is not None for r in result.results.values()):
+        console.print(
+            "[dim]†: answers with a tuned decision threshold, scored cross-fitted (each fold with a "
+            "threshold chosen on the others); it beat answering the most probable class.[/]"
         )
     if any(r.protocol == "holdout" for r in result.results.values()):
         console.print(

@@ -173,6 +173,14 @@ class CVResult:
     # "cv": out-of-fold over every row; "holdout": one held-out split (strategies too slow to refit
     # per fold, scored on the validation rows of their own run).
     protocol: str = "cv"
+    # Two imbalanced classes: the scores of answers with a tuned threshold (cross-fitted), when
+    # those beat the most probable class. What the strategy would be deployed with.
+    decided: Scores | None = None
+
+    @property
+    def final(self) -> Scores:
+        """The scores of the answers this strategy gives: with its tuned threshold, if it has one."""
+        return self.decided or self.scores
 
     @property
     def gap(self) -> float:
@@ -192,6 +200,8 @@ class CVResult:
         }
         if self.choices:
             out["choices_per_fold"] = list(self.choices)
+        if self.decided is not None:
+            out["with_threshold"] = self.decided.to_dict()
         return out
 
 
@@ -268,11 +278,12 @@ def choose(results: dict[str, CVResult]) -> str:
     """The best candidate by cross-validated balanced accuracy, ties broken by log loss.
 
     Balanced accuracy, not accuracy: on imbalanced data a strategy that always answers the common
-    class would win on accuracy. On balanced data the two agree.
+    class would win on accuracy. On balanced data the two agree. A candidate with a tuned threshold
+    (``decided``) is ranked by the answers it gives with it.
     """
     return min(
         results,
-        key=lambda k: _rank_key(results[k].scores.balanced_accuracy.value, results[k].scores.log_loss.value),
+        key=lambda k: _rank_key(results[k].final.balanced_accuracy.value, results[k].final.log_loss.value),
     )
 
 
