@@ -69,12 +69,14 @@ def run_one(data: LabelledTexts, rows: np.ndarray, test: np.ndarray, seed: int) 
     expected = result.expected
     strategies = {}
     for name, r in result.results.items():
-        scores = r.scores
+        scores = getattr(r, "final", r.scores)  # as the results table shows it (a tuned threshold, if any)
         strategies[name] = {
             "protocol": r.protocol,
             "accuracy": scores.accuracy.value,
             "macro_f1": scores.macro_f1.value,
             "balanced_accuracy": getattr(getattr(scores, "balanced_accuracy", None), "value", None),
+            "tuned_threshold": getattr(r, "decided", None) is not None,
+            "macro_f1_most_probable_class": r.scores.macro_f1.value,
         }
     return {
         "chosen": result.chosen,
