@@ -538,16 +538,30 @@ def render_report(manifest: dict, metrics: dict) -> str:
 def model_card(manifest: dict, metrics: dict) -> str:
     """A short README.md for the model directory."""
     acc = metrics.get("expected_accuracy") or metrics["estimate"]["accuracy"]
+    balanced = acc.get("metric") == "balanced_accuracy"
     backbone = (manifest.get("backbone") or {}).get("name")
     lines = [
         "# fewlabel model",
         "",
+        *([f"**Warning: {metrics['at_chance']}**", ""] if metrics.get("at_chance") else []),
         f"- **Task**: text classification into {', '.join(f'`{lab}`' for lab in manifest['labels'])}.",
         f"- **Strategy**: {manifest['strategy']['description']}"
         + (f", backbone `{backbone}`." if backbone else "."),
-        f"- **Expected accuracy**: {_pct(acc['value'])} (95% interval {_pct(acc['ci95_low'])} to "
-        f"{_pct(acc['ci95_high'])}), {metrics['estimate']['source']}; majority class "
-        f"{_pct(metrics['majority_baseline_accuracy'])}.",
+        f"- **Expected {'balanced accuracy (mean recall per class)' if balanced else 'accuracy'}**: "
+        f"{_pct(acc['value'])} (95% interval {_pct(acc['ci95_low'])} to "
+        f"{_pct(acc['ci95_high'])}), {metrics['estimate']['source']}; "
+        + (
+            f"chance {_pct(1 / len(manifest['labels']))}."
+            if balanced
+            else f"majority class {_pct(metrics['majority_baseline_accuracy'])}."
+        ),
+        *(
+            [
+                f"- **Decision threshold**: `{manifest['labels'][1]}` from probability {metrics['decision_threshold']:.2f}."
+            ]
+            if metrics.get("decision_threshold") is not None
+            else []
+        ),
         f"- **Macro-F1**: {metrics['estimate']['macro_f1']['value']:.3f}; **log loss** "
         f"{metrics['estimate']['log_loss']['value']:.3f}.",
         f"- **Training data**: {metrics['data']['rows']} texts from `{manifest['training_data']['source']}` "
