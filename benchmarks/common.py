@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 from datetime import datetime, timezone
@@ -13,7 +14,8 @@ import numpy as np
 from fewlabel.data.labelled import LabelledTexts, load_labelled
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "datasets"
+# $FEWLABEL_BENCH_DATA: the data sets elsewhere (a machine where ../shared is not beside the checkout).
+SHARED = Path(os.environ.get("FEWLABEL_BENCH_DATA") or REPO.parent / "shared" / "datasets")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

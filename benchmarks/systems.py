@@ -256,7 +256,7 @@ class HfNaiveFinetune(Adapter):
             eval_strategy="no",
             logging_strategy="no",
             disable_tqdm=True,
-            use_cpu=True,
+            use_cpu=not torch.cuda.is_available(),  # the GPU where there is one (benchmarks.like_for_like)
             dataloader_pin_memory=False,
         )
         Trainer(model=self.model, args=args, train_dataset=rows, processing_class=self.tokenizer).train()
@@ -277,7 +277,8 @@ class HfNaiveFinetune(Adapter):
                     padding=True,
                     return_tensors="pt",
                 )
-                out.append(torch.softmax(self.model(**batch).logits, dim=-1).numpy())
+                batch = batch.to(self.model.device)
+                out.append(torch.softmax(self.model(**batch).logits, dim=-1).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.model.config.num_labels))
 
 
