@@ -84,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    record = {**run_record("like_for_like", argv), "tf32": args.tf32, "load_1min_at_start": os.getloadavg()[0]}
+    record = {
+        **run_record("like_for_like", argv),
+        "tf32": args.tf32,
+        "load_1min_at_start": os.getloadavg()[0],
+    }
     record["rows"] = []
     args.results_dir.mkdir(parents=True, exist_ok=True)
     out = args.results_dir / f"like_for_like-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
@@ -98,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'data':<14}{'seed':>5}  {'system':<20}{'test':>8}{'fit s':>8}", flush=True)
     for seed, data, system in jobs:
         if args.deadline is not None and time.perf_counter() - began > args.deadline:
-            record["stopped"] = f"deadline of {args.deadline:.0f} s reached before {system} {data} seed {seed}"
+            record["stopped"] = (
+                f"deadline of {args.deadline:.0f} s reached before {system} {data} seed {seed}"
+            )
             print(record["stopped"], flush=True)
             break
         try:
