@@ -47,6 +47,7 @@ def suggest(
     suggest_score. Label them, add them to the training data, and train again.
     """
     from rich.console import Console
+    from rich.text import Text
 
     from fewlabel import progress
     from fewlabel.data.files import parse_sheet
@@ -65,10 +66,21 @@ def suggest(
         seed=seed,
         sheet=parse_sheet(sheet),
     )
-    Console(stderr=True, highlight=False).print(
-        f"Wrote {summary['suggested']} suggestions to {summary['output']} "
-        f"(from {summary['candidates']} distinct unlabelled texts of {summary['rows']} rows; "
-        f"diversity over {summary['representation']}). Label them, add them to the training data, "
-        "and train again.",
+    console = Console(stderr=True, highlight=False)
+    if summary.get("cut_texts"):
+        console.print(
+            Text.assemble(
+                ("Warning:", "yellow"),
+                f" {summary['cut_texts']} text(s) were longer than 100,000 characters; their start was used.",
+            ),
+            soft_wrap=True,
+        )
+    console.print(
+        Text(
+            f"Wrote {summary['suggested']} suggestions to {summary['output']} "
+            f"(from {summary['candidates']} distinct unlabelled texts of {summary['rows']} rows; "
+            f"diversity over {summary['representation']}). Label them, add them to the training data, "
+            "and train again."
+        ),
         soft_wrap=True,
     )
