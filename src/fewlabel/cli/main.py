@@ -1,8 +1,9 @@
 """The ``fewlabel`` command line. Each command parses its options and calls one library function.
 
 Heavy modules (scikit-learn, PyTorch) are imported inside the commands so ``fewlabel --help`` is instant.
-Help texts and messages are printed as written, never read as Rich markup: ``fewlabel[ray]`` is an
-install command, not a style, and paths and messages come from users.
+Nothing is read as Rich markup, where ``fewlabel[ray]`` would lose its extra: help texts are
+Markdown (typer's markdown mode keeps the panels; brackets stay literal, backticks mark commands),
+and messages, which quote paths and data, are printed exactly as written.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+    rich_markup_mode="markdown",
 )
 models_app = typer.Typer(
-    help="List backbones, or install one for offline use.", invoke_without_command=True, rich_markup_mode=None
+    help="List backbones, or install one for offline use.", invoke_without_command=True, rich_markup_mode="markdown"
 )
 app.add_typer(models_app, name="models")
 
