@@ -201,7 +201,7 @@ def train_command(
 ) -> TrainResult:
     check_model_output(output)  # before reading the data and training, not after
     progress.set_enabled(not quiet)
-    console = Console(highlight=False)
+    console = Console(highlight=False, emoji=False)
     config = TrainConfig(
         strategy=strategy,
         model=model,
@@ -240,7 +240,7 @@ def demo_command(output: Path, model: str, quiet: bool) -> None:
 
     check_model_output(output)
     progress.set_enabled(not quiet)
-    console = Console(highlight=False)
+    console = Console(highlight=False, emoji=False)
     start = time.perf_counter()
     demo_file = resources.files("fewlabel") / "demo" / "reviews.csv"
     with resources.as_file(demo_file) as path:

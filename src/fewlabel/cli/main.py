@@ -32,7 +32,9 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 models_app = typer.Typer(
-    help="List backbones, or install one for offline use.", invoke_without_command=True, rich_markup_mode="markdown"
+    help="List backbones, or install one for offline use.",
+    invoke_without_command=True,
+    rich_markup_mode="markdown",
 )
 app.add_typer(models_app, name="models")
 

@@ -66,15 +66,14 @@ def suggest(
         seed=seed,
         sheet=parse_sheet(sheet),
     )
-    console = Console(stderr=True, highlight=False)
+    console = Console(stderr=True, highlight=False, emoji=False)
     if summary.get("cut_texts"):
-        console.print(
-            Text.assemble(
-                ("Warning:", "yellow"),
-                f" {summary['cut_texts']} text(s) were longer than 100,000 characters; their start was used.",
-            ),
-            soft_wrap=True,
+        from fewlabel.data.labelled import MAX_TEXT_CHARS
+
+        cut = (
+            f"{summary['cut_texts']} text(s) longer than {MAX_TEXT_CHARS:,} characters were read up to there."
         )
+        console.print(Text.assemble(("Warning:", "yellow"), " ", cut), soft_wrap=True)
     console.print(
         Text(
             f"Wrote {summary['suggested']} suggestions to {summary['output']} "
