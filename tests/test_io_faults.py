@@ -146,7 +146,7 @@ def test_full_disk_while_predicting_is_one_line(tmp_path, tfidf_model_dir, texts
     monkeypatch.setattr(predicting, "_text_writer", full)
     out = tmp_path / "out.csv"
     result = invoke("predict", tfidf_model_dir, texts_csv, "-o", out)
-    assert_one_line_error(result, f"{out}: no space left on the disk; free some space")
+    assert_one_line_error(result, f"{out}: no space left on the disk after 0 rows; free some space and run")
 
 
 def test_read_only_directory_is_one_line_before_predicting(tmp_path, tfidf_model_dir, texts_csv, monkeypatch):

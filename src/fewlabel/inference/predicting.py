@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import hashlib
 import json
 import os
@@ -37,7 +38,7 @@ from fewlabel.data.files import (
     text_encoding,
 )
 from fewlabel.data.labelled import labelled_from_table
-from fewlabel.errors import DataError
+from fewlabel.errors import DataError, FewlabelError
 from fewlabel.evaluation.scores import per_class, score
 from fewlabel.inference.loading import load_model
 from fewlabel.inference.rows import (
@@ -501,6 +502,11 @@ def _predict_into_file(
         state_path.unlink(missing_ok=True)
         raise
     except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise FewlabelError(
+                f"{out}: no space left on the disk after {done.rows:,} rows; free some space and run the "
+                "same command again: it goes on from there"
+            ) from err
         if err.filename is None or err.filename == str(partial):  # a failed write names no file
             err.filename = str(out)
         raise
