@@ -5,6 +5,12 @@ suggestions, installed backbones, report pages) goes through here. It is written
 (the same file system, so the rename is atomic), flushed to disk, then renamed over the target, and
 the parent directory is flushed too: a crash or a kill at any point leaves either the old content or
 the new, never a half-written file under the final name.
+
+Files created here follow the umask (``0o666 & ~umask``), as ``open`` would create them, not
+``tempfile``'s private ``0o600``: a service account or the Ray workers reading a shared disk must be
+able to read what fewlabel wrote. An output written over a long run is also locked
+(:func:`output_lock`), so two runs into one file refuse instead of interleaving, and the
+temporaries a killed run left beside it are removed by the next (:func:`remove_stale_temporaries`).
 """
 
 from __future__ import annotations
@@ -12,11 +18,40 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import secrets
 import shutil
+import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from fewlabel.errors import FewlabelError, OutputInUseError
+
+try:
+    import fcntl
+except ImportError:  # Windows: outputs are not locked there
+    fcntl = None  # type: ignore[assignment]
+
+
+def _umask() -> int:
+    # Read where the kernel tells it: setting the umask to read it back would race with other threads.
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def created_mode(directory: bool = False) -> int:
+    """The permissions ``open`` or ``mkdir`` would give a new file or directory under the current umask."""
+    return (0o777 if directory else 0o666) & ~_umask()
 
 
 def fsync_dir(directory: Path) -> None:
@@ -51,18 +86,31 @@ def atomic_file(path: str | Path, mode: str = "w", newline: str | None = None) -
     left as it was.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise _naming(err, path) from None
+    try:
+        os.chmod(tmp, created_mode())
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding, newline=newline) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise _naming(err, path) from None
         raise
     fsync_dir(path.parent)
+
+
+def _naming(err: OSError, path: Path) -> OSError:
+    """``err`` with ``path`` as its file name when it has none (a failed write names no file)."""
+    if err.filename is None or str(err.filename).startswith(str(path.parent / f".{path.name}.")):
+        err.filename, err.filename2 = str(path), None
+    return err
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -74,6 +122,96 @@ def write_text(path: str | Path, text: str) -> None:
 def write_json(path: str | Path, content: Any) -> None:
     """Write ``content`` as indented JSON (UTF-8, non-ASCII kept) to ``path`` atomically."""
     write_text(path, json.dumps(content, indent=2, ensure_ascii=False))
+
+
+def check_output_file(path: Path) -> None:
+    """Refuse, before any work, an output path that cannot become a file: a directory, or under a file."""
+    if path.is_dir():
+        raise FewlabelError(
+            f"{path}: is a directory; give the path of a file to write, such as {path / 'out.csv'}"
+        )
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise FewlabelError(f"{path}: {parent} is a file, not a directory; give another output path")
+            return
+
+
+def new_partial(path: Path) -> Path:
+    """A fresh name beside ``path`` for a run's resumable ``.partial`` file; each run gets its own."""
+    return path.parent / f".{path.name}.{secrets.token_hex(4)}.partial"
+
+
+def remove_stale_temporaries(path: Path, sidecars: Collection[Path] = (), keep: Collection[Path] = ()) -> int:
+    """Remove what killed runs left beside ``path``: its and ``sidecars``' temporaries, its partial files.
+
+    Call it only while holding :func:`output_lock` for ``path``: then no other run is writing them.
+    ``keep`` is spared (the partial file a resumed run goes on with). Returns how many were removed.
+    """
+    # mkstemp's names: the prefix, eight of [a-z0-9_], the suffix; new_partial's: eight hex digits.
+    names = "|".join(re.escape(p.name) for p in (path, *sidecars))
+    stale = re.compile(
+        rf"\.(?:{names})\.[a-z0-9_]{{8}}\.tmp|\.{re.escape(path.name)}(?:\.[0-9a-f]{{8}})?\.partial"
+    )
+    kept = {p.name for p in keep}
+    removed = 0
+    for entry in os.scandir(path.parent):
+        if stale.fullmatch(entry.name) and entry.name not in kept and entry.is_file(follow_symlinks=False):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed += 1
+    return removed
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file of output ``path``: hidden, beside it."""
+    return path.parent / f".{path.name}.lock"
+
+
+@contextlib.contextmanager
+def output_lock(path: str | Path) -> Iterator[Path]:
+    """Hold the lock on writing ``path`` for the block; raise :class:`OutputInUseError` if another run does.
+
+    The lock is an exclusive ``flock`` on a hidden lock file beside ``path`` that holds the holder's
+    process id and host. The kernel releases it when the holder exits, however it exits, so a lock
+    file left by a killed run is taken over. Where the file system cannot lock (some network file
+    systems) or on Windows, the block runs unlocked.
+    """
+    path = Path(path)
+    lock = lock_path(path)
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as err:  # named as the output: the lock file is an implementation detail
+            err.filename, err.filename2 = str(path), None
+            raise
+        if fcntl is None:
+            break
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode("utf-8", "replace").split()
+            os.close(fd)
+            who = " on ".join(holder[:2]) or "unknown"
+            raise OutputInUseError(
+                f"{path}: another fewlabel run (process {who}) is writing this file (lock file {lock}); "
+                "wait for it to finish, or write to another file"
+            ) from None
+        except OSError:  # this file system cannot lock
+            break
+        try:  # the previous holder may have removed the file between our open and our lock
+            if os.path.samestat(os.fstat(fd), os.stat(lock)):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)  # removed while still held, so no one locks a file about to vanish
+        os.close(fd)
 
 
 def publish(finished: Path, path: Path) -> None:

@@ -697,26 +697,6 @@ def _diagnostics(
     }
 
 
-def _label_issues_csv(issues: list[dict]) -> str:
-    import csv
-    import io
-
-    out = io.StringIO()
-    columns = [
-        "row",
-        "given_label",
-        "suggested_label",
-        "given_label_probability",
-        "suggested_label_probability",
-        "text",
-    ]
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for issue in issues:
-        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in issue.items()})
-    return out.getvalue()
-
-
 def save(result: TrainResult, data: LabelledTexts, output: Path) -> Path:
     from fewlabel.encoders.backbones import manifest_entry, resolve
     from fewlabel.model_dir.store import save_model
@@ -765,5 +745,7 @@ def save(result: TrainResult, data: LabelledTexts, output: Path) -> Path:
     full = {**manifest, "labels": result.labels}
     extra = {"report.html": render_report(full, metrics), "README.md": model_card(full, metrics)}
     if result.diagnostics:
-        extra["label_issues.csv"] = _label_issues_csv(result.diagnostics["all_label_issues"])
+        from fewlabel.evaluation.diagnostics import label_issues_csv
+
+        extra["label_issues.csv"] = label_issues_csv(result.diagnostics["all_label_issues"])
     return save_model(output, result.strategy, result.labels, manifest, {"metrics.json": metrics}, extra)

@@ -1,20 +1,28 @@
-"""What the CLI commands do, kept apart from option parsing so ``fewlabel --help`` imports nothing heavy."""
+"""What the CLI commands do, kept apart from option parsing so ``fewlabel --help`` imports nothing heavy.
+
+Everything printed that comes from the user (paths, labels, texts, messages that quote them) goes
+through ``escape``: Rich would read ``fewlabel[parquet]`` or a file named ``x[/].csv`` as markup.
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fewlabel import progress
 from fewlabel.config import DEFAULT_BUDGET_MINUTES, TrainConfig
 from fewlabel.data.files import parse_sheet
 from fewlabel.data.labelled import LabelledTexts, load_labelled, load_unlabelled
+from fewlabel.errors import FewlabelError
 from fewlabel.evaluation.scores import CVResult
+from fewlabel.model_dir.manifest import is_model_dir
 from fewlabel.training import TrainResult, train
 
 DEMO_BUDGET_MINUTES = 5.0
@@ -39,7 +47,7 @@ def results_table(result: TrainResult) -> Table:
         s = r.final
         label += " †" if r.decided is not None else ""
         table.add_row(
-            label,
+            escape(label),
             _pct(s.accuracy.value),
             f"{100 * s.accuracy.low:.1f}-{100 * s.accuracy.high:.1f}",
             _pct(s.balanced_accuracy.value),
@@ -65,12 +73,12 @@ def print_training(
     result: TrainResult, data: LabelledTexts, console: Console, said_before: list[str] | None = None
 ) -> None:
     counts = ", ".join(f"{k}: {v}" for k, v in data.class_counts().items())
-    console.print(f"Data: {len(data)} texts from {data.source} ({counts})")
+    console.print(escape(f"Data: {len(data)} texts from {data.source} ({counts})"), soft_wrap=True)
     for note in result.notes:
-        console.print(note, soft_wrap=True)
+        console.print(escape(note), soft_wrap=True)
     for warning in result.warnings:
         if warning != result.chance_warning and warning not in (said_before or []):
-            console.print(f"[yellow]Warning:[/] {warning}", soft_wrap=True)
+            console.print(f"[yellow]Warning:[/] {escape(warning)}", soft_wrap=True)
     console.print(results_table(result))
     if result.nested is not None:
         console.print(
@@ -101,7 +109,7 @@ def print_training(
     else:
         headline, baseline = "accuracy", result.majority
     console.print(
-        f"Chosen: [bold]{chosen.description}[/]. Expected {headline} on new texts like these: "
+        f"Chosen: [bold]{escape(chosen.description)}[/]. Expected {headline} on new texts like these: "
         f"[bold green]{_pct(exp['value'])}[/] (95% CI {_pct(exp['ci95_low'])} to {_pct(exp['ci95_high'])}){adjustment}, "
         f"against {_pct(baseline)} for always answering the most common class.",
         soft_wrap=True,
@@ -110,18 +118,20 @@ def print_training(
     found = [r for r in recall if not np.isnan(r)]
     if result.imbalanced or (found and max(found) - min(found) >= RECALL_SPREAD):
         per = ", ".join(f"{label} {_pct(r)}" for label, r in zip(result.labels, recall, strict=True))
-        console.print(f"Recall per class (share of each class found): {per}.", soft_wrap=True)
+        console.print(escape(f"Recall per class (share of each class found): {per}."), soft_wrap=True)
     curve = (result.diagnostics.get("learning_curve") or {}).get(result.chosen)
     if curve and curve["extrapolation"].get("gain") is not None:
         from fewlabel.report import more_labels_sentence
 
         console.print(
-            more_labels_sentence(
-                {
-                    "diagnostics": result.diagnostics,
-                    "chosen_strategy": result.chosen,
-                    "imbalanced": result.imbalanced,
-                }
+            escape(
+                more_labels_sentence(
+                    {
+                        "diagnostics": result.diagnostics,
+                        "chosen_strategy": result.chosen,
+                        "imbalanced": result.imbalanced,
+                    }
+                )
             ),
             soft_wrap=True,
         )
@@ -134,15 +144,36 @@ def print_training(
             else f"{result.diagnostics['n_label_issues']} row(s) have a label the model disputes"
         )
         console.print(
-            f"Label issues: {disputed}; {conflicting} near-duplicate pair(s) carry different labels.",
+            escape(f"Label issues: {disputed}; {conflicting} near-duplicate pair(s) carry different labels."),
             soft_wrap=True,
         )
     if result.model_dir:
-        console.print(f"Model saved to [bold]{result.model_dir}[/]")
-        console.print(f"Report: [bold]{result.model_dir / 'report.html'}[/] (every number in metrics.json)")
+        console.print(f"Model saved to [bold]{escape(str(result.model_dir))}[/]", soft_wrap=True)
+        report = escape(str(result.model_dir / "report.html"))
+        console.print(f"Report: [bold]{report}[/] (every number in metrics.json)", soft_wrap=True)
     console.print(f"Took {result.seconds:.1f}s.")
     if result.chance_warning:  # the last line, where nobody can miss it
-        console.print(f"[bold red]Warning:[/] {result.chance_warning}", soft_wrap=True)
+        console.print(f"[bold red]Warning:[/] {escape(result.chance_warning)}", soft_wrap=True)
+
+
+def check_model_output(output: Path) -> None:
+    """Refuse, before any work, a model directory that cannot be written: the same refusals as saving."""
+    if output.exists() and not output.is_dir():
+        raise FewlabelError(f"{output}: exists and is a file; give a directory path for the model (--output)")
+    if output.is_dir() and any(output.iterdir()) and not is_model_dir(output):
+        raise FewlabelError(
+            f"{output}: exists and is not a fewlabel model; refusing to overwrite it. "
+            "Choose a new or empty directory (--output)."
+        )
+    # The model is written beside its final place and renamed: that directory must take new files.
+    ancestor = next((p for p in output.absolute().parents if p.exists()), Path(output.absolute().anchor))
+    if not ancestor.is_dir():
+        raise FewlabelError(f"{output}: {ancestor} is a file, not a directory; choose another --output")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise FewlabelError(
+            f"{output}: cannot create files in {ancestor} (no permission, or a read-only disk); "
+            "choose another --output"
+        )
 
 
 def train_command(
@@ -168,8 +199,9 @@ def train_command(
     tune_threshold: bool | None = None,
     strict: bool = False,
 ) -> TrainResult:
+    check_model_output(output)  # before reading the data and training, not after
     progress.set_enabled(not quiet)
-    console = Console(highlight=False)
+    console = Console(highlight=False, emoji=False)
     config = TrainConfig(
         strategy=strategy,
         model=model,
@@ -197,7 +229,7 @@ def train_command(
     )
     imbalance = labelled.imbalance()
     if imbalance:  # said before the minutes of training, not only after
-        console.print(f"[bold yellow]Warning:[/] {imbalance}", soft_wrap=True)
+        console.print(f"[bold yellow]Warning:[/] {escape(imbalance)}", soft_wrap=True)
     result = train(labelled, output, config, unlabelled=pool)
     print_training(result, labelled, console, said_before=[imbalance] if imbalance else [])
     return result
@@ -206,8 +238,9 @@ def train_command(
 def demo_command(output: Path, model: str, quiet: bool) -> None:
     from fewlabel.inference.loading import load_model
 
+    check_model_output(output)
     progress.set_enabled(not quiet)
-    console = Console(highlight=False)
+    console = Console(highlight=False, emoji=False)
     start = time.perf_counter()
     demo_file = resources.files("fewlabel") / "demo" / "reviews.csv"
     with resources.as_file(demo_file) as path:
@@ -229,18 +262,20 @@ def demo_command(output: Path, model: str, quiet: bool) -> None:
     examples.add_column("predicted")
     examples.add_column("confidence", justify="right")
     for text, label, conf in zip(DEMO_EXAMPLES, labels, confidences, strict=True):
-        examples.add_row(text, label, f"{conf:.2f}")
+        examples.add_row(text, escape(label), f"{conf:.2f}")
     console.print(examples)
     console.print(
-        f"Demo finished in {time.perf_counter() - start:.0f}s. Next:\n"
-        f"  fewlabel predict {output} your_texts.csv -o predictions.csv\n"
-        f"  fewlabel train your_labelled.csv -o my-model"
+        escape(
+            f"Demo finished in {time.perf_counter() - start:.0f}s. Next:\n"
+            f"  fewlabel predict {output} your_texts.csv -o predictions.csv\n"
+            f"  fewlabel train your_labelled.csv -o my-model"
+        )
     )
 
 
 def print_evaluation(metrics: dict, console: Console) -> None:
     table = Table(
-        title=f"{metrics['model']} on {metrics['data']} ({metrics['n']} texts)", title_justify="left"
+        title=escape(f"{metrics['model']} on {metrics['data']} ({metrics['n']} texts)"), title_justify="left"
     )
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -260,7 +295,9 @@ def print_evaluation(metrics: dict, console: Console) -> None:
     for col in ("label", "precision", "recall", "F1", "support"):
         per.add_column(col, justify="left" if col == "label" else "right")
     for label, m in metrics["per_class"].items():
-        per.add_row(label, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+        per.add_row(
+            escape(label), f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"])
+        )
     console.print(per)
     est = metrics.get("cv_estimate_at_training")
     if est:

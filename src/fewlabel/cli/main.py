@@ -1,6 +1,9 @@
 """The ``fewlabel`` command line. Each command parses its options and calls one library function.
 
 Heavy modules (scikit-learn, PyTorch) are imported inside the commands so ``fewlabel --help`` is instant.
+Nothing is read as Rich markup, where ``fewlabel[ray]`` would lose its extra: help texts are
+Markdown (typer's markdown mode keeps the panels; brackets stay literal, backticks mark commands),
+and messages, which quote paths and data, are printed exactly as written.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from fewlabel.cli.serve_command import Engine
 from fewlabel.cli.serve_command import serve as serve_command
 from fewlabel.cli.suggest_command import suggest as suggest_command
 from fewlabel.config import DEFAULT_BUDGET_MINUTES
-from fewlabel.errors import FewlabelError
+from fewlabel.errors import FewlabelError, os_error_message
 
 app = typer.Typer(
     name="fewlabel",
@@ -26,8 +29,13 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
-models_app = typer.Typer(help="List backbones, or install one for offline use.", invoke_without_command=True)
+models_app = typer.Typer(
+    help="List backbones, or install one for offline use.",
+    invoke_without_command=True,
+    rich_markup_mode="markdown",
+)
 app.add_typer(models_app, name="models")
 
 TextColumn = Annotated[
@@ -54,20 +62,35 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, emoji=False)
+
+
+def _say(prefix: str, style: str, message: str) -> None:
+    """Print ``prefix`` in ``style``, then ``message`` exactly as written, on standard error."""
+    from rich.text import Text
+
+    _console(stderr=True).print(Text.assemble((prefix, style), " ", message), soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> None:
-    _console(stderr=True).print(f"[bold red]Error:[/] {message}", soft_wrap=True)
+    _say("Error:", "bold red", message)
     raise typer.Exit(code)
 
 
 def _run(fn, *args, **kwargs):
-    """Call library code, turning user-fixable problems into one clear message and exit code 2."""
+    """Call library code, turning user-fixable problems into one clear message and exit code 2.
+
+    Operating-system errors (a read-only or full disk, a directory where a file belongs, two runs
+    saving to one place) are the user's to fix too: one line naming the path and what to do.
+    """
     try:
         return fn(*args, **kwargs)
     except FewlabelError as err:
         _fail(str(err))
+    except BrokenPipeError:  # the reader went away (`fewlabel predict ... | head`): nothing to say
+        raise typer.Exit(1) from None
+    except OSError as err:
+        _fail(os_error_message(err))
     except KeyboardInterrupt:
         _fail("interrupted; nothing was saved", code=130)
 
@@ -270,14 +293,25 @@ def predict(
         ray_address=ray_address,
         sheet=parse_sheet(sheet),
     )
+    if summary.get("cut_texts"):
+        from fewlabel.data.labelled import MAX_TEXT_CHARS
+
+        _say(
+            "Warning:",
+            "yellow",
+            f"{summary['cut_texts']} text(s) longer than {MAX_TEXT_CHARS:,} characters were predicted on "
+            f"their first {MAX_TEXT_CHARS:,} characters, as training reads them; their rows are written whole.",
+        )
     if output is not None:
+        from rich.text import Text
+
         counts = ", ".join(f"{k}: {v}" for k, v in sorted(summary["predicted"].items()))
         msg = f"Wrote {summary['rows']} rows to {output} ({counts})."
         if summary.get("resumed_rows"):
             msg += f" Resumed an interrupted run after row {summary['resumed_rows']}."
         if summary["empty_texts"]:
             msg += f" {summary['empty_texts']} row(s) had an empty text and got no prediction."
-        _console(stderr=True).print(msg)
+        _console(stderr=True).print(Text(msg), soft_wrap=True)
 
 
 @app.command()
@@ -374,6 +408,7 @@ def models_list(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is not None:
         return
     from rich.table import Table
+    from rich.text import Text
 
     from fewlabel.encoders.backbones import describe
 
@@ -381,7 +416,8 @@ def models_list(ctx: typer.Context) -> None:
     for col in ("name", "Hugging Face id", "parameters", "size", "status", "note"):
         table.add_column(col)
     for row in describe():
-        table.add_row(row["name"], row["hub_id"], row["parameters"], row["size"], row["status"], row["note"])
+        cells = (row["name"], row["hub_id"], row["parameters"], row["size"], row["status"], row["note"])
+        table.add_row(*(Text(str(cell)) for cell in cells))
     console = _console()
     console.print(table)
     console.print(

@@ -47,6 +47,7 @@ def suggest(
     suggest_score. Label them, add them to the training data, and train again.
     """
     from rich.console import Console
+    from rich.text import Text
 
     from fewlabel import progress
     from fewlabel.data.files import parse_sheet
@@ -65,10 +66,20 @@ def suggest(
         seed=seed,
         sheet=parse_sheet(sheet),
     )
-    Console(stderr=True, highlight=False).print(
-        f"Wrote {summary['suggested']} suggestions to {summary['output']} "
-        f"(from {summary['candidates']} distinct unlabelled texts of {summary['rows']} rows; "
-        f"diversity over {summary['representation']}). Label them, add them to the training data, "
-        "and train again.",
+    console = Console(stderr=True, highlight=False, emoji=False)
+    if summary.get("cut_texts"):
+        from fewlabel.data.labelled import MAX_TEXT_CHARS
+
+        cut = (
+            f"{summary['cut_texts']} text(s) longer than {MAX_TEXT_CHARS:,} characters were read up to there."
+        )
+        console.print(Text.assemble(("Warning:", "yellow"), " ", cut), soft_wrap=True)
+    console.print(
+        Text(
+            f"Wrote {summary['suggested']} suggestions to {summary['output']} "
+            f"(from {summary['candidates']} distinct unlabelled texts of {summary['rows']} rows; "
+            f"diversity over {summary['representation']}). Label them, add them to the training data, "
+            "and train again."
+        ),
         soft_wrap=True,
     )

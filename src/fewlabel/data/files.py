@@ -11,6 +11,7 @@ import csv
 import difflib
 import io
 import json
+import re
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -44,6 +45,21 @@ XLSX_EXTRA = "pip install 'fewlabel[xlsx]'"
 SNIFF_BYTES = 8192
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 IMAGE_MAGIC = {b"\x89PNG": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF"}
+# A cell starting with one of these can be taken for a formula by a spreadsheet program (OWASP's list).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def neutralise_formula(value: Any) -> Any:
+    """``value`` with a ``'`` in front if it is text a spreadsheet could run as a formula (CSV injection).
+
+    A spreadsheet shows the text as written and evaluates nothing; plain numbers such as ``-3`` are
+    left alone. For files fewlabel writes for people to read in a spreadsheet (``label_issues.csv``,
+    ``suggest`` output), never for the user's own data in ``predict`` output.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 @dataclass

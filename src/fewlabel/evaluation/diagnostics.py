@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from fewlabel.data.files import neutralise_formula
 from fewlabel.evaluation.scores import StrategyFactory
 
 FRACTIONS = (0.125, 0.25, 0.5, 1.0)
@@ -216,6 +217,35 @@ def label_issues(
     return issues
 
 
+LABEL_ISSUE_COLUMNS = (
+    "row",
+    "given_label",
+    "suggested_label",
+    "given_label_probability",
+    "suggested_label_probability",
+    "text",
+)
+
+
+def label_issues_csv(issues: Sequence[dict]) -> str:
+    """The label issues as CSV text (``label_issues.csv``), for people to read in a spreadsheet.
+
+    Texts and labels that a spreadsheet could run as a formula (``=HYPERLINK(...)``) get a ``'`` in
+    front, so opening the file runs nothing.
+    """
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=LABEL_ISSUE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for issue in issues:
+        writer.writerow(
+            {k: f"{v:.4f}" if isinstance(v, float) else neutralise_formula(v) for k, v in issue.items()}
+        )
+    return out.getvalue()
+
+
 def label_quality_ranking(oof_proba: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Indices of all rows from most to least doubtful (probability of the given label, ascending)."""
     return np.argsort(oof_proba[np.arange(len(y)), y], kind="stable")
@@ -236,9 +266,12 @@ def near_duplicates(
         return []
     # Compared without case and punctuation, so "Great!" and "great." are the same text.
     normalised = [re.sub(r"\s+", " ", re.sub(r"[^\w\s]", " ", t.lower())).strip() for t in texts]
-    matrix = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True).fit_transform(
-        normalised
-    )
+    try:
+        matrix = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True).fit_transform(
+            normalised
+        )
+    except ValueError:  # nothing left to compare: every text was only emoji or punctuation
+        return []
     pairs = []
     block = 1000
     for start in range(0, matrix.shape[0], block):

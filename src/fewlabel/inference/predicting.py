@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import hashlib
 import json
 import os
@@ -15,8 +16,17 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from fewlabel.atomic import atomic_file, publish, write_text
+from fewlabel.atomic import (
+    atomic_file,
+    check_output_file,
+    new_partial,
+    output_lock,
+    publish,
+    remove_stale_temporaries,
+    write_text,
+)
 from fewlabel.data.files import (
+    FORMULA_STARTS,
     SNIFF_BYTES,
     Table,
     detect_format,
@@ -28,7 +38,7 @@ from fewlabel.data.files import (
     text_encoding,
 )
 from fewlabel.data.labelled import labelled_from_table
-from fewlabel.errors import DataError
+from fewlabel.errors import DataError, FewlabelError
 from fewlabel.evaluation.scores import per_class, score
 from fewlabel.inference.loading import load_model
 from fewlabel.inference.rows import (
@@ -37,7 +47,9 @@ from fewlabel.inference.rows import (
     CONF_COLUMN,
     PRED_COLUMN,
     Predicted,
+    check_temperature,
     fill_predictions,
+    long_texts,
     table_texts,
 )
 from fewlabel.model_dir.store import TrainedModel
@@ -115,8 +127,6 @@ def _check_clash(table: Table) -> None:
 # Excel's limits: longer cells are cut (the prediction was made on the whole text), more rows refused.
 XLSX_MAX_CELL_CHARS = 32_767
 XLSX_MAX_ROWS = 1_048_576
-# A text cell starting with one of these could be taken for a formula by a spreadsheet program.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 # Writes one predicted chunk: the table, its labels and confidences, and whether to write a header first.
@@ -232,6 +242,7 @@ class _Progress:
     rows: int = 0
     empty: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    cut: int = 0  # texts longer than MAX_TEXT_CHARS, predicted on their start
 
 
 def skip_rows(chunks: Iterator[Table], skip: int) -> Iterator[Table]:
@@ -262,12 +273,17 @@ def _write_stream(
     done: _Progress,
     header: bool,
     on_chunk: Callable[[], None] | None = None,
+    count_long: Callable[[Table], int] | None = None,
 ) -> None:
-    """Write each predicted chunk as it comes, in input order, counting what was written."""
+    """Write each predicted chunk as it comes, in input order, counting what was written.
+
+    ``count_long`` counts a chunk's texts that were cut before predicting (see ``long_texts``).
+    """
     from fewlabel import progress
 
     with progress.bar("Predicting (rows)", None) as advance:
         for table, labels, confidences, empty in predicted:
+            done.cut += count_long(table) if count_long else 0
             write(table, labels, confidences, header)
             header = False
             done.rows += len(table.rows)
@@ -306,7 +322,11 @@ def predict_file(
     memory work. A file output is built in a hidden ``.partial`` file beside it, with a progress
     record after every chunk: an interrupted run started again with the same input and model goes
     on where it stopped, without redoing or duplicating rows; the output appears only when complete,
-    and never over the input.
+    and never over the input. While a run writes a file, a lock file beside it makes a second run
+    into the same file refuse (:class:`~fewlabel.errors.OutputInUseError`) rather than mix the two.
+
+    A text longer than ``MAX_TEXT_CHARS`` (100,000 characters, as in training) is predicted on its
+    first 100,000 characters; its row is written whole, and the summary's ``cut_texts`` counts them.
 
     An ``.xlsx`` output (``pip install "fewlabel[xlsx]"``) is one worksheet, written in full at the
     end and moved into place whole; an interrupted run starts again from the first row (a workbook
@@ -336,8 +356,9 @@ def predict_file(
     in_fmt = "lines" if input_path == "-" else detect_format(Path(input_path), format)
     in_fmt = "csv" if in_fmt in {"parquet", "xlsx"} else in_fmt
     out_fmt = in_fmt
-    if output_path is not None:
-        out = Path(output_path)
+    out = Path(output_path) if output_path is not None else None
+    if out is not None:
+        check_output_file(out)  # now, not after predicting everything
         if input_path != "-" and out.resolve() == Path(input_path).resolve():
             raise DataError(f"{out}: is the input file; write predictions to a new file so the input is kept")
         if out.suffix.lower() in {".xls", ".xlsm", ".xlsb", ".ods"}:
@@ -353,45 +374,70 @@ def predict_file(
         if ABSTAIN in manifest["labels"] and threshold is not None:
             raise DataError(f"the model has a class named {ABSTAIN!r}; --threshold cannot mark abstentions")
         chunks = stream_table(input_path, format, chunk_rows, stdin, sheet)
-        if output_path is None:
+
+        def count_long(table: Table) -> int:
+            return long_texts(table, manifest, text_column)
+
+        if out is None:
             done = _Progress()
-            _write_stream(predict(chunks), _text_writer(stdout or sys.stdout, out_fmt), done, True)
-            return {"rows": done.rows, "empty_texts": done.empty, "predicted": done.counts, "output": "-"}
+            write = _text_writer(stdout or sys.stdout, out_fmt)
+            _write_stream(predict(chunks), write, done, True, count_long=count_long)
+            return {
+                "rows": done.rows,
+                "empty_texts": done.empty,
+                "predicted": done.counts,
+                "output": "-",
+                "cut_texts": done.cut,
+            }
         if out_fmt == "xlsx":
-            return _predict_into_workbook(output_path, chunks, predict)
+            return _predict_into_workbook(out, chunks, predict, count_long)
         identity = {
             "model": _model_fingerprint(manifest),
             "format": out_fmt,
             "threshold": threshold,
             "text_column": text_column,
         }
-        return _predict_into_file(input_path, output_path, out_fmt, identity, chunks, predict, resume)
+        return _predict_into_file(input_path, out, out_fmt, identity, chunks, predict, resume, count_long)
 
-    if runner == "ray":
-        from fewlabel.inference.distributed import RayPredictor
-        from fewlabel.model_dir.manifest import read_manifest, verify_files
+    def predict_with_model() -> dict[str, Any]:
+        if runner == "ray":
+            from fewlabel.inference.distributed import RayPredictor
+            from fewlabel.model_dir.manifest import read_manifest, verify_files
 
-        manifest = read_manifest(model_dir)
-        verify_files(Path(model_dir), manifest)  # here, before any worker starts
-        with RayPredictor(model_dir, engine=engine, address=ray_address) as cluster:
-            return run(manifest, lambda chunks: cluster.predict(chunks, manifest, text_column, threshold))
-    model = load_model(model_dir, engine=engine)
-    return run(model.manifest, lambda chunks: _predict_locally(model, chunks, text_column, threshold))
+            manifest = read_manifest(model_dir)
+            verify_files(Path(model_dir), manifest)  # here, before any worker starts
+            check_temperature(manifest, model_dir)
+            with RayPredictor(model_dir, engine=engine, address=ray_address) as cluster:
+                return run(manifest, lambda chunks: cluster.predict(chunks, manifest, text_column, threshold))
+        model = load_model(model_dir, engine=engine)
+        check_temperature(model.manifest, model_dir)
+        return run(model.manifest, lambda chunks: _predict_locally(model, chunks, text_column, threshold))
+
+    if out is None:
+        return predict_with_model()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Held from before the model loads until the output is in place: a second run into the same file
+    # refuses at once, and whatever a killed run left beside the output can safely be removed.
+    with output_lock(out):
+        return predict_with_model()
 
 
 def _predict_into_file(
     input_path: str,
-    output_path: str,
+    out: Path,
     out_fmt: str,
     identity: dict[str, Any],
     chunks: Iterator[Table],
     predict: Callable[[Iterator[Table]], Iterator[Predicted]],
     resume: bool,
+    count_long: Callable[[Table], int],
 ) -> dict[str, Any]:
-    """Write the predictions through a ``.partial`` file with a progress record, resuming a stopped run."""
-    out = Path(output_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.parent / f".{out.name}.partial"
+    """Write the predictions through a ``.partial`` file with a progress record, resuming a stopped run.
+
+    Called with the output's lock held. Each run writes its own ``.partial`` file, named in the
+    progress record; the one a matching record names is resumed, any other is a killed run's and
+    is removed.
+    """
     state_path = out.parent / f".{out.name}.progress.json"
     source = Path(input_path)
     identity = {
@@ -402,15 +448,32 @@ def _predict_into_file(
     }
     done = _Progress()
     skip, offset, resumed = 0, 0, 0
-    if resume and input_path != "-" and state_path.exists() and partial.exists():
+    partial = None
+    if resume and input_path != "-" and state_path.exists():
         try:
             state = json.loads(state_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             state = {}
-        if state.get("identity") == identity and 0 <= state.get("bytes", -1) <= partial.stat().st_size:
+        named = state.get("partial") if isinstance(state, dict) else None
+        found = out.parent / named if isinstance(named, str) and named == Path(named).name else None
+        if (
+            found is not None
+            and found.name.startswith(f".{out.name}.")
+            and found.is_file()
+            and state.get("identity") == identity
+            and 0 <= state.get("bytes", -1) <= found.stat().st_size
+        ):
+            partial = found
             skip = resumed = int(state["rows"])
             offset = int(state["bytes"])
-            done = _Progress(int(state["rows"]), int(state.get("empty", 0)), dict(state.get("counts", {})))
+            done = _Progress(
+                int(state["rows"]),
+                int(state.get("empty", 0)),
+                dict(state.get("counts", {})),
+                int(state.get("cut", 0)),
+            )
+    partial = partial or new_partial(out)
+    remove_stale_temporaries(out, sidecars=[state_path], keep=[partial])
 
     try:
         with open(partial, "r+" if offset else "w", encoding="utf-8", newline="") as handle:
@@ -422,19 +485,30 @@ def _predict_into_file(
                 os.fsync(handle.fileno())
                 record = {
                     "identity": identity,
+                    "partial": partial.name,
                     "rows": done.rows,
                     "bytes": handle.tell(),
                     "counts": done.counts,
                     "empty": done.empty,
+                    "cut": done.cut,
                 }
                 write_text(state_path, json.dumps(record))
 
             write = _text_writer(handle, out_fmt)
-            _write_stream(predict(skip_rows(chunks, skip)), write, done, offset == 0, checkpoint)
+            _write_stream(predict(skip_rows(chunks, skip)), write, done, offset == 0, checkpoint, count_long)
     except DataError:
         # Bad input will not get better by resuming: leave nothing behind.
         partial.unlink(missing_ok=True)
         state_path.unlink(missing_ok=True)
+        raise
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise FewlabelError(
+                f"{out}: no space left on the disk after {done.rows:,} rows; free some space and run the "
+                "same command again: it goes on from there"
+            ) from err
+        if err.filename is None or err.filename == str(partial):  # a failed write names no file
+            err.filename = str(out)
         raise
     publish(partial, out)
     state_path.unlink(missing_ok=True)
@@ -442,36 +516,39 @@ def _predict_into_file(
         "rows": done.rows,
         "empty_texts": done.empty,
         "predicted": done.counts,
-        "output": output_path,
+        "output": str(out),
         "resumed_rows": resumed,
+        "cut_texts": done.cut,
     }
 
 
 def _predict_into_workbook(
-    output_path: str,
+    out: Path,
     chunks: Iterator[Table],
     predict: Callable[[Iterator[Table]], Iterator[Predicted]],
+    count_long: Callable[[Table], int],
 ) -> dict[str, Any]:
     """Write the predictions as one worksheet of a new workbook, which appears whole when complete.
 
     openpyxl's write-only mode keeps the rows in a temporary file, not in memory, until the save.
+    Called with the output's lock held.
     """
     from openpyxl import Workbook
 
-    out = Path(output_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("predictions")
     done = _Progress()
-    _write_stream(predict(chunks), _SheetWriter(sheet), done, True)
+    _write_stream(predict(chunks), _SheetWriter(sheet), done, True, count_long=count_long)
     with atomic_file(out, "wb") as handle:
         workbook.save(handle)
     return {
         "rows": done.rows,
         "empty_texts": done.empty,
         "predicted": done.counts,
-        "output": output_path,
+        "output": str(out),
         "resumed_rows": 0,
+        "cut_texts": done.cut,
     }
 
 
@@ -488,6 +565,7 @@ def evaluate_file(
     ``sheet`` chooses the sheet of an Excel workbook (name or 0-based index; default: the first).
     """
     model = load_model(model_dir)
+    check_temperature(model.manifest, model_dir)
     table = read_table(data_path, format, sheet)
     text_column = text_column or (
         model.manifest.get("text_column") if model.manifest.get("text_column") in table.columns else None

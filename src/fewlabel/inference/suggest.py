@@ -23,9 +23,18 @@ from pathlib import Path
 
 import numpy as np
 
-from fewlabel.atomic import atomic_file
-from fewlabel.data.files import TEXT_COLUMN_NAMES, Table, detect_format, find_column, read_table
+from fewlabel.atomic import atomic_file, check_output_file, output_lock, remove_stale_temporaries
+from fewlabel.data.files import (
+    TEXT_COLUMN_NAMES,
+    Table,
+    detect_format,
+    find_column,
+    neutralise_formula,
+    read_table,
+)
+from fewlabel.data.labelled import MAX_TEXT_CHARS
 from fewlabel.errors import DataError, FewlabelError
+from fewlabel.inference.rows import check_temperature
 
 RANK_COLUMN = "suggest_rank"
 SCORE_COLUMN = "suggest_score"
@@ -127,7 +136,13 @@ def lsa_vectors(texts: Sequence[str], dims: int = LSA_DIMS, seed: int = 0) -> np
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.preprocessing import normalize
 
-    tfidf = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1).fit_transform(texts)
+    try:
+        tfidf = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1).fit_transform(texts)
+    except ValueError:  # no words at all (texts of emoji or punctuation): their characters, then
+        try:
+            tfidf = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3)).fit_transform(texts)
+        except ValueError:
+            return np.zeros((len(texts), 1))
     k = min(dims, tfidf.shape[1] - 1, len(texts) - 1)
     if k < 1:
         return normalize(tfidf.toarray())
@@ -157,6 +172,11 @@ def suggest_file(
     and ``suggest_score`` (see :func:`select_batch`). Rows with an empty text, repeats of a text
     already seen, and texts in ``exclude_path`` (e.g. the training data) are not suggested.
 
+    The output is for people to open in a spreadsheet: in CSV and TSV, a cell that a spreadsheet
+    could run as a formula (starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return)
+    is written with a ``'`` in front; JSONL keeps every value as it was. Texts are read up to
+    ``MAX_TEXT_CHARS`` (100,000 characters), as in training.
+
     ``sheet`` chooses the sheet of an Excel input (name or 0-based index; default: the first).
 
     Returns:
@@ -165,6 +185,7 @@ def suggest_file(
     from fewlabel.inference.loading import load_model
 
     out = Path(output_path)
+    check_output_file(out)
     if out.exists() and not force:
         raise DataError(f"{out}: already exists; choose another --output or pass --force to replace it")
     if out.exists() and out.resolve() == Path(input_path).resolve():
@@ -174,73 +195,80 @@ def suggest_file(
         raise DataError(f"{out}: suggestions are written as CSV, TSV or JSONL; choose one of those suffixes")
     if n < 1:
         raise DataError(f"-n must be at least 1, got {n}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(out):  # a second run into the same file refuses; a killed run's temporaries go
+        remove_stale_temporaries(out)
+        model = load_model(model_dir)
+        check_temperature(model.manifest, model_dir)
+        table = read_table(input_path, format, sheet)
+        if not table.rows:
+            raise DataError(f"{table.path}: the file has a header but no data rows")
+        trained_on = model.manifest.get("text_column")
+        if text_column is None and trained_on in table.columns:
+            column = trained_on
+        else:
+            column = find_column(table, text_column, TEXT_COLUMN_NAMES, "texts", "--text-column")
+        for clash in (RANK_COLUMN, SCORE_COLUMN):
+            if clash in table.columns:
+                raise DataError(
+                    f"{table.path}: already has a column {clash!r}; rename it so it is not replaced"
+                )
 
-    model = load_model(model_dir)
-    table = read_table(input_path, format, sheet)
-    if not table.rows:
-        raise DataError(f"{table.path}: the file has a header but no data rows")
-    trained_on = model.manifest.get("text_column")
-    if text_column is None and trained_on in table.columns:
-        column = trained_on
-    else:
-        column = find_column(table, text_column, TEXT_COLUMN_NAMES, "texts", "--text-column")
-    for clash in (RANK_COLUMN, SCORE_COLUMN):
-        if clash in table.columns:
-            raise DataError(f"{table.path}: already has a column {clash!r}; rename it so it is not replaced")
+        skip: set[str] = set()
+        if exclude_path is not None:
+            ex = read_table(exclude_path)
+            ex_column = (
+                column
+                if column in ex.columns
+                else find_column(ex, None, TEXT_COLUMN_NAMES, "texts", "--exclude (its text column)")
+            )
+            skip = {_normal(row.get(ex_column) or "") for row in ex.rows}
+        pool: list[int] = []
+        seen: set[str] = set()
+        for i, row in enumerate(table.rows):
+            key = _normal(row.get(column) or "")
+            if key and key not in seen and key not in skip:
+                pool.append(i)
+                seen.add(key)
+        if not pool:
+            raise DataError(
+                f"{table.path}: no row of column {column!r} is left to suggest (all are empty, repeated, "
+                "or in the --exclude file)"
+            )
+        texts = [(table.rows[i].get(column) or "").strip() for i in pool]
+        cut = sum(1 for t in texts if len(t) > MAX_TEXT_CHARS)
+        texts = [t[:MAX_TEXT_CHARS] for t in texts]
 
-    skip: set[str] = set()
-    if exclude_path is not None:
-        ex = read_table(exclude_path)
-        ex_column = (
-            column
-            if column in ex.columns
-            else find_column(ex, None, TEXT_COLUMN_NAMES, "texts", "--exclude (its text column)")
-        )
-        skip = {_normal(row.get(ex_column) or "") for row in ex.rows}
-    pool: list[int] = []
-    seen: set[str] = set()
-    for i, row in enumerate(table.rows):
-        key = _normal(row.get(column) or "")
-        if key and key not in seen and key not in skip:
-            pool.append(i)
-            seen.add(key)
-    if not pool:
-        raise DataError(
-            f"{table.path}: no row of column {column!r} is left to suggest (all are empty, repeated, "
-            "or in the --exclude file)"
-        )
-    texts = [(table.rows[i].get(column) or "").strip() for i in pool]
+        backbone = model.manifest.get("backbone")
+        if backbone:
+            from fewlabel.encoders.sentence import get_encoder
 
-    backbone = model.manifest.get("backbone")
-    if backbone:
-        from fewlabel.encoders.sentence import get_encoder
+            # One cached encoder for both the probabilities and the distances: each text is encoded once.
+            encoder = get_encoder(backbone["name"], cache=True)
+            model.strategy.attach_encoder(encoder)
+            proba = model.predict_proba(texts)
+            vectors = encoder.encode(texts)
+            representation = f"{backbone['name']} embeddings"
+        else:
+            proba = model.predict_proba(texts)
+            vectors = lsa_vectors(texts, seed=seed)
+            representation = "TF-IDF + LSA of the pool"
 
-        # One cached encoder for both the probabilities and the distances: each text is encoded once.
-        encoder = get_encoder(backbone["name"], cache=True)
-        model.strategy.attach_encoder(encoder)
-        proba = model.predict_proba(texts)
-        vectors = encoder.encode(texts)
-        representation = f"{backbone['name']} embeddings"
-    else:
-        proba = model.predict_proba(texts)
-        vectors = lsa_vectors(texts, seed=seed)
-        representation = "TF-IDF + LSA of the pool"
-
-    suggestions = select_batch(proba, vectors, n, seed=seed, prefilter=prefilter)
-    _write(table, [(pool[s.index], s) for s in suggestions], out, out_fmt)
-    return {
-        "rows": len(table.rows),
-        "candidates": len(pool),
-        "suggested": len(suggestions),
-        "text_column": column,
-        "representation": representation,
-        "output": str(out),
-    }
+        suggestions = select_batch(proba, vectors, n, seed=seed, prefilter=prefilter)
+        _write(table, [(pool[s.index], s) for s in suggestions], out, out_fmt)
+        return {
+            "rows": len(table.rows),
+            "candidates": len(pool),
+            "suggested": len(suggestions),
+            "text_column": column,
+            "representation": representation,
+            "output": str(out),
+            "cut_texts": cut,
+        }
 
 
 def _write(table: Table, chosen: list[tuple[int, Suggestion]], out: Path, fmt: str) -> None:
     # No predicted label in the output: the labeller decides, and showing the model's guess anchors them.
-    out.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the target and moved into place: an interrupted run leaves no half file.
     with atomic_file(out, newline="") as f:
         if fmt == "jsonl":
@@ -250,7 +278,8 @@ def _write(table: Table, chosen: list[tuple[int, Suggestion]], out: Path, fmt: s
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
         else:
             writer = csv.writer(f, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
-            writer.writerow([*table.columns, RANK_COLUMN, SCORE_COLUMN])
+            writer.writerow([*map(neutralise_formula, table.columns), RANK_COLUMN, SCORE_COLUMN])
             for row_index, s in chosen:
                 row = table.rows[row_index]
-                writer.writerow([*(row.get(c, "") for c in table.columns), s.rank, f"{s.score:.6f}"])
+                cells = (neutralise_formula(row.get(c, "")) for c in table.columns)
+                writer.writerow([*cells, s.rank, f"{s.score:.6f}"])

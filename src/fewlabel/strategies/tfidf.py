@@ -1,7 +1,8 @@
 """``tfidf``: word and character n-gram TF-IDF with a regularised logistic regression.
 
 Often a match for frozen embeddings on short, vocabulary-driven texts, and a baseline every other
-strategy has to beat.
+strategy has to beat. Texts with no words at all (only emoji, symbols or punctuation) are read by
+their character n-grams alone: an emoji says a lot about sentiment.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from fewlabel.errors import DataError
 from fewlabel.strategies.base import Strategy, load_npz
 from fewlabel.strategies.linear import fit_logreg, head_arrays, logreg_from_arrays
 
@@ -41,6 +43,8 @@ class TfidfLogReg(Strategy):
     ) -> dict[str, TfidfVectorizer]:
         out = {}
         for kind, settings in _VECTORIZERS.items():
+            if vocabularies is not None and kind not in vocabularies:
+                continue  # not fitted: the training texts had no words
             vocab = vocabularies[kind] if vocabularies else None
             max_features = None if vocab else self.params["max_features"]
             out[kind] = TfidfVectorizer(
@@ -52,15 +56,24 @@ class TfidfLogReg(Strategy):
         return sp.hstack([v.transform(texts) for v in self.vectorizers_.values()], format="csr")
 
     def _fit(self, texts: list[str], y: np.ndarray) -> None:
-        self.vectorizers_ = self._vectorizers()
+        self.vectorizers_ = {}
         blocks = []
-        for kind, vectorizer in self.vectorizers_.items():
+        for kind, vectorizer in self._vectorizers().items():
             try:
-                blocks.append(vectorizer.fit_transform(texts))
+                block = vectorizer.fit_transform(texts)
             except ValueError:  # too few texts for min_df: fall back to keeping every n-gram
                 vectorizer.set_params(min_df=1)
-                blocks.append(vectorizer.fit_transform(texts))
-            del kind
+                try:
+                    block = vectorizer.fit_transform(texts)
+                except ValueError:  # "empty vocabulary": no words (emoji-only texts); characters remain
+                    continue
+            self.vectorizers_[kind] = vectorizer
+            blocks.append(block)
+        if not blocks:
+            raise DataError(
+                "tfidf found nothing to read in the training texts (no words and no characters); "
+                "check the text column"
+            )
         X = sp.hstack(blocks, format="csr")
         assert self.n_classes_ is not None  # fit() sets it before calling _fit
         # newton-cg: ~10x faster than lbfgs on ~100k sparse features, same optimum.
@@ -93,4 +106,6 @@ class TfidfLogReg(Strategy):
         self.head_ = logreg_from_arrays(arrays["coef"], arrays["intercept"], self.n_classes_)
 
     def describe(self) -> str:
-        return f"tfidf (word 1-2 + char 2-5 grams, LR C={self.params['C']:g})"
+        fitted = getattr(self, "vectorizers_", _VECTORIZERS)
+        grams = " + ".join(g for k, g in (("word", "word 1-2"), ("char", "char 2-5")) if k in fitted)
+        return f"tfidf ({grams} grams, LR C={self.params['C']:g})"
