@@ -157,6 +157,43 @@ def test_saved_run_keeps_the_curves(run, tmp_path):
     assert (tmp_path / "s" / "weights.safetensors").stat().st_size < 30e6  # only the trained layers
 
 
+def test_refit_trains_on_every_row_to_the_held_out_stopping_point(run, reviews):
+    from fewlabel.strategies import make_strategy
+
+    texts, labels = reviews
+    held_out, report = run
+    refitted = make_strategy("finetune", backbone=BACKBONE, refit=True, **FAST).fit(
+        texts, encode_labels(labels)[0]
+    )
+    again = refitted.report_
+    assert again.refit.startswith("refitted on all 48 rows")
+    assert again.refit_rows == 48 and again.refit_steps == max(1, round(again.best_epoch * 3))  # 48 / 16
+    # The estimate is the hold-out run's, the same as without the refit; the model is a new one.
+    assert again.val_proba == report.val_proba and again.best_epoch == report.best_epoch
+    assert not np.allclose(refitted.predict_proba(texts), held_out.predict_proba(texts))
+
+
+def test_refit_that_cannot_finish_in_the_budget_keeps_the_held_out_model(run, reviews):
+    import time
+
+    texts, labels = reviews
+    strategy, report = run
+    tuner = strategy.tuner_
+    before = tuner.net
+    out = tuner.refit(texts, encode_labels(labels)[0], report, deadline=time.perf_counter())
+    assert out.refit.startswith("not done: about") and tuner.net is before
+    report.refit = ""  # the module-scoped run is shared
+
+
+def test_refit_at_chance_is_discarded(reviews):
+    from fewlabel.strategies import make_strategy
+
+    texts, labels = reviews
+    strategy = make_strategy("finetune", backbone=BACKBONE, epochs=1, max_tokens=32, lr=5.0, refit=True)
+    strategy.fit(texts, encode_labels(labels)[0])
+    assert strategy.report_.refit.startswith("discarded: the refit on all 48 rows ended at chance")
+
+
 def test_time_budget_stops_early_and_keeps_a_checkpoint(reviews):
     from fewlabel.strategies import make_strategy
 

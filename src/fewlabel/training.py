@@ -390,6 +390,8 @@ def _train(
             notes.append(
                 f"{name}: {run.truncated} text(s) longer than {run.max_tokens} tokens ({run.long_texts})."
             )
+        if run.refit:
+            notes.append(f"{name}: {run.refit}.")
         warnings.extend(f"{name}: {flag}" for flag in run.flags)
         if chosen is None or estimate is None:
             chosen, estimate = name, held_out

@@ -8,6 +8,7 @@ changed are saved (safetensors); the rest comes from the backbone, which the man
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,7 +21,7 @@ from fewlabel.strategies.base import Strategy
 _RECIPE_KEYS = (
     "lr", "epochs", "patience", "batch_size", "max_tokens", "long_texts", "head_fraction",
     "freeze_layers", "layer_decay", "reinit_layers", "linear_probe_init", "warmup", "weight_decay",
-    "dropout", "evals_per_epoch", "val_fraction", "time_budget_s", "seed", "precision", "device",
+    "dropout", "evals_per_epoch", "val_fraction", "time_budget_s", "seed", "precision", "device", "refit",
 )  # fmt: skip
 
 
@@ -53,10 +54,16 @@ class FineTunedEncoder(Strategy):
         from fewlabel.finetuning import FineTuner
 
         assert self.n_classes_ is not None  # fit() and fit_with_extra() set it before calling _fit
-        tuner = FineTuner(resolve(self.params["backbone"]).location, self.n_classes_, self.recipe())
+        recipe = self.recipe()
+        tuner = FineTuner(resolve(self.params["backbone"]).location, self.n_classes_, recipe)
         extra_texts, extra_y = extra if extra is not None else ([], None)
+        start = time.perf_counter()
         with progress.tracker(f"Fine-tuning {self.params['backbone']}") as update:
             self.report_ = tuner.fit(texts, y, on_step=update, extra_texts=extra_texts, extra_y=extra_y)
+        if recipe.refit:
+            deadline = start + recipe.time_budget_s if recipe.time_budget_s else None
+            with progress.tracker(f"Refitting {self.params['backbone']} on every row") as update:
+                tuner.refit(texts, y, self.report_, update, extra_texts, extra_y, deadline=deadline)
         self.tuner_ = tuner
 
     def fit_with_extra(
