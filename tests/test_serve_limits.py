@@ -22,7 +22,7 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from fewlabel.errors import FewlabelError, ModelDirError  # noqa: E402
-from fewlabel.serve import TEXT_COST_CAP, MicroBatcher, Overloaded, create_app  # noqa: E402
+from fewlabel.serve import MicroBatcher, Overloaded, create_app  # noqa: E402
 
 KEY = "s3cret-key"
 
@@ -93,11 +93,11 @@ def test_a_small_request_is_answered_before_large_ones_that_came_first():
 def test_long_texts_make_short_batches_and_short_texts_full_ones():
     model = GatedModel()
     model.release.set()
-    long_texts = [f"{i} " + "x" * 5_000 for i in range(6)]  # each counts TEXT_COST_CAP
+    long_texts = [f"{i} " + "x" * 4_998 for i in range(6)]  # 5,000 characters each
     short_texts = [f"short text {i}" for i in range(64)]
 
     async def main():
-        batcher = MicroBatcher(model, max_batch=64, wait_s=0.05, max_batch_chars=2 * TEXT_COST_CAP)
+        batcher = MicroBatcher(model, max_batch=64, wait_s=0.05, max_batch_chars=10_000)
         await batcher.start()
         try:
             await batcher.predict_proba(long_texts)

@@ -126,15 +126,6 @@ class Limits:
 
 # --- micro-batching ---------------------------------------------------------------------------------
 
-# A text's cost, for sizing batches and estimating waits: its characters, counted up to this many. The
-# encoders read at most 256-512 tokens (about 1,000-2,000 characters of English), so a longer text costs
-# hardly more to predict; without the cap one 20,000-character text would fill a batch by itself.
-TEXT_COST_CAP = 2_000
-
-
-def text_cost(text: str) -> int:
-    return min(len(text), TEXT_COST_CAP)
-
 
 class ServiceStopping(RuntimeError):
     """A request was still waiting for its prediction when the service stopped."""
@@ -154,8 +145,6 @@ class _Job:
 
     texts: list[str]
     future: asyncio.Future[np.ndarray]
-    chars: int
-    cost: int
     taken: int = 0  # texts already put in a batch
     parts: list[np.ndarray] = field(default_factory=list)
     answered: int = 0
@@ -200,13 +189,15 @@ class MicroBatcher:
 
     One model call per batch, in :func:`prediction_thread`, off the event loop. A batch closes
     ``wait_s`` after the worker picks up its first request, or as soon as ``max_batch`` texts or
-    ``max_batch_chars`` of cost (see :func:`text_cost`) are waiting.
+    ``max_batch_chars`` characters are waiting. Characters measure the work: tfidf reads a whole text;
+    an encoder reads only its first 256-512 tokens, so for it a long text counts for more than it
+    costs, which only makes batches of long texts smaller.
 
     Fairness: a large request is split into chunks, and each batch is filled round-robin, one text per
     waiting request per round, the requests served last time going to the back. A one-text request
     that arrives while a 256-text request is being predicted goes into the very next batch, and a
     batch of long texts stays short (``max_batch_chars``), so it waits for about one batch, never for
-    the large request to finish. Without long texts nothing changes: 64 short texts are one call.
+    the large request to finish. Short texts batch as before: 64 reviews are one call.
 
     Bounded: the texts accepted and not yet answered are at most ``max_queued_texts`` and
     ``max_queued_chars`` characters; a request that would exceed either raises :class:`Overloaded`,
@@ -219,7 +210,7 @@ class MicroBatcher:
         predict_proba: Callable[[list[str]], np.ndarray],
         max_batch: int = 64,
         wait_s: float = 0.005,
-        max_batch_chars: int = 32_000,
+        max_batch_chars: int = 64_000,
         max_queued_texts: int = 4_096,
         max_queued_chars: int = 8_000_000,
     ):
@@ -231,9 +222,9 @@ class MicroBatcher:
         self.max_queued_texts = max_queued_texts
         self.max_queued_chars = max_queued_chars
         self._waiting: deque[_Job] = deque()  # jobs with texts not yet in a batch, in serving order
-        self._waiting_texts = self._waiting_cost = 0
-        self._queued_texts = self._queued_chars = self._queued_cost = 0  # accepted, not yet answered
-        self._cost_per_s: float | None = None  # measured prediction speed, for Retry-After
+        self._waiting_texts = self._waiting_chars = 0
+        self._queued_texts = self._queued_chars = 0  # accepted, not yet answered
+        self._chars_per_s: float | None = None  # measured prediction speed, for Retry-After
         self._arrived = asyncio.Event()
         self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -242,7 +233,7 @@ class MicroBatcher:
     def check_settings(
         max_batch: int,
         wait_s: float,
-        max_batch_chars: int = 32_000,
+        max_batch_chars: int = 64_000,
         max_queued_texts: int = 4_096,
         max_queued_chars: int = 8_000_000,
     ) -> None:
@@ -268,7 +259,7 @@ class MicroBatcher:
             self._task = None
         _fail_all(self._waiting, ServiceStopping("the service is shutting down"))
         self._waiting.clear()
-        self._waiting_texts = self._waiting_cost = 0
+        self._waiting_texts = self._waiting_chars = 0
 
     async def run_in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn`` in the prediction thread (for warming the model up before serving)."""
@@ -276,9 +267,9 @@ class MicroBatcher:
 
     def retry_after_s(self) -> int:
         """Whole seconds until the queue has drained, by the speed measured so far (1 to 60)."""
-        if not self._cost_per_s:
+        if not self._chars_per_s:
             return 1
-        return max(1, min(60, math.ceil(self._queued_cost / self._cost_per_s)))
+        return max(1, min(60, math.ceil(self._queued_chars / self._chars_per_s)))
 
     async def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities of ``texts``, shape (len(texts), n_classes).
@@ -288,7 +279,7 @@ class MicroBatcher:
         if self._task is None or self._task.done():
             raise RuntimeError("the batcher is not running")
         texts = list(texts)
-        chars, cost = sum(map(len, texts)), sum(map(text_cost, texts))
+        chars = sum(map(len, texts))
         if (
             self._queued_texts + len(texts) > self.max_queued_texts
             or self._queued_chars + chars > self.max_queued_chars
@@ -299,13 +290,12 @@ class MicroBatcher:
                 "characters (a smaller request fits sooner)",
                 self.retry_after_s(),
             )
-        job = _Job(texts, asyncio.get_running_loop().create_future(), chars, cost)
+        job = _Job(texts, asyncio.get_running_loop().create_future())
         self._queued_texts += len(texts)
         self._queued_chars += chars
-        self._queued_cost += cost
         self._waiting.append(job)
         self._waiting_texts += len(texts)
-        self._waiting_cost += cost
+        self._waiting_chars += chars
         self._arrived.set()
         if self._is_full():
             self._full.set()
@@ -315,10 +305,9 @@ class MicroBatcher:
             # Answered, failed or abandoned (its client went away): its room in the queue is free again.
             self._queued_texts -= len(texts)
             self._queued_chars -= chars
-            self._queued_cost -= cost
 
     def _is_full(self) -> bool:
-        return self._waiting_texts >= self.max_batch or self._waiting_cost >= self.max_batch_chars
+        return self._waiting_texts >= self.max_batch or self._waiting_chars >= self.max_batch_chars
 
     async def _run(self) -> None:
         while True:
@@ -339,7 +328,7 @@ class MicroBatcher:
         for job in [j for j in self._waiting if j.future.done()]:  # their clients went away
             self._forget(job)
         taken: dict[_Job, int] = {}
-        size = cost = 0
+        size = chars = 0
         full = False
         while not full:
             added = False
@@ -347,12 +336,12 @@ class MicroBatcher:
                 i = job.taken + taken.get(job, 0)
                 if i == len(job.texts):
                     continue
-                c = text_cost(job.texts[i])
-                if size and cost + c > self.max_batch_chars:
+                n = len(job.texts[i])
+                if size and chars + n > self.max_batch_chars:
                     full = True
                     break
                 taken[job] = taken.get(job, 0) + 1
-                size, cost, added = size + 1, cost + c, True
+                size, chars, added = size + 1, chars + n, True
                 if size == self.max_batch:
                     full = True
                     break
@@ -362,7 +351,7 @@ class MicroBatcher:
         for job, n in taken.items():
             job.taken += n
         self._waiting_texts -= size
-        self._waiting_cost -= cost
+        self._waiting_chars -= chars
         # Round-robin: the jobs served now go behind those that were not, in their order.
         rest = [j for j in self._waiting if j not in taken]
         again = [j for j in self._waiting if j in taken and j.taken < len(j.texts)]
@@ -377,7 +366,7 @@ class MicroBatcher:
         self._waiting.remove(job)
         left = job.texts[job.taken :]
         self._waiting_texts -= len(left)
-        self._waiting_cost -= sum(map(text_cost, left))
+        self._waiting_chars -= sum(map(len, left))
         job.taken = len(job.texts)
 
     async def _predict(self, chunks: list[_Chunk]) -> None:
@@ -398,18 +387,18 @@ class MicroBatcher:
             if not chunks[0].job.future.done():
                 chunks[0].job.future.set_exception(err)
             return
-        self._measure(sum(map(text_cost, texts)), time.perf_counter() - start)
+        self._measure(sum(map(len, texts)), time.perf_counter() - start)
         at = 0
         for chunk in chunks:
             n = chunk.end - chunk.start
             chunk.job.add(proba[at : at + n])
             at += n
 
-    def _measure(self, cost: int, seconds: float) -> None:
+    def _measure(self, chars: int, seconds: float) -> None:
         if seconds <= 0:
             return
-        speed = cost / seconds
-        self._cost_per_s = speed if self._cost_per_s is None else 0.8 * self._cost_per_s + 0.2 * speed
+        speed = chars / seconds
+        self._chars_per_s = speed if self._chars_per_s is None else 0.8 * self._chars_per_s + 0.2 * speed
 
 
 def _fail_all(jobs: Iterable[_Job], error: Exception) -> None:
@@ -698,7 +687,7 @@ def create_app(
     batch_wait_ms: float = 5,
     max_batch: int = 64,
     engine: str = "auto",
-    max_batch_chars: int = 32_000,
+    max_batch_chars: int = 64_000,
     max_queued_texts: int = 4_096,
     max_queued_chars: int = 8_000_000,
 ) -> FastAPI:
@@ -719,8 +708,8 @@ def create_app(
             for one client, throughput gain for many).
         max_batch: texts at which a batch closes without waiting.
         engine: how the model's encoder runs (see :func:`fewlabel.inference.loading.load_model`).
-        max_batch_chars: cost (characters, each text counted up to :data:`TEXT_COST_CAP`) at which a
-            batch closes; keeps batches of long texts short, so small requests wait little.
+        max_batch_chars: characters at which a batch closes; keeps batches of long texts short, so
+            small requests wait little behind them.
         max_queued_texts: most texts accepted and not yet answered; beyond, requests get a 503.
         max_queued_chars: most characters accepted and not yet answered; beyond, requests get a 503.
     """

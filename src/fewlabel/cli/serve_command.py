@@ -89,11 +89,11 @@ def serve(
     max_batch_chars: Annotated[
         int,
         typer.Option(
-            help="Characters (each text counted up to 2,000) at which a batch is predicted without "
-            "waiting: keeps a batch of long texts short, so one-text requests never wait long behind "
-            "large ones (large requests are predicted in chunks, round-robin with the others)."
+            help="Characters at which a batch is predicted without waiting: keeps a batch of long texts "
+            "short, so one-text requests never wait long behind large ones (large requests are "
+            "predicted in chunks, round-robin with the others)."
         ),
-    ] = 32_000,
+    ] = 64_000,
     max_queued_texts: Annotated[
         int,
         typer.Option(
