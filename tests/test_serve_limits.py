@@ -93,7 +93,7 @@ def test_a_small_request_is_answered_before_large_ones_that_came_first():
 def test_long_texts_make_short_batches_and_short_texts_full_ones():
     model = GatedModel()
     model.release.set()
-    long_texts = [f"{i} " + "x" * 4_998 for i in range(6)]  # 5,000 characters each
+    long_texts = [f"{i} " + "x" * 4_998 for i in range(6)]  # 5,000 characters each: a tfidf model
     short_texts = [f"short text {i}" for i in range(64)]
 
     async def main():
@@ -107,6 +107,35 @@ def test_long_texts_make_short_batches_and_short_texts_full_ones():
 
     asyncio.run(asyncio.wait_for(main(), timeout=30))
     assert [len(c) for c in model.calls] == [2, 2, 2, 64]  # micro-batching of short texts is unchanged
+
+
+def test_short_texts_are_not_batched_with_long_ones_and_lanes_take_turns():
+    """Padding: a short text in a batch of long ones would cost as much as a long one."""
+    model = GatedModel(gate_first_only=True)
+    long_texts = [f"long {i} " + "x" * 1_500 for i in range(6)]
+
+    async def main():
+        batcher = MicroBatcher(model, max_batch=64, wait_s=0, max_batch_chars=2_000, text_cost_cap=1_000)
+        await batcher.start()
+        try:
+            big = asyncio.ensure_future(batcher.predict_proba([*long_texts, "short in a big request"]))
+            await until(model.entered.is_set, "the first batch")
+            small = [asyncio.ensure_future(batcher.predict_proba([f"short {i}"])) for i in range(3)]
+            await asyncio.sleep(0.01)
+            model.release.set()
+            return await asyncio.gather(big, *small)
+        finally:
+            await batcher.stop()
+
+    results = asyncio.run(asyncio.wait_for(main(), timeout=30))
+    lengths = [[len(t) > 1_000 for t in call] for call in model.calls]
+    assert all(len(set(call)) == 1 for call in lengths), lengths  # every call all short or all long
+    # Short first (the big request's short text), then long (2 at a time: each counts 1,000, the
+    # encoder's cap) and short in turns: the one-text requests wait for one batch of long texts.
+    assert model.calls[0] == ["short in a big request"]
+    assert [len(c) for c in model.calls[1:3]] == [2, 3] and lengths[2] == [False] * 3
+    assert [len(c) for c in model.calls[3:]] == [2, 2]
+    assert [len(r) for r in results] == [7, 1, 1, 1]
 
 
 def test_a_bad_text_in_a_split_request_fails_only_that_request():
@@ -178,6 +207,27 @@ def test_an_abandoned_request_frees_its_place_in_the_queue():
 
     assert len(asyncio.run(asyncio.wait_for(main(), timeout=30))) == 6
     assert sum("a" in call for call in model.calls) == 1  # the rest of the abandoned request never ran
+
+
+def test_a_request_whose_client_went_away_is_cancelled():
+    from fastapi import HTTPException
+    from starlette.requests import Request
+
+    from fewlabel.serve import _unless_disconnected
+
+    async def receive():
+        return {"type": "http.disconnect"}
+
+    async def main():
+        work = asyncio.get_running_loop().create_future()  # a prediction that never ends
+        with pytest.raises(HTTPException) as gone:
+            await _unless_disconnected(Request({"type": "http"}, receive), work)
+        await asyncio.sleep(0)
+        return work, gone.value
+
+    work, error = asyncio.run(asyncio.wait_for(main(), timeout=10))
+    assert work.cancelled()  # and so the batcher drops its texts and frees its room in the queue
+    assert error.status_code == 499
 
 
 def test_overload_is_a_503_with_retry_after_and_a_json_detail(tfidf_model_dir, monkeypatch):

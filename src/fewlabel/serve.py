@@ -24,7 +24,7 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,6 +126,12 @@ class Limits:
 
 # --- micro-batching ---------------------------------------------------------------------------------
 
+# Texts longer than this are batched apart from shorter ones. An encoder pads every text of a model call
+# to the longest one and reads about its first 1,000 characters (256 tokens for minilm), so one long
+# text among 16 short ones made the call cost about 17 long texts: measured with two clients sending
+# 1.9 MB requests, one-text requests waited seconds for batches mostly made of padding.
+LONG_TEXT = 1_000
+
 
 class ServiceStopping(RuntimeError):
     """A request was still waiting for its prediction when the service stopped."""
@@ -145,28 +151,38 @@ class _Job:
 
     texts: list[str]
     future: asyncio.Future[np.ndarray]
-    taken: int = 0  # texts already put in a batch
-    parts: list[np.ndarray] = field(default_factory=list)
+    todo: tuple[deque[int], deque[int]]  # positions of the texts not yet in a batch: short, long
+    proba: np.ndarray | None = None
     answered: int = 0
 
-    def add(self, proba: np.ndarray) -> None:
-        self.parts.append(proba)
-        self.answered += len(proba)
+    def add(self, positions: list[int], proba: np.ndarray) -> None:
+        if self.proba is None:
+            self.proba = np.empty((len(self.texts), *proba.shape[1:]), dtype=proba.dtype)
+        self.proba[positions] = proba
+        self.answered += len(positions)
         if self.answered == len(self.texts) and not self.future.done():
-            self.future.set_result(self.parts[0] if len(self.parts) == 1 else np.concatenate(self.parts))
+            self.future.set_result(self.proba)
 
 
 @dataclass
 class _Chunk:
-    """Texts ``start:end`` of a job, in one batch."""
+    """Some texts of a job, in one batch."""
 
     job: _Job
-    start: int
-    end: int
+    positions: list[int]
 
     @property
     def texts(self) -> list[str]:
-        return self.job.texts[self.start : self.end]
+        return [self.job.texts[i] for i in self.positions]
+
+
+@dataclass
+class _Lane:
+    """The jobs with texts of one length class waiting, in serving order, and how much waits."""
+
+    jobs: deque[_Job] = field(default_factory=deque)
+    texts: int = 0
+    cost: int = 0
 
 
 _PREDICT_THREAD: ThreadPoolExecutor | None = None
@@ -189,15 +205,16 @@ class MicroBatcher:
 
     One model call per batch, in :func:`prediction_thread`, off the event loop. A batch closes
     ``wait_s`` after the worker picks up its first request, or as soon as ``max_batch`` texts or
-    ``max_batch_chars`` characters are waiting. Characters measure the work: tfidf reads a whole text;
-    an encoder reads only its first 256-512 tokens, so for it a long text counts for more than it
-    costs, which only makes batches of long texts smaller.
+    ``max_batch_chars`` of cost are waiting. A text's cost is its length, counted up to
+    ``text_cost_cap`` characters when the model reads no further (an encoder truncates; tfidf reads
+    everything).
 
-    Fairness: a large request is split into chunks, and each batch is filled round-robin, one text per
-    waiting request per round, the requests served last time going to the back. A one-text request
-    that arrives while a 256-text request is being predicted goes into the very next batch, and a
-    batch of long texts stays short (``max_batch_chars``), so it waits for about one batch, never for
-    the large request to finish. Short texts batch as before: 64 reviews are one call.
+    Fairness: texts up to :data:`LONG_TEXT` characters and longer ones wait in two lanes, and batches
+    take turns between the lanes, so short texts are never padded to long ones nor wait for more than
+    one batch of them. Within a lane a large request is split: each batch takes one text per waiting
+    request per round, and the requests served go behind those that were not. A one-text request that
+    arrives while 256-text requests are being predicted is in the next batch of its lane. Short texts
+    batch as before: 64 reviews are one call.
 
     Bounded: the texts accepted and not yet answered are at most ``max_queued_texts`` and
     ``max_queued_chars`` characters; a request that would exceed either raises :class:`Overloaded`,
@@ -210,9 +227,10 @@ class MicroBatcher:
         predict_proba: Callable[[list[str]], np.ndarray],
         max_batch: int = 64,
         wait_s: float = 0.005,
-        max_batch_chars: int = 64_000,
+        max_batch_chars: int = 8_000,
         max_queued_texts: int = 4_096,
         max_queued_chars: int = 8_000_000,
+        text_cost_cap: int | None = None,
     ):
         self.check_settings(max_batch, wait_s, max_batch_chars, max_queued_texts, max_queued_chars)
         self._predict_proba = predict_proba
@@ -221,8 +239,9 @@ class MicroBatcher:
         self.max_batch_chars = max_batch_chars
         self.max_queued_texts = max_queued_texts
         self.max_queued_chars = max_queued_chars
-        self._waiting: deque[_Job] = deque()  # jobs with texts not yet in a batch, in serving order
-        self._waiting_texts = self._waiting_chars = 0
+        self.text_cost_cap = text_cost_cap
+        self._lanes = (_Lane(), _Lane())  # texts up to LONG_TEXT characters, longer texts
+        self._last_lane = 1
         self._queued_texts = self._queued_chars = 0  # accepted, not yet answered
         self._chars_per_s: float | None = None  # measured prediction speed, for Retry-After
         self._arrived = asyncio.Event()
@@ -233,7 +252,7 @@ class MicroBatcher:
     def check_settings(
         max_batch: int,
         wait_s: float,
-        max_batch_chars: int = 64_000,
+        max_batch_chars: int = 8_000,
         max_queued_texts: int = 4_096,
         max_queued_chars: int = 8_000_000,
     ) -> None:
@@ -257,9 +276,10 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        _fail_all(self._waiting, ServiceStopping("the service is shutting down"))
-        self._waiting.clear()
-        self._waiting_texts = self._waiting_chars = 0
+        for lane in self._lanes:
+            _fail_all(lane.jobs, ServiceStopping("the service is shutting down"))
+            lane.jobs.clear()
+            lane.texts = lane.cost = 0
 
     async def run_in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn`` in the prediction thread (for warming the model up before serving)."""
@@ -270,6 +290,9 @@ class MicroBatcher:
         if not self._chars_per_s:
             return 1
         return max(1, min(60, math.ceil(self._queued_chars / self._chars_per_s)))
+
+    def _cost(self, text: str) -> int:
+        return len(text) if self.text_cost_cap is None else min(len(text), self.text_cost_cap)
 
     async def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities of ``texts``, shape (len(texts), n_classes).
@@ -290,12 +313,17 @@ class MicroBatcher:
                 "characters (a smaller request fits sooner)",
                 self.retry_after_s(),
             )
-        job = _Job(texts, asyncio.get_running_loop().create_future())
+        todo: tuple[deque[int], deque[int]] = (deque(), deque())
+        for i, text in enumerate(texts):
+            todo[len(text) > LONG_TEXT].append(i)
+        job = _Job(texts, asyncio.get_running_loop().create_future(), todo)
         self._queued_texts += len(texts)
         self._queued_chars += chars
-        self._waiting.append(job)
-        self._waiting_texts += len(texts)
-        self._waiting_chars += chars
+        for lane, positions in zip(self._lanes, todo, strict=True):
+            if positions:
+                lane.jobs.append(job)
+                lane.texts += len(positions)
+                lane.cost += sum(self._cost(texts[i]) for i in positions)
         self._arrived.set()
         if self._is_full():
             self._full.set()
@@ -307,7 +335,7 @@ class MicroBatcher:
             self._queued_chars -= chars
 
     def _is_full(self) -> bool:
-        return self._waiting_texts >= self.max_batch or self._waiting_chars >= self.max_batch_chars
+        return any(lane.texts >= self.max_batch or lane.cost >= self.max_batch_chars for lane in self._lanes)
 
     async def _run(self) -> None:
         while True:
@@ -324,50 +352,53 @@ class MicroBatcher:
                 raise
 
     def _take_batch(self) -> list[_Chunk]:
-        """The next batch: round-robin over the waiting jobs, one text each per round."""
-        for job in [j for j in self._waiting if j.future.done()]:  # their clients went away
-            self._forget(job)
-        taken: dict[_Job, int] = {}
-        size = chars = 0
-        full = False
-        while not full:
-            added = False
-            for job in self._waiting:
-                i = job.taken + taken.get(job, 0)
-                if i == len(job.texts):
-                    continue
-                n = len(job.texts[i])
-                if size and chars + n > self.max_batch_chars:
-                    full = True
+        """The next batch: from the other lane than last time if it has texts waiting; round-robin."""
+        for side, lane in enumerate(self._lanes):
+            for job in [j for j in lane.jobs if j.future.done()]:  # failed, or the client went away
+                self._forget(side, job)
+        sides = [side for side, lane in enumerate(self._lanes) if lane.jobs]
+        chunks: dict[_Job, list[int]] = {}
+        if sides:
+            side = sides[0] if len(sides) == 1 else 1 - self._last_lane
+            self._last_lane = side
+            lane = self._lanes[side]
+            size = cost = 0
+            full = False
+            while not full:
+                added = False
+                for job in lane.jobs:
+                    todo = job.todo[side]
+                    if not todo:
+                        continue
+                    c = self._cost(job.texts[todo[0]])
+                    if size and cost + c > self.max_batch_chars:
+                        full = True
+                        break
+                    chunks.setdefault(job, []).append(todo.popleft())
+                    size, cost, added = size + 1, cost + c, True
+                    if size == self.max_batch:
+                        full = True
+                        break
+                if not added:
                     break
-                taken[job] = taken.get(job, 0) + 1
-                size, chars, added = size + 1, chars + n, True
-                if size == self.max_batch:
-                    full = True
-                    break
-            if not added:
-                break
-        chunks = [_Chunk(job, job.taken, job.taken + n) for job, n in taken.items()]
-        for job, n in taken.items():
-            job.taken += n
-        self._waiting_texts -= size
-        self._waiting_chars -= chars
-        # Round-robin: the jobs served now go behind those that were not, in their order.
-        rest = [j for j in self._waiting if j not in taken]
-        again = [j for j in self._waiting if j in taken and j.taken < len(j.texts)]
-        self._waiting = deque(rest + again)
-        if not self._waiting:
+            lane.texts -= size
+            lane.cost -= cost
+            # Round-robin: the jobs served now go behind those that were not, in their order.
+            rest = [j for j in lane.jobs if j not in chunks]
+            again = [j for j in lane.jobs if j in chunks and j.todo[side]]
+            lane.jobs = deque(rest + again)
+        if not any(lane.jobs for lane in self._lanes):
             self._arrived.clear()
         if not self._is_full():
             self._full.clear()
-        return chunks
+        return [_Chunk(job, positions) for job, positions in chunks.items()]
 
-    def _forget(self, job: _Job) -> None:
-        self._waiting.remove(job)
-        left = job.texts[job.taken :]
-        self._waiting_texts -= len(left)
-        self._waiting_chars -= sum(map(len, left))
-        job.taken = len(job.texts)
+    def _forget(self, side: int, job: _Job) -> None:
+        lane, todo = self._lanes[side], job.todo[side]
+        lane.jobs.remove(job)
+        lane.texts -= len(todo)
+        lane.cost -= sum(self._cost(job.texts[i]) for i in todo)
+        todo.clear()
 
     async def _predict(self, chunks: list[_Chunk]) -> None:
         chunks = [c for c in chunks if not c.job.future.done()]
@@ -390,8 +421,8 @@ class MicroBatcher:
         self._measure(sum(map(len, texts)), time.perf_counter() - start)
         at = 0
         for chunk in chunks:
-            n = chunk.end - chunk.start
-            chunk.job.add(proba[at : at + n])
+            n = len(chunk.positions)
+            chunk.job.add(chunk.positions, proba[at : at + n])
             at += n
 
     def _measure(self, chars: int, seconds: float) -> None:
@@ -687,7 +718,7 @@ def create_app(
     batch_wait_ms: float = 5,
     max_batch: int = 64,
     engine: str = "auto",
-    max_batch_chars: int = 64_000,
+    max_batch_chars: int = 8_000,
     max_queued_texts: int = 4_096,
     max_queued_chars: int = 8_000_000,
 ) -> FastAPI:
@@ -708,13 +739,15 @@ def create_app(
             for one client, throughput gain for many).
         max_batch: texts at which a batch closes without waiting.
         engine: how the model's encoder runs (see :func:`fewlabel.inference.loading.load_model`).
-        max_batch_chars: characters at which a batch closes; keeps batches of long texts short, so
-            small requests wait little behind them.
+        max_batch_chars: characters at which a batch closes (each text counted up to
+            :data:`LONG_TEXT` when the model has an encoder, which reads no further); keeps batches of
+            long texts short, so small requests wait little behind them.
         max_queued_texts: most texts accepted and not yet answered; beyond, requests get a 503.
         max_queued_chars: most characters accepted and not yet answered; beyond, requests get a 503.
     """
     model_dir = Path(model_dir)
-    check_servable(model_dir, read_manifest(model_dir))
+    manifest = read_manifest(model_dir)
+    check_servable(model_dir, manifest)
     if engine not in ENGINES:
         raise FewlabelError(f"unknown engine {engine!r}; use {', '.join(ENGINES)}")
     limits = Limits(max_texts, max_chars, max_body_bytes)
@@ -743,6 +776,8 @@ def create_app(
             max_batch_chars,
             max_queued_texts,
             max_queued_chars,
+            # An encoder truncates a text to its first few hundred tokens; tfidf reads all of it.
+            text_cost_cap=LONG_TEXT if manifest.get("backbone") else None,
         )
         await batcher.start()
         try:
@@ -810,11 +845,11 @@ def create_app(
         responses=errors,
         summary="Classify one text or a list of texts.",
     )
-    async def predict(body: PredictRequest) -> dict[str, Any]:
+    async def predict(body: PredictRequest, request: Request) -> dict[str, Any]:
         texts = texts_to_predict(body, limits)
         model, batcher, _ = ready()
         try:
-            proba = await batcher.predict_proba(texts)
+            proba = await _unless_disconnected(request, batcher.predict_proba(texts))
         except Overloaded as err:
             raise _unavailable(str(err), err.retry_after_s) from None
         except ServiceStopping:
@@ -831,6 +866,30 @@ def create_app(
         return {"predictions": predictions}
 
     return app
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[np.ndarray]) -> np.ndarray:
+    """The result of ``work``; cancelled when the client goes away first, so its texts leave the queue.
+
+    A request whose client timed out would otherwise still be predicted, and a client that retries
+    would queue the same work again and again.
+    """
+    task = asyncio.ensure_future(work)
+
+    async def disconnected() -> None:
+        # The body is read; the next message says the client went away (or the response was sent).
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watch = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+    if not task.done():
+        task.cancel()
+        raise _error("the client went away", 499)
+    return task.result()
 
 
 def _unavailable(reason: str, retry_after_s: int) -> HTTPException:

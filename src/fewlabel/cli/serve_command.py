@@ -89,11 +89,12 @@ def serve(
     max_batch_chars: Annotated[
         int,
         typer.Option(
-            help="Characters at which a batch is predicted without waiting: keeps a batch of long texts "
+            help="Characters at which a batch is predicted without waiting (each text counted up to "
+            "1,000 for a model with an encoder, which reads no further): keeps a batch of long texts "
             "short, so one-text requests never wait long behind large ones (large requests are "
-            "predicted in chunks, round-robin with the others)."
+            "predicted in chunks, round-robin with the others; long and short texts in turns)."
         ),
-    ] = 64_000,
+    ] = 8_000,
     max_queued_texts: Annotated[
         int,
         typer.Option(
