@@ -388,7 +388,10 @@ def main(argv: list[str] | None = None) -> int:
             "pip install 'fewlabel[serve]' aiohttp psutil"
         ) from None
 
+    load_before = os.getloadavg()  # the machine may be shared: a busy one makes every figure worse
     r = asyncio.run(benchmark(args))
+    r["load_average"] = {"before": load_before, "after": os.getloadavg()}
+    r["thread_settings"] = {k: v for k, v in os.environ.items() if k.endswith("_NUM_THREADS")}
     lat = r["latency_ms"]
     print(
         f"model {r['model']['strategy']} ({r['model']['backbone'] or 'no backbone'}), batch {args.batch}, "
@@ -401,6 +404,11 @@ def main(argv: list[str] | None = None) -> int:
         f"server RSS {r['server_rss_mb']['before'] or 0:.0f} -> {r['server_rss_mb']['after'] or 0:.0f} MB; "
         f"CPU per request: server {r['server_cpu_ms_per_request']:.2f} ms, "
         f"client {r['client_cpu_ms_per_request']:.2f} ms"
+    )
+    print(
+        f"load average (1, 5, 15 min) {' '.join(f'{x:.2f}' for x in r['load_average']['before'])} before, "
+        f"{' '.join(f'{x:.2f}' for x in r['load_average']['after'])} after"
+        + (f"; {r['thread_settings']}" if r["thread_settings"] else "")
     )
     if r["big_clients"]:
         b = r["big_clients"]
