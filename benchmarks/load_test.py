@@ -8,12 +8,22 @@ clients, stops the server and reports requests/s, texts/s, p50/p99 latency and e
 
 ``--batch 1`` sends ``{"text": ...}``; ``--batch N`` sends ``{"texts": [N texts]}``. Every text is
 distinct, and the server gets a fresh embedding cache, so no prediction is a cache lookup.
+
+Fairness under large requests: ``--big-clients 2`` adds two clients that send 1.9 MB requests (256
+long texts each, ``--big-bytes``) back to back for as long as the measured clients run; the figures
+printed first are still those of the measured (small) requests, then those of the large ones.
+
+    python -m benchmarks.load_test MODEL_DIR --requests 2000 --concurrency 16 --engine torch-bf16 --big-clients 2
+
+MODEL_DIR is any trained model, for example the demo reviews with ``embed`` and ``minilm``:
+``fewlabel train src/fewlabel/demo/reviews.csv -o /tmp/minilm -s embed -m minilm``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import shutil
@@ -56,6 +66,21 @@ def review(i: int) -> str:
     ending = ENDINGS[(i // 11) % len(ENDINGS)]
     text = f"{opener}the {product} {verdict}.{ending} (order {i})"
     return text[0].upper() + text[1:]
+
+
+def big_body(request_index: int, size: int, texts: int = 256) -> bytes:
+    """A JSON body of about ``size`` bytes: ``texts`` long texts, each a run of distinct reviews."""
+    per_text = size // texts - 8  # room for the quotes and commas
+    first = 20_000_000 + request_index * 100_000
+    out, k = [], first
+    for _ in range(texts):
+        parts, length = [], 0
+        while length < per_text:
+            parts.append(review(k))
+            length += len(parts[-1]) + 1
+            k += 1
+        out.append(" ".join(parts)[:per_text])
+    return json.dumps({"texts": out}).encode()
 
 
 def free_port() -> int:
@@ -202,6 +227,56 @@ async def run_load(client, args: argparse.Namespace) -> dict:
     }
 
 
+async def run_big_clients(client, args: argparse.Namespace, stop: asyncio.Event) -> dict:
+    """``args.big_clients`` clients sending large requests back to back until ``stop`` is set."""
+    import aiohttp
+
+    bodies = [big_body(i, args.big_bytes) for i in range(4)]  # built once: the client's CPU is the server's
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    errors: dict[str, int] = {}
+    sent = 0
+
+    async def worker(w: int) -> None:
+        nonlocal sent
+        i = w
+        while not stop.is_set():
+            start = time.perf_counter()
+            sent += 1
+            try:
+                async with client.post(
+                    "/predict", data=bodies[i % len(bodies)], headers={"content-type": "application/json"}
+                ) as response:
+                    await response.read()
+                    retry_after = response.headers.get("Retry-After")
+            except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+                errors[type(err).__name__] = errors.get(type(err).__name__, 0) + 1
+                continue
+            statuses[response.status] = statuses.get(response.status, 0) + 1
+            if response.status == 200:
+                latencies.append(time.perf_counter() - start)
+            elif response.status == 503 and retry_after:
+                await asyncio.sleep(min(float(retry_after), 5))
+            i += args.big_clients
+
+    tasks = [asyncio.ensure_future(worker(w)) for w in range(args.big_clients)]
+    await stop.wait()
+    for task in tasks:
+        task.cancel()  # a request still in flight is left out
+    await asyncio.gather(*tasks, return_exceptions=True)
+    lat_ms = np.array(latencies) * 1000 if latencies else np.zeros(1)
+    return {
+        "clients": args.big_clients,
+        "body_bytes": len(bodies[0]),
+        "texts_per_request": 256,
+        "requests_sent": sent,
+        "requests_ok": statuses.get(200, 0),
+        "statuses": {str(code): n for code, n in sorted(statuses.items())},
+        "errors": errors,
+        "latency_ms": {"p50": float(np.percentile(lat_ms, 50)), "max": float(lat_ms.max())},
+    }
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (with psutil)."""
     import psutil
@@ -217,7 +292,7 @@ async def benchmark(args: argparse.Namespace) -> dict:
     log_path = Path(tempfile.mkdtemp(prefix="fewlabel-load-test-log-")) / "server.log"
     # aiohttp, not httpx: measured here, httpx's client spent about 2 ms of CPU per request and
     # aiohttp's 0.2 ms, and on a 2-core machine the client's CPU is taken from the server.
-    connector = aiohttp.TCPConnector(limit=args.concurrency)
+    connector = aiohttp.TCPConnector(limit=args.concurrency + args.big_clients)
     with Server(args.model_dir, port, key, args, log_path) as server:
         assert server.proc is not None
         async with aiohttp.ClientSession(
@@ -240,7 +315,15 @@ async def benchmark(args: argparse.Namespace) -> dict:
                 return_exceptions=True,  # a failure here shows again, counted, in the timed run
             )
             rss_before, cpu_before = rss_mb(server.proc.pid), cpu_seconds(server.proc.pid)
-            result = await run_load(client, args)
+            stop = asyncio.Event()
+            big = asyncio.ensure_future(run_big_clients(client, args, stop)) if args.big_clients else None
+            if big is not None:
+                await asyncio.sleep(0.5)  # the large requests are queued before the measured ones start
+            try:
+                result = await run_load(client, args)
+            finally:
+                stop.set()
+            big_result = await big if big is not None else None
             rss_after, cpu_after = rss_mb(server.proc.pid), cpu_seconds(server.proc.pid)
     if result["non_2xx"] or result["errors"]:
         print(f"server log: {log_path}")
@@ -248,6 +331,7 @@ async def benchmark(args: argparse.Namespace) -> dict:
         shutil.rmtree(log_path.parent, ignore_errors=True)
     return {
         **result,
+        "big_clients": big_result,
         "server_cpu_ms_per_request": 1000 * (cpu_after - cpu_before) / max(result["requests_sent"], 1),
         "startup_seconds": startup,
         "server_rss_mb": {"before": rss_before, "after": rss_after},
@@ -277,10 +361,21 @@ def main(argv: list[str] | None = None) -> int:
         "--max-seconds", type=float, default=300, help="stop sending after this long (default 300)"
     )
     parser.add_argument("--request-timeout", type=float, default=60, help="per-request timeout in seconds")
+    parser.add_argument(
+        "--big-clients",
+        type=int,
+        default=0,
+        help="extra clients sending large requests back to back meanwhile, not measured (default 0)",
+    )
+    parser.add_argument(
+        "--big-bytes", type=int, default=1_900_000, help="body size of a large request (default 1,900,000)"
+    )
     args = parser.parse_args(argv)
     for name in ("requests", "concurrency", "batch", "max_batch"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.big_clients < 0 or not 10_000 <= args.big_bytes <= 2_000_000:
+        parser.error("--big-clients must be 0 or more and --big-bytes between 10,000 and 2,000,000")
     if not (args.model_dir / "fewlabel.json").is_file():
         parser.error(f"{args.model_dir}: not a fewlabel model directory")
     try:
@@ -293,7 +388,10 @@ def main(argv: list[str] | None = None) -> int:
             "pip install 'fewlabel[serve]' aiohttp psutil"
         ) from None
 
+    load_before = os.getloadavg()  # the machine may be shared: a busy one makes every figure worse
     r = asyncio.run(benchmark(args))
+    r["load_average"] = {"before": load_before, "after": os.getloadavg()}
+    r["thread_settings"] = {k: v for k, v in os.environ.items() if k.endswith("_NUM_THREADS")}
     lat = r["latency_ms"]
     print(
         f"model {r['model']['strategy']} ({r['model']['backbone'] or 'no backbone'}), batch {args.batch}, "
@@ -307,6 +405,19 @@ def main(argv: list[str] | None = None) -> int:
         f"CPU per request: server {r['server_cpu_ms_per_request']:.2f} ms, "
         f"client {r['client_cpu_ms_per_request']:.2f} ms"
     )
+    print(
+        f"load average (1, 5, 15 min) {' '.join(f'{x:.2f}' for x in r['load_average']['before'])} before, "
+        f"{' '.join(f'{x:.2f}' for x in r['load_average']['after'])} after"
+        + (f"; {r['thread_settings']}" if r["thread_settings"] else "")
+    )
+    if r["big_clients"]:
+        b = r["big_clients"]
+        print(
+            f"meanwhile {b['clients']} clients sent {b['requests_sent']} requests of {b['body_bytes']} bytes "
+            f"({b['texts_per_request']} texts): {b['requests_ok']} OK, statuses {b['statuses']}, "
+            f"errors {b['errors'] or 'none'}; latency p50 {b['latency_ms']['p50']:.0f} ms, "
+            f"max {b['latency_ms']['max']:.0f} ms"
+        )
     path = write_json(
         "load_test",
         {

@@ -441,12 +441,17 @@ def test_batcher_gathers_concurrent_requests_into_one_call():
     np.testing.assert_array_equal(results[1], [[0, 1], [1, 0]])
 
 
-def test_batcher_respects_max_batch_and_never_splits_a_request():
+def test_batcher_splits_large_requests_and_fills_batches_round_robin():
     calls: list[list[str]] = []
-    jobs = [["a"], ["b"], ["c", "d", "e"], ["f"], ["g"] * 6]
+    jobs = [["a"], ["b"], ["c", "d", "e"], ["f"], ["g1", "g2", "g3", "g4", "g5", "g6"]]
     results = run_batcher(fake_proba(calls), jobs, max_batch=4, wait_s=0.01)
-    assert [len(c) for c in calls] == [2, 4, 6]  # 1+1 (3 more would exceed 4), 3+1, then 6 on its own
+    # One text per waiting request per round (the requests served go behind those that were not); a
+    # request's texts in one batch are one piece, in its order.
+    assert calls == [["a", "b", "c", "f"], ["g1", "g2", "d", "e"], ["g3", "g4", "g5", "g6"]]
     assert [len(r) for r in results] == [1, 1, 3, 1, 6]
+    expected = fake_proba([])
+    for texts, result in zip(jobs, results, strict=True):  # each request's rows, in its own order
+        np.testing.assert_array_equal(result, expected(texts))
 
 
 def test_a_bad_text_fails_only_its_own_request():
@@ -626,7 +631,7 @@ def test_cli_serves_on_loopback_by_default(serve_cli, model_dir):
     from typer.testing import CliRunner
 
     cli, calls = serve_cli
-    result = CliRunner().invoke(cli, ["serve", str(model_dir)], env={"FEWLABEL_API_KEY": ""})
+    result = CliRunner().invoke(cli, ["serve", str(model_dir)], env={"FEWLABEL_API_KEY": None})
     assert result.exit_code == 0, result.output
     assert calls[0]["host"] == "127.0.0.1" and calls[0]["port"] == 8000 and calls[0]["workers"] == 1
     assert "Warning" not in result.output
@@ -637,7 +642,7 @@ def test_cli_warns_on_a_public_host_without_key(serve_cli, model_dir):
 
     cli, calls = serve_cli
     result = CliRunner().invoke(
-        cli, ["serve", str(model_dir), "--host", "0.0.0.0", "--port", "9000"], env={"FEWLABEL_API_KEY": ""}
+        cli, ["serve", str(model_dir), "--host", "0.0.0.0", "--port", "9000"], env={"FEWLABEL_API_KEY": None}
     )
     assert result.exit_code == 0, result.output
     assert "without an API key" in result.output and "FEWLABEL_API_KEY" in result.output

@@ -7,6 +7,7 @@ command runs, so ``fewlabel --help`` stays instant and works without them.
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +26,27 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False  # a host name other than localhost may resolve to any interface
+
+
+def _api_key(option: str | None) -> str | None:
+    """The key to require, or None; an empty or blank key is refused, never taken as "no key".
+
+    Click treats an empty environment variable as unset, so ``FEWLABEL_API_KEY=`` would silently
+    serve without authentication: the variable is read here again to catch it.
+    """
+    env = os.environ.get(API_KEY_ENV)
+    from_env = env is not None and option in (None, env)
+    key = env if from_env else option
+    if key is None or key.strip():
+        return key
+    if from_env:
+        raise FewlabelError(
+            f"{API_KEY_ENV} is set but empty or only whitespace, which would serve without "
+            "authentication; set it to a key, or unset it to serve without one"
+        )
+    raise FewlabelError(
+        "--api-key is empty or only whitespace; give a key, or leave the option out to serve without one"
+    )
 
 
 Engine = Annotated[
@@ -64,6 +86,29 @@ def serve(
         ),
     ] = 5.0,
     max_batch: Annotated[int, typer.Option(help="Texts at which a batch is predicted without waiting.")] = 64,
+    max_batch_chars: Annotated[
+        int,
+        typer.Option(
+            help="Characters at which a batch is predicted without waiting (each text counted up to "
+            "1,000 for a model with an encoder, which reads no further): keeps a batch of long texts "
+            "short, so one-text requests never wait long behind large ones (large requests are "
+            "predicted in chunks, round-robin with the others; long and short texts in turns)."
+        ),
+    ] = 8_000,
+    max_queued_texts: Annotated[
+        int,
+        typer.Option(
+            help="Most texts accepted and not yet answered; a request that would go beyond gets "
+            "503 with a Retry-After header instead of waiting."
+        ),
+    ] = 4_096,
+    max_queued_chars: Annotated[
+        int,
+        typer.Option(
+            help="Most characters accepted and not yet answered (bounds memory and waiting); beyond, "
+            "503 with a Retry-After header. At least what one request may hold."
+        ),
+    ] = 8_000_000,
     access_log: Annotated[bool, typer.Option(help="Log one line per request.")] = True,
     engine: Engine = "auto",
 ) -> None:
@@ -82,6 +127,7 @@ def serve(
         ) from None
     from fewlabel import progress
 
+    api_key = _api_key(api_key)
     progress.set_enabled(False)  # a server has no terminal to draw bars on
     if not is_loopback(host):
         from rich.console import Console
@@ -108,6 +154,9 @@ def serve(
         batch_wait_ms=batch_wait_ms,
         max_batch=max_batch,
         engine=engine,
+        max_batch_chars=max_batch_chars,
+        max_queued_texts=max_queued_texts,
+        max_queued_chars=max_queued_chars,
     )
     # workers=1: the model and the batcher live in this process; more workers would load the model
     # once each and batch separately.
