@@ -264,8 +264,8 @@ def lookup(sha: str) -> Path | None:
         return entry
     # Touched or copied since it was recorded: hash it again, and trust it only if unchanged.
     if (
-        backbone_files(entry, f"backbone store entry {entry}") != files
-        or content_hash(entry, files)[0] != sha
+        content_hash(entry, files)[0] != sha
+        or backbone_files(entry, f"backbone store entry {entry}") != files
     ):
         raise BackboneError(
             f"backbone store entry {entry} no longer matches its hash (changed on disk); remove it "

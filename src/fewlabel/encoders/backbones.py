@@ -296,21 +296,23 @@ def _packaged(name: str) -> Backbone:
 
 def find(ref: str) -> Backbone:
     """The backbone a saved model pins (``NAME@sha256:HEX``): from the store, or a packaged one whose
-    files hash to it. Reads nothing else and never goes to the network."""
+    files hash to it. The name only labels it; nothing else is read, and never the network."""
     name, sha = parse_ref(ref)
     entry = backbone_store.lookup(sha)
     if entry is not None:
         return Backbone(name, str(entry), sha, backbone_store.origin_of(sha).get("origin"))
-    if name in KNOWN:
-        backbone = _packaged(name)
+    installed = [n for n in KNOWN if n == name or is_installed(n)]
+    for packaged in installed:
+        backbone = _packaged(packaged)
         if backbone.sha256 == sha:
             return backbone
+    if name in KNOWN:
         raise BackboneError(
             f"this model was trained with other {name} files (sha256 {sha[:12]}…) than the {name} "
-            f"installed here ({backbone.sha256[:12]}…); install the version it was trained with, or retrain"
+            f"installed here; install the version it was trained with, or retrain"
         )
     raise BackboneError(
-        f"backbone {name!r} (sha256 {sha[:12]}…) is not in this machine's backbone store "
+        f"backbone {name[:200]!r} (sha256 {sha[:12]}…) is not in this machine's backbone store "
         f"({backbone_store.store_root()}); train once with that backbone here to import it"
     )
 

@@ -52,10 +52,12 @@ def load_model(directory: str | Path, verify: bool = True, engine: str = "auto")
                 ) from None
     ref = model.backbone_ref
     if ref and not attached:
+        from fewlabel.encoders.backbones import find
         from fewlabel.encoders.sentence import Encoder
 
-        # Predicting keeps no embedding cache: memory stays flat over millions of texts. The backbone
-        # is the one the manifest pins by hash, found in the backbone store on first use.
+        # The backbone the manifest pins by hash, found now (in the backbone store, or packaged) and
+        # loaded on first use. Predicting keeps no embedding cache: memory stays flat over millions
+        # of texts.
         precision = "bf16" if engine == "torch-bf16" else "fp32"
-        strategy.attach_encoder(Encoder(ref, cache=False, precision=precision))
+        strategy.attach_encoder(Encoder(find(ref), cache=False, precision=precision))
     return model
