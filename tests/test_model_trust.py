@@ -8,6 +8,7 @@ the manifest's digest, as anyone can: checksums catch damage, the checks behind 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -43,11 +44,13 @@ class Watch:
         self.allowed: list[str] | None = None
         self.bad: list[str] = []
         self.network: list[str] = []
+        self.seen = 0  # paths checked: proof the hook is wired
 
     def _check(self, path) -> None:
         if isinstance(path, int) or path is None:
             return
         full = os.path.abspath(os.fsdecode(path))
+        self.seen += 1
         inside = lambda roots: any(full == r or full.startswith(r.rstrip(os.sep) + os.sep) for r in roots)  # noqa: E731
         if inside(self.forbidden) or (self.allowed is not None and not inside(self.allowed)):
             self.bad.append(full)
@@ -265,7 +268,7 @@ def test_onnx_files_must_be_listed(embed, outside):
 
 
 def test_onnx_graph_with_external_data_is_refused(embed, outside):
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     from onnx import TensorProto, helper
 
@@ -283,7 +286,6 @@ def test_onnx_graph_with_external_data_is_refused(embed, outside):
     reseal(embed, manifest)
     with pytest.raises(ModelDirError, match="keeps its data in another file"):
         load_model(embed, engine="onnx")
-    del onnx
 
 
 # -- backbones: by hash, from the store only -------------------------------------------------------
@@ -694,3 +696,357 @@ def test_write_manifest_refuses_to_relabel_format_1(tfidf):
     make_v1(tfidf)
     with pytest.raises(ModelDirError, match="upgrade it first"):
         write_manifest(tfidf, manifest_of(tfidf))
+
+
+# -- fuzz: thousands of hostile directories (--runslow) ---------------------------------------------
+HOSTILE = [
+    None, True, 0, -1, 2, 10**30, 1e308, 0.5, "", "x", "minilm", "/etc/passwd", "../outside/secret.txt",
+    "planted", "someone/planted", "~/planted", "onnx/../..", "strategy", "\x00", "a" * 5000, [], {}, [1, "a"],
+    {"name": "minilm"},
+]  # fmt: skip
+
+
+def _paths(value, prefix=()):
+    """Every (path, value) inside a JSON value, depth first."""
+    yield prefix, value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _paths(item, (*prefix, i))
+
+
+def _set(root, path, value):
+    target = root
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+
+
+class Fuzzer:
+    """Mutations of a model directory: its manifest, its files, links, arrays and JSON files."""
+
+    def __init__(self, rng, outside: Path, planted: Path, minilm_sha: str):
+        self.rng, self.outside, self.planted, self.minilm_sha = rng, outside, planted, minilm_sha
+
+    def hostile(self):
+        rng = self.rng
+        pick = rng.choice(
+            [*HOSTILE, str(self.planted), str(self.outside / "secret.txt"), _deep(rng.choice([40, 500]))]
+        )
+        return (
+            pick
+            if rng.random() < 0.9
+            else f"{rng.choice(['planted', str(self.planted), 'minilm'])}@sha256:{rng.choice([self.minilm_sha, 'ab' * 32])}"
+        )
+
+    def json_file(self, path: Path, edit) -> None:
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        value = edit(value)
+        path.write_text(json.dumps(value), encoding="utf-8")
+
+    def mutate_json(self, value):
+        rng = self.rng
+        paths = [p for p, _ in _paths(value) if p]
+        if not paths:
+            return self.hostile()
+        path = rng.choice(paths)
+        action = rng.random()
+        parent = value
+        for step in path[:-1]:
+            parent = parent[step]
+        if action < 0.3 and isinstance(parent, dict):
+            del parent[path[-1]]
+        elif action < 0.4 and isinstance(parent, list):
+            parent.reverse()
+        else:
+            _set(value, path, self.hostile())
+        return value
+
+    def files(self, d: Path) -> list[Path]:
+        return sorted(p for p in d.rglob("*") if p.is_file() and not p.is_symlink())
+
+    # each mutation takes the model directory
+    def manifest_field(self, d):
+        self.json_file(d / MANIFEST, self.mutate_json)
+
+    def manifest_top(self, d):
+        rng = self.rng
+
+        def edit(m):
+            key = rng.choice(
+                [
+                    "labels",
+                    "format_version",
+                    "backbone",
+                    "onnx",
+                    "files",
+                    "strategy",
+                    "calibration",
+                    "decision",
+                ]
+            )
+            choices = {
+                "labels": [m.get("labels", [])[::-1], ["a"], ["a", "a"], ["a", "b", "c"], [1, 2]],
+                "format_version": [0, 1, 3, "2", True, 2.0, None],
+                "backbone": [
+                    {"name": str(self.planted), "sha256": self.minilm_sha},
+                    {"name": "planted", "hub_id": "planted"},
+                    {"name": "someone/planted", "sha256": "ab" * 32},
+                    {"name": "minilm", "sha256": self.minilm_sha},
+                    None,
+                ],
+                "onnx": [
+                    {
+                        "dir": rng.choice(["onnx", "/tmp", "../outside", "strategy", ".", str(self.outside)]),
+                        "max_tokens": 64,
+                    }
+                ],
+                "files": [{}, {"../outside/secret.txt": {"sha256": "0" * 64, "bytes": 6}}, []],
+                "strategy": [{"name": rng.choice(["tfidf", "embed", "ensemble", "finetune", "setfit", "x"])}],
+                "calibration": [{"temperature": rng.choice([0, -1, 1e9, "1", None, 2.5])}],
+                "decision": [{"threshold": rng.choice([-0.1, 0.5, 1.5, "0.5"])}],
+            }
+            m[key] = rng.choice(choices[key])
+            return m
+
+        self.json_file(d / MANIFEST, edit)
+
+    def strategy_json(self, d):
+        path = self.rng.choice([p for p in d.rglob("strategy.json")] or [d / MANIFEST])
+        self.json_file(path, self.mutate_json)
+
+    def other_json(self, d):
+        candidates = [
+            p for p in self.files(d) if p.suffix == ".json" and p.name not in ("strategy.json", MANIFEST)
+        ]
+        if candidates:
+            self.json_file(self.rng.choice(candidates), self.mutate_json)
+
+    def bytes_(self, d):
+        rng = self.rng
+        path = rng.choice(self.files(d))
+        data = bytearray(path.read_bytes())
+        how = rng.random()
+        if how < 0.3 and data:
+            data = data[: rng.randrange(len(data))]
+        elif how < 0.6 and data:
+            for _ in range(rng.randint(1, 8)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        elif how < 0.8:
+            data = bytearray(rng.randbytes(rng.randint(0, 4096)))
+        else:
+            data += rng.randbytes(rng.randint(1, 64))
+        path.write_bytes(bytes(data))
+
+    def remove(self, d):
+        entries = [p for p in d.rglob("*") if p != d / MANIFEST]
+        target = self.rng.choice(entries)
+        shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink()
+
+    def link(self, d):
+        rng = self.rng
+        entries = [p for p in d.rglob("*") if not p.is_symlink()]
+        target = rng.choice(entries + [d / "strategy" / "extra.json"])
+        if target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        destination = rng.choice(
+            [self.outside / "secret.txt", self.planted, self.planted / "modules.json", Path("/etc/passwd")]
+        )
+        target.symlink_to(destination)
+
+    def special(self, d):
+        target = d / "strategy" / self.rng.choice(["fifo.json", "head.npz", "tfidf_vocabulary.json"])
+        if target.exists():
+            target.unlink()
+        os.mkfifo(target)
+
+    def extra(self, d):
+        rng = self.rng
+        name = rng.choice(["evil.py", "extra.npz", "modules.json", "sub/x.json", "__init__.py"])
+        path = d / rng.choice(["strategy", "strategy/embed", "onnx", ""]) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"open({str(self.outside / 'sentinel')!r}, 'w')\n", encoding="utf-8")
+
+    def arrays(self, d):
+        rng = self.rng
+        candidates = [p for p in self.files(d) if p.suffix == ".npz"]
+        if not candidates:
+            return
+        path = rng.choice(candidates)
+        try:
+            with np.load(path) as data:
+                arrays = {k: data[k] for k in data.files}
+        except Exception:
+            return
+        name = rng.choice(list(arrays) + ["new"])
+        how = rng.random()
+        if how < 0.2:
+            arrays.pop(name, None)
+        elif how < 0.4:
+            arrays[name] = np.zeros(tuple(rng.choice([0, 1, 2, 3, 7, 384]) for _ in range(rng.randint(0, 3))))
+        elif how < 0.5:
+            arrays[name] = np.array([{"x": 1}], dtype=object)
+        elif how < 0.6:
+            arrays[name] = np.full(arrays.get(name, np.zeros(3)).shape, np.nan)
+        elif how < 0.7:
+            arrays[name] = np.asarray(arrays.get(name, np.zeros(3))).astype(
+                rng.choice(["int8", "int64", "complex64", "U3", "bool"])
+            )
+        elif how < 0.8:
+            arrays[name] = np.asarray(arrays.get(name, np.zeros(3))).T.copy()
+        else:
+            _bomb(path, rng.choice([4, 8]))
+            return
+        saver = np.savez_compressed if rng.random() < 0.15 else np.savez
+        saver(path, **arrays)
+
+    def safetensors(self, d):
+        candidates = [p for p in self.files(d) if p.suffix == ".safetensors"]
+        if not candidates:
+            return self.bytes_(d)
+        path = self.rng.choice(candidates)
+        data = bytearray(path.read_bytes())
+        length = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + length])
+        header = self.mutate_json(header) if self.rng.random() < 0.7 else header
+        raw = json.dumps(header).encode()
+        if self.rng.random() < 0.3:
+            raw += b" " * self.rng.randint(1, 16)
+        path.write_bytes(len(raw).to_bytes(8, "little") + raw + bytes(data[8 + length :]))
+
+    MUTATIONS = [
+        "manifest_field", "manifest_top", "strategy_json", "other_json", "bytes_", "remove", "link",
+        "special", "extra", "arrays", "safetensors",
+    ]  # fmt: skip
+
+    def honest_arrays(self, d: Path, manifest: dict) -> None:
+        """Make the manifest's array shapes agree with the files (what a careful attacker does)."""
+        from fewlabel.strategies.files import array_info
+
+        for rel, entry in (manifest.get("files") or {}).items():
+            path = d / rel
+            if isinstance(entry, dict) and path.is_file() and not path.is_symlink():
+                try:
+                    info = array_info(path)
+                except FewlabelError:
+                    continue
+                if info is not None:
+                    entry["arrays"] = info
+
+    def seal(self, d: Path) -> str:
+        """Leave the checksums stale, reseal as format 2, or reseal as format 1."""
+        roll = self.rng.random()
+        if roll < 0.25:
+            return "stale"
+        try:
+            manifest = manifest_of(d)
+        except Exception:  # damaged past reading: left as it is
+            return "stale"
+        if not isinstance(manifest, dict):
+            return "stale"
+        manifest = reseal(d, manifest)
+        self.honest_arrays(d, manifest)
+        if roll < 0.85:
+            manifest["digest"] = manifest_digest(manifest)
+            write_raw(d, manifest)
+            return "resealed"
+        manifest.pop("digest", None)
+        manifest["format_version"] = 1
+        for entry in manifest["files"].values():
+            entry.pop("arrays", None)
+        write_raw(d, manifest)
+        return "format 1"
+
+
+@pytest.fixture(scope="module")
+def finetune_model(tmp_path_factory) -> Path:
+    """A tiny fine-tuned model (one epoch, 16 tokens, most layers frozen: about 20 s to fit)."""
+    from fewlabel.strategies import make_strategy
+
+    strategy = make_strategy("finetune", backbone=BACKBONE, epochs=1, max_tokens=16, freeze_layers=5)
+    strategy.fit(TEXTS, Y)
+    out = tmp_path_factory.mktemp("trust") / "finetune"
+    return save_model(out, strategy, LABELS, {"strategy": {"name": "finetune", "params": strategy.params}})
+
+
+def _library_roots() -> list[str]:
+    import sysconfig
+
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, "/dev", "/proc", "/sys"}
+    roots |= {p for p in sysconfig.get_paths().values() if p}
+    roots |= {p for p in sys.path if p and os.path.isdir(p) and not p.startswith(tempfile_root())}
+    return sorted(roots)
+
+
+def tempfile_root() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()
+
+
+@pytest.mark.slow
+def test_fuzz_hostile_model_directories(tmp_path, tfidf_model, embed_model, finetune_model, monkeypatch):
+    """>= 1,000 mutated tfidf, embed and finetune directories: each loads and predicts, or raises a
+    fewlabel error; none reads a file outside the model directory and the backbone store (the
+    libraries' own files aside), reaches the network, or runs the planted module."""
+    import random
+
+    from fewlabel.encoders.backbone_store import fewlabel_home
+    from fewlabel.encoders.backbones import resolve
+
+    rng = random.Random(20240601)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret", encoding="utf-8")
+    sentinel = outside / "sentinel"
+    planted = plant_backbone(outside / "planted", sentinel)
+    minilm = resolve("minilm")
+    fuzz = Fuzzer(rng, outside, planted, minilm.sha256)
+    monkeypatch.chdir(outside)  # relative paths point into the planted folder
+    counts = {"tfidf": 600, "embed": 450, "finetune": 100}
+    bases = {"tfidf": tfidf_model, "embed": embed_model, "finetune": finetune_model}
+    for base in bases.values():
+        load_and_predict(base)  # imports and the backbone warmed up before watching
+    allowed_static = [str(fewlabel_home()), minilm.location, *_library_roots()]
+    outcomes: dict[str, int] = {}
+    failures = []
+    case = 0
+    for kind, n in counts.items():
+        for _ in range(n):
+            case += 1
+            directory = tmp_path / f"case-{case}"
+            shutil.copytree(bases[kind], directory)
+            applied = rng.sample(Fuzzer.MUTATIONS, rng.choice([1, 1, 2, 3]))
+            for name in applied:
+                with contextlib.suppress(Exception):  # a mutation that does not apply to this directory
+                    getattr(fuzz, name)(directory)
+            sealed = fuzz.seal(directory)
+            WATCH.bad, WATCH.network = [], []
+            WATCH.allowed = [str(directory), *allowed_static]
+            try:
+                load_and_predict(directory)
+                outcome = "loaded"
+            except FewlabelError as err:
+                outcome = type(err).__name__
+            except BaseException as err:  # noqa: BLE001 - anything else is the failure we look for
+                outcome = "crash"
+                failures.append(f"case {case} {kind} {applied} {sealed}: {type(err).__name__}: {err}"[:400])
+            finally:
+                WATCH.allowed = None
+            if WATCH.bad or WATCH.network:
+                failures.append(
+                    f"case {case} {kind} {applied} {sealed}: read {WATCH.bad[:2]} net {WATCH.network[:2]}"
+                )
+            outcomes[f"{kind} {sealed} {outcome}"] = outcomes.get(f"{kind} {sealed} {outcome}", 0) + 1
+            shutil.rmtree(directory, ignore_errors=True)
+    print(json.dumps(outcomes, indent=1, sort_keys=True))
+    assert case >= 1000 and WATCH.seen > case  # every load opened files, and the hook saw them
+    assert not failures, "\n".join(failures[:20])
+    assert not sentinel.exists(), "the planted module ran"
+    assert any("loaded" in k for k in outcomes) and any("ModelDirError" in k for k in outcomes)

@@ -90,9 +90,13 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     write_text(directory / MANIFEST, json.dumps(content, indent=2, ensure_ascii=False))
 
 
-def read_manifest(directory: str | Path) -> dict[str, Any]:
+def read_manifest(directory: str | Path, warn_old: bool = True) -> dict[str, Any]:
     """The checked manifest of a model directory; ModelDirError naming the file and field if it is not
-    a fewlabel manifest, of an unknown format, malformed, or changed since it was written."""
+    a fewlabel manifest, of an unknown format, malformed, or changed since it was written.
+
+    Args:
+        warn_old: log one warning line for a format 1 model (which still loads).
+    """
     directory = Path(directory)
     if not directory.exists() and recover_directory(directory):
         log.warning("%s: restored the model an interrupted save had moved aside", directory)
@@ -117,10 +121,7 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         data = path.read_bytes()
     except OSError as err:
         raise ModelDirError(f"{path}: damaged manifest ({err}); retrain the model") from None
-    try:
-        manifest = parse_json(data, str(path))
-    except ModelDirError as err:
-        raise ModelDirError(f"damaged manifest: {err}; retrain the model") from None
+    manifest = parse_json(data, str(path), damaged="damaged manifest, retrain or restore the model")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ModelDirError(f"{path}: not a fewlabel model manifest")
     version = manifest.get("format_version")
@@ -138,7 +139,7 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
                 f"{path}: the manifest does not match its digest (edited since it was saved: labels, "
                 "settings or file list); retrain or restore the model"
             )
-    else:
+    elif warn_old:
         log.warning(
             "%s: model format 1, whose manifest is not checksummed; "
             "`fewlabel upgrade %s` rewrites it in format 2",

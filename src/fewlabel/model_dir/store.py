@@ -113,18 +113,13 @@ def save_model(
     directory = Path(directory)
     _check_target(directory)
     with atomic_directory(directory) as tmp:
-        _write(tmp, strategy, labels, manifest)
+        strategy.save(tmp / STRATEGY_DIR)
         for name, content in (extra_json or {}).items():
             (tmp / name).write_text(json.dumps(content, indent=2, ensure_ascii=False), encoding="utf-8")
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text, encoding="utf-8")
         _write_manifest(tmp, strategy, labels, manifest)
     return directory
-
-
-def _write(tmp: Path, strategy: Strategy, labels: list[str], manifest: dict[str, Any]) -> None:
-    del labels, manifest  # written last, once every file is there to be listed
-    strategy.save(tmp / STRATEGY_DIR)
 
 
 def _write_manifest(tmp: Path, strategy: Strategy, labels: list[str], manifest: dict[str, Any]) -> None:
@@ -152,9 +147,14 @@ def upgrade_model(directory: str | Path, backbone: str | None = None) -> dict[st
     from fewlabel.encoders.backbones import resolve
 
     directory = Path(directory)
-    manifest = read_manifest(directory)
+    manifest = read_manifest(directory, warn_old=False)
     version = manifest["format_version"]
-    if version == FORMAT_VERSION and backbone is None:
+    if version == FORMAT_VERSION:
+        if backbone is not None:
+            raise ModelDirError(
+                f"{directory}: already in format {version}, its backbone pinned by content hash; "
+                "there is no backbone to give"
+            )
         return {"model": str(directory), "from_version": version, "to_version": version, "changed": False}
     if backbone is not None and not manifest.get("backbone"):
         raise ModelDirError(f"{directory}: strategy {manifest['strategy']['name']!r} uses no backbone")
@@ -167,8 +167,8 @@ def upgrade_model(directory: str | Path, backbone: str | None = None) -> dict[st
         if k not in ("format", "format_version", "digest", "files", "labels")
     }
     with atomic_directory(directory) as tmp:
-        _write(tmp, model.strategy, model.labels, kept)
-        for rel, _ in _other_files(directory):
+        model.strategy.save(tmp / STRATEGY_DIR)
+        for rel in _other_files(directory):
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(directory / rel, tmp / rel)
         _write_manifest(tmp, model.strategy, model.labels, kept)
@@ -176,13 +176,13 @@ def upgrade_model(directory: str | Path, backbone: str | None = None) -> dict[st
     return {"model": str(directory), "from_version": version, "to_version": FORMAT_VERSION, "changed": True}
 
 
-def _other_files(directory: Path) -> list[tuple[str, Path]]:
-    """The files of a model directory besides its manifest and strategy (checked plain files)."""
+def _other_files(directory: Path) -> list[str]:
+    """The files of a verified model directory besides its manifest and strategy (so no links)."""
     out = []
     for path in sorted(directory.rglob("*")):
         rel = path.relative_to(directory).as_posix()
         if path.is_file() and rel != MANIFEST and not rel.startswith(STRATEGY_DIR + "/"):
-            out.append((rel, path))
+            out.append(rel)
     return out
 
 

@@ -142,7 +142,9 @@ class Strategy(ABC):
             raise ModelDirError(f"{where}: not a JSON object; the model directory is damaged")
         params, n_classes = meta.get("params"), meta.get("n_classes")
         if meta.get("name") != cls.name:
-            raise ModelDirError(f"{where}: field 'name' is {meta.get('name')!r}, expected {cls.name!r}")
+            raise ModelDirError(
+                f"{where}: field 'name' is {str(meta.get('name'))[:60]!r}, expected {cls.name!r}"
+            )
         if not isinstance(params, dict):
             raise ModelDirError(f"{where}: field 'params' must be an object")
         if not isinstance(n_classes, int) or isinstance(n_classes, bool) or not 2 <= n_classes <= 100_000:

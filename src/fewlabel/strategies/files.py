@@ -61,19 +61,18 @@ def depth_exceeds(value: Any, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
-def parse_json(data: bytes, where: str, allow_nan: bool = True) -> Any:
+def parse_json(
+    data: bytes, where: str, allow_nan: bool = True, damaged: str = "the model directory is damaged"
+) -> Any:
     """Strict JSON: UTF-8, no repeated keys, nesting at most MAX_DEPTH; ModelDirError naming ``where``."""
     try:
         constant = None if allow_nan else _reject_constant
         value = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
-        if isinstance(err, RecursionError):
-            err = ValueError("nested too deeply")
-        raise ModelDirError(f"{where}: not valid JSON ({err}); the model directory is damaged") from None
+        reason = "nested too deeply" if isinstance(err, RecursionError) else str(err)[:200]
+        raise ModelDirError(f"{where}: not valid JSON ({reason}); {damaged}") from None
     if depth_exceeds(value):
-        raise ModelDirError(
-            f"{where}: nested more than {MAX_DEPTH} levels deep; the model directory is damaged"
-        )
+        raise ModelDirError(f"{where}: nested more than {MAX_DEPTH} levels deep; {damaged}")
     return value
 
 
