@@ -28,6 +28,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from fewlabel.errors import FewlabelError, ModelDirError  # noqa: E402
 from fewlabel.inference.loading import load_model  # noqa: E402
+from fewlabel.model_dir.manifest import write_manifest  # noqa: E402
 from fewlabel.serve import BodyLimit, MicroBatcher, create_app  # noqa: E402
 
 POSITIVE = [
@@ -330,15 +331,15 @@ def test_model_info_shows_no_server_paths(model_dir, tmp_path):
     shutil.copytree(model_dir, copy)
     manifest = json.loads((copy / "fewlabel.json").read_text())
     secret = str(tmp_path / "private" / "backbones" / "my-encoder")
-    manifest["backbone"] = {"name": secret, "hub_id": secret}
+    manifest["backbone"] = {"name": secret, "hub_id": secret, "sha256": "0" * 64}
     manifest["strategy"]["description"] = f"embed ({secret} embeddings, LR C=4)"
     manifest["strategy"]["params"]["backbone"] = "~/models/my-encoder"
-    (copy / "fewlabel.json").write_text(json.dumps(manifest))
+    write_manifest(copy, manifest)  # sealed again: its digest covers what was edited
     with TestClient(create_app(copy)) as client:
         text = client.get("/model").text
         info = client.get("/model").json()
     assert str(tmp_path) not in text and "private" not in text and "~" not in text
-    assert info["backbone"] == {"name": "my-encoder", "hub_id": "my-encoder"}
+    assert info["backbone"] == {"name": "my-encoder", "hub_id": "my-encoder", "sha256": "0" * 64}
     assert info["strategy"]["description"] == "embed (my-encoder embeddings, LR C=4)"
 
 

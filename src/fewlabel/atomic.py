@@ -228,10 +228,13 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
 
     A directory already at ``path`` is kept until the new one is in place, then removed; if moving
     the new one in fails, the old one is put back. If the block raises, the temporary directory is
-    removed and ``path`` is left as it was.
+    removed and ``path`` is left as it was. A swap an earlier process left unfinished (killed
+    between its two renames) is rolled back first, and once the new directory is in place every
+    leftover of earlier saves to ``path`` is removed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    recover_directory(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         yield tmp
@@ -240,10 +243,15 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     swap_into_place(tmp, path)
+    remove_leftovers(path)
 
 
 def swap_into_place(new: Path, path: Path) -> None:
-    """Rename directory ``new`` to ``path``; a directory already there is kept until ``new`` is in place."""
+    """Rename directory ``new`` to ``path``; a directory already there is kept until ``new`` is in place.
+
+    The previous directory waits in ``.NAME.old-*/previous`` between the two renames: a process
+    killed there leaves no directory at ``path``, and :func:`recover_directory` puts it back.
+    """
     old = None
     try:
         if path.exists():
@@ -260,3 +268,46 @@ def swap_into_place(new: Path, path: Path) -> None:
     fsync_dir(path.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _leftovers(path: Path, kind: str) -> list[Path]:
+    """``.NAME.tmp-*`` or ``.NAME.old-*`` directories beside ``path``, newest first."""
+    prefix = f".{path.name}.{kind}-"
+    try:
+        entries = [Path(e.path) for e in os.scandir(path.parent) if e.name.startswith(prefix)]
+    except OSError:
+        return []
+    found = [p for p in entries if p.is_dir() and not p.is_symlink()]
+    return sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True)
+
+
+def recover_directory(path: str | Path) -> bool:
+    """Roll back a swap killed between its two renames: no ``path``, but its previous directory waits.
+
+    Returns whether a directory was put back. The new directory of that swap (``.NAME.tmp-*``) may
+    be incomplete, so the previous one is restored rather than the new one finished; the next
+    successful save removes what is left (:func:`remove_leftovers`).
+    """
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        return False
+    for old in _leftovers(path, "old"):
+        previous = old / "previous"
+        if previous.is_dir() and not previous.is_symlink():
+            os.replace(previous, path)
+            fsync_dir(path.parent)
+            shutil.rmtree(old, ignore_errors=True)
+            return True
+    return False
+
+
+def remove_leftovers(path: str | Path) -> None:
+    """Remove the temporary and previous directories that interrupted saves to ``path`` left beside it.
+
+    Called once a save is in place. Two processes saving to the same ``path`` at once are not
+    supported: the second to finish removes the first one's temporary directory.
+    """
+    path = Path(path)
+    for kind in ("tmp", "old"):
+        for leftover in _leftovers(path, kind):
+            shutil.rmtree(leftover, ignore_errors=True)

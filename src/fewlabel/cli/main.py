@@ -20,6 +20,7 @@ from fewlabel import __version__
 from fewlabel.cli.serve_command import Engine
 from fewlabel.cli.serve_command import serve as serve_command
 from fewlabel.cli.suggest_command import suggest as suggest_command
+from fewlabel.cli.upgrade_command import upgrade as upgrade_command
 from fewlabel.config import DEFAULT_BUDGET_MINUTES
 from fewlabel.errors import FewlabelError, os_error_message
 
@@ -400,6 +401,12 @@ def serve(**options: Any) -> None:
 @functools.wraps(suggest_command)
 def suggest(**options: Any) -> None:
     _run(suggest_command, **options)
+
+
+@app.command("upgrade")
+@functools.wraps(upgrade_command)
+def upgrade(**options: Any) -> None:
+    _run(upgrade_command, **options)
 
 
 @models_app.callback()

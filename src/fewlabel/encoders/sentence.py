@@ -11,10 +11,12 @@ import os
 import sqlite3
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from fewlabel import progress
+from fewlabel.encoders import backbone_store
 from fewlabel.encoders.backbones import Backbone, fewlabel_home, resolve
 from fewlabel.errors import BackboneError
 
@@ -27,11 +29,16 @@ def _text_key(text: str) -> str:
 
 
 def load_sentence_model(backbone: Backbone):
-    """Load (once per process) a sentence-transformers model for a backbone, offline for local ones."""
+    """Load (once per process) a sentence-transformers model for a backbone, offline.
+
+    The backbone's directory is checked again first (:func:`backbone_store.backbone_files`): its
+    modules.json may name only sentence-transformers' own modules and no config may ask for custom
+    code, so no sentence-transformers version imports code from the directory, whatever it holds.
+    """
     if backbone.location in _MODELS:
         return _MODELS[backbone.location]
-    if backbone.is_local:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    backbone_store.backbone_files(Path(backbone.location), f"backbone {backbone.name}", packaged=True)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
@@ -49,12 +56,11 @@ def load_sentence_model(backbone: Backbone):
     except ImportError:
         pass
     try:
-        model = SentenceTransformer(backbone.location, trust_remote_code=False)  # a GPU if there is one
-    except Exception as err:  # transformers raises OSError, ValueError, HTTP errors...
-        where = "directory" if backbone.is_local else "Hugging Face model id"
+        # A GPU if there is one; local files only: a backbone is always a checked local directory.
+        model = SentenceTransformer(backbone.location, trust_remote_code=False, local_files_only=True)
+    except Exception as err:  # transformers raises OSError, ValueError...
         raise BackboneError(
-            f"cannot load backbone {backbone.name!r} ({where} {backbone.location}): {err}. "
-            "Offline, use 'minilm', 'mpnet' or a local model directory."
+            f"cannot load backbone {backbone.name!r} (directory {backbone.location}): {err}"
         ) from None
     model.eval()
     _MODELS[backbone.location] = model
@@ -65,7 +71,8 @@ class Encoder:
     """Encodes texts with a backbone into L2-normalised float32 vectors, with an on-disk cache.
 
     Args:
-        backbone: ``minilm``, ``mpnet``, a local directory or a Hub id.
+        backbone: ``minilm``, ``mpnet``, a pinned reference (``NAME@sha256:HEX``, what loading
+            uses: found in the backbone store only), or when training a local directory or a Hub id.
         batch_size: texts per forward pass.
         cache: keep embeddings in ``$FEWLABEL_HOME/embeddings`` (keyed by backbone weights and text).
         precision: ``fp32``; ``bf16`` (bfloat16 matrix products, float32 sums); ``auto``: bf16 where

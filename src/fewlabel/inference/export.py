@@ -15,7 +15,7 @@ from typing import Any
 
 from fewlabel.atomic import atomic_directory
 from fewlabel.errors import FewlabelError
-from fewlabel.model_dir.manifest import file_entries, read_manifest, write_manifest
+from fewlabel.model_dir.manifest import backbone_ref, file_entries, read_manifest, write_manifest
 
 ONNX_DIR = "onnx"
 
@@ -116,7 +116,7 @@ def export_onnx(model_dir: str | Path, quantize: str | None = None) -> dict[str,
         ) from None
     if quantize not in (None, "int8"):
         raise FewlabelError(f"unknown quantisation {quantize!r}; use int8 or leave it out")
-    from fewlabel.encoders.backbones import resolve
+    from fewlabel.encoders.backbones import find
     from fewlabel.encoders.sentence import load_sentence_model
 
     model_dir = Path(model_dir)
@@ -132,7 +132,7 @@ def export_onnx(model_dir: str | Path, quantize: str | None = None) -> dict[str,
             f"{model_dir}: ONNX export covers frozen-encoder strategies (embed, ensemble); a "
             f"{manifest['strategy']['name']} model runs with PyTorch (`predict` and `serve` use it as it is)"
         )
-    backbone = resolve(backbone_entry["name"])
+    backbone = find(backbone_ref(model_dir, manifest) or "")  # pinned by hash: from the store only
     if not backbone.is_local:
         raise FewlabelError(
             f"backbone {backbone.name!r} is a Hub id; download it to a local directory to export it"

@@ -42,18 +42,22 @@ def load_model(directory: str | Path, verify: bool = True, engine: str = "auto")
         try:
             from fewlabel.encoders.onnx import OnnxEncoder
 
+            # onnx["dir"] is a checked relative path, and its files are listed and verified.
             strategy.attach_encoder(OnnxEncoder(directory / onnx["dir"]))
             attached = True
         except ImportError:
             if engine == "onnx":
                 raise ModelDirError(
-                    "the ONNX engine needs onnxruntime: `pip install 'fewlabel[onnx]'`"
+                    "the ONNX engine needs onnxruntime and onnx: `pip install 'fewlabel[onnx]'`"
                 ) from None
-    backbone = manifest.get("backbone")
-    if backbone and not attached:
+    ref = model.backbone_ref
+    if ref and not attached:
+        from fewlabel.encoders.backbones import find
         from fewlabel.encoders.sentence import Encoder
 
-        # Predicting keeps no embedding cache: memory stays flat over millions of texts.
+        # The backbone the manifest pins by hash, found now (in the backbone store, or packaged) and
+        # loaded on first use. Predicting keeps no embedding cache: memory stays flat over millions
+        # of texts.
         precision = "bf16" if engine == "torch-bf16" else "fp32"
-        strategy.attach_encoder(Encoder(backbone["name"], cache=False, precision=precision))
+        strategy.attach_encoder(Encoder(find(ref), cache=False, precision=precision))
     return model

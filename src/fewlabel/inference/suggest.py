@@ -240,11 +240,11 @@ def suggest_file(
         texts = [t[:MAX_TEXT_CHARS] for t in texts]
 
         backbone = model.manifest.get("backbone")
-        if backbone:
+        if backbone and model.backbone_ref:
             from fewlabel.encoders.sentence import get_encoder
 
             # One cached encoder for both the probabilities and the distances: each text is encoded once.
-            encoder = get_encoder(backbone["name"], cache=True)
+            encoder = get_encoder(model.backbone_ref, cache=True)  # pinned by hash: from the store only
             model.strategy.attach_encoder(encoder)
             proba = model.predict_proba(texts)
             vectors = encoder.encode(texts)

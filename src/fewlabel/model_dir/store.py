@@ -4,8 +4,9 @@ running code.
 Layout::
 
     MODEL_DIR/
-      fewlabel.json      manifest: format, versions, strategy, backbone, labels, config, metrics,
-                         training-data fingerprint, and the SHA-256 of every other file
+      fewlabel.json      manifest: format, versions, strategy, backbone (pinned by content hash),
+                         labels, config, metrics, training-data fingerprint, the size and SHA-256
+                         of every other file, and its own digest (docs/model-format.md)
       metrics.json       every number the training run measured
       strategy/          the strategy's own files (strategy.json + weights)
 
@@ -16,6 +17,7 @@ time (PyTorch, bfloat16, ONNX) is chosen by :func:`fewlabel.inference.loading.lo
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +26,12 @@ from typing import Any
 import numpy as np
 
 from fewlabel.atomic import atomic_directory, write_text
-from fewlabel.errors import ModelDirError
+from fewlabel.errors import FewlabelError, ModelDirError
 from fewlabel.model_dir.manifest import (
+    FORMAT_VERSION,
+    MANIFEST,
+    STRATEGY_DIR,
+    backbone_ref,
     file_entries,
     is_model_dir,
     read_manifest,
@@ -43,6 +49,11 @@ class TrainedModel:
     strategy: Strategy
     labels: list[str]
     manifest: dict[str, Any]
+
+    @property
+    def backbone_ref(self) -> str | None:
+        """The pinned backbone (``NAME@sha256:HEX``) the strategy embeds with; None if it embeds nothing."""
+        return self.strategy.backbone_ref() if self.strategy.uses_backbone else None
 
     @property
     def temperature(self) -> float:
@@ -96,18 +107,83 @@ def save_model(
     """Write a model directory atomically: into a temporary sibling, then renamed into place.
 
     An existing fewlabel model at ``directory`` is replaced only once the new one is complete; any
-    other existing non-empty directory is refused.
+    other existing non-empty directory is refused. A save an earlier process left unfinished is
+    rolled back first, and its leftovers removed once this one is in place.
     """
     directory = Path(directory)
     _check_target(directory)
     with atomic_directory(directory) as tmp:
-        strategy.save(tmp / "strategy")
+        strategy.save(tmp / STRATEGY_DIR)
         for name, content in (extra_json or {}).items():
             (tmp / name).write_text(json.dumps(content, indent=2, ensure_ascii=False), encoding="utf-8")
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text, encoding="utf-8")
-        write_manifest(tmp, {**manifest, "labels": labels, "files": file_entries(tmp)})
+        _write_manifest(tmp, strategy, labels, manifest)
     return directory
+
+
+def _write_manifest(tmp: Path, strategy: Strategy, labels: list[str], manifest: dict[str, Any]) -> None:
+    """The manifest of a directory whose files are all written: the backbone as the strategy pins it."""
+    from fewlabel.encoders.backbones import find, manifest_entry
+
+    fitted = getattr(strategy, "fitted", strategy)
+    backbone = manifest.get("backbone")
+    if fitted.uses_backbone:
+        backbone = {**(backbone or {}), **manifest_entry(find(fitted.backbone_ref()))}
+    write_manifest(tmp, {**manifest, "backbone": backbone, "labels": labels, "files": file_entries(tmp)})
+
+
+def upgrade_model(directory: str | Path, backbone: str | None = None) -> dict[str, Any]:
+    """Rewrite a format 1 model in the current format, after verifying it; atomic, like a save.
+
+    Every file is checked against the format 1 manifest and the strategy is loaded (shapes checked)
+    before anything is written; the model is then saved again with the same strategy, labels and
+    files, its manifest digested and its backbone pinned by content hash.
+
+    Args:
+        backbone: for a model whose backbone is a directory or a Hub id (not ``minilm`` or
+            ``mpnet``): that backbone, imported into the backbone store now. Giving it is trusting it.
+    """
+    from fewlabel.encoders.backbones import resolve
+
+    directory = Path(directory)
+    manifest = read_manifest(directory, warn_old=False)
+    version = manifest["format_version"]
+    if version == FORMAT_VERSION:
+        if backbone is not None:
+            raise ModelDirError(
+                f"{directory}: already in format {version}, its backbone pinned by content hash; "
+                "there is no backbone to give"
+            )
+        return {"model": str(directory), "from_version": version, "to_version": version, "changed": False}
+    if backbone is not None and not manifest.get("backbone"):
+        raise ModelDirError(f"{directory}: strategy {manifest['strategy']['name']!r} uses no backbone")
+    verify_files(directory, manifest)
+    ref = resolve(backbone).ref if backbone is not None else backbone_ref(directory, manifest)
+    model = _load_strategy(directory, manifest, ref)
+    kept = {
+        k: v
+        for k, v in manifest.items()
+        if k not in ("format", "format_version", "digest", "files", "labels")
+    }
+    with atomic_directory(directory) as tmp:
+        model.strategy.save(tmp / STRATEGY_DIR)
+        for rel in _other_files(directory):
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(directory / rel, tmp / rel)
+        _write_manifest(tmp, model.strategy, model.labels, kept)
+    read_model(directory)  # the rewritten model loads
+    return {"model": str(directory), "from_version": version, "to_version": FORMAT_VERSION, "changed": True}
+
+
+def _other_files(directory: Path) -> list[str]:
+    """The files of a verified model directory besides its manifest and strategy (so no links)."""
+    out = []
+    for path in sorted(directory.rglob("*")):
+        rel = path.relative_to(directory).as_posix()
+        if path.is_file() and rel != MANIFEST and not rel.startswith(STRATEGY_DIR + "/"):
+            out.append(rel)
+    return out
 
 
 def rebuild_documents(directory: str | Path) -> Path:
@@ -131,12 +207,35 @@ def rebuild_documents(directory: str | Path) -> Path:
 def read_model(directory: str | Path, verify: bool = True) -> TrainedModel:
     """Read a saved model's strategy, labels and manifest; never unpickles or runs code from it.
 
+    The manifest is checked (fields, digest), then the directory against it (no links, nothing
+    unlisted in the folders loading reads, array shapes), then the strategy is loaded from the
+    files so checked. Its backbone is the one the manifest pins by content hash.
+
     Args:
-        verify: check every file against the manifest's size and SHA-256 first.
+        verify: check every file's SHA-256 too (sizes, shapes and the rest are always checked).
     """
     directory = Path(directory)
     manifest = read_manifest(directory)
-    if verify:
-        verify_files(directory, manifest)
-    strategy = get_strategy_class(manifest["strategy"]["name"]).load(directory / "strategy")
-    return TrainedModel(strategy, list(manifest["labels"]), manifest)
+    verify_files(directory, manifest, hashes=verify)
+    return _load_strategy(directory, manifest, backbone_ref(directory, manifest))
+
+
+def _load_strategy(directory: Path, manifest: dict[str, Any], ref: str | None) -> TrainedModel:
+    name, labels = manifest["strategy"]["name"], list(manifest["labels"])
+    cls = get_strategy_class(name)
+    if cls.uses_backbone and ref is None:
+        raise ModelDirError(
+            f"{directory / MANIFEST}: strategy {name!r} embeds with a backbone, but field 'backbone' is empty"
+        )
+    try:
+        strategy = cls.load(directory / STRATEGY_DIR, backbone=ref if cls.uses_backbone else None)
+    except ModelDirError:
+        raise
+    except FewlabelError as err:
+        raise ModelDirError(f"{directory}: {err}") from None
+    if strategy.n_classes_ != len(labels):
+        raise ModelDirError(
+            f"{directory}: the strategy answers {strategy.n_classes_} classes but the manifest names "
+            f"{len(labels)} labels"
+        )
+    return TrainedModel(strategy, labels, manifest)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -13,7 +14,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from fewlabel.errors import FewlabelError, ModelDirError
+from fewlabel.errors import BackboneError, FewlabelError, ModelDirError
+from fewlabel.strategies.files import load_npz as load_npz
+from fewlabel.strategies.files import read_json
 
 
 class NotFittedError(FewlabelError):
@@ -113,26 +116,80 @@ class Strategy(ABC):
         return self._predict_proba(list(texts))
 
     def save(self, directory: Path) -> None:
-        """Write fitted state into ``directory`` (JSON and .npz only: loading runs no code)."""
+        """Write fitted state into ``directory`` (JSON and .npz only: loading runs no code).
+
+        A strategy that embeds with a backbone records it pinned by content hash (``backbone``).
+        """
         self._check_fitted()
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "strategy.json").write_text(
-            json.dumps({"name": self.name, "params": self.params, "n_classes": self.n_classes_}, indent=2),
-            encoding="utf-8",
-        )
+        meta: dict[str, Any] = {"name": self.name, "params": self.params, "n_classes": self.n_classes_}
+        if self.uses_backbone:
+            meta["backbone"] = self.backbone_ref()
+        (directory / "strategy.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         self._save(directory)
 
     @classmethod
-    def load(cls, directory: Path) -> Strategy:
-        """Rebuild a fitted strategy from what :meth:`save` wrote."""
+    def load(cls, directory: Path, backbone: str | None = None) -> Strategy:
+        """Rebuild a fitted strategy from what :meth:`save` wrote, checking it as untrusted input.
+
+        Args:
+            backbone: the pinned backbone (``NAME@sha256:HEX``) the model's manifest names; by
+                default the one ``strategy.json`` names. A name, a path or a Hub id is refused.
+        """
+        where = directory / "strategy.json"
+        meta = read_json(where, 1 << 20)
+        if not isinstance(meta, dict):
+            raise ModelDirError(f"{where}: not a JSON object; the model directory is damaged")
+        params, n_classes = meta.get("params"), meta.get("n_classes")
+        if meta.get("name") != cls.name:
+            raise ModelDirError(
+                f"{where}: field 'name' is {str(meta.get('name'))[:60]!r}, expected {cls.name!r}"
+            )
+        if not isinstance(params, dict):
+            raise ModelDirError(f"{where}: field 'params' must be an object")
+        if not isinstance(n_classes, int) or isinstance(n_classes, bool) or not 2 <= n_classes <= 100_000:
+            raise ModelDirError(f"{where}: field 'n_classes' must be a whole number of classes (2 or more)")
         try:
-            meta = json.loads((directory / "strategy.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise ModelDirError(f"{directory}: cannot read strategy.json ({err})") from None
-        strategy = cls(**meta["params"])
-        strategy.n_classes_ = int(meta["n_classes"])
+            strategy = cls(**params)
+        except FewlabelError as err:
+            raise ModelDirError(f"{where}: field 'params': {err}") from None
+        strategy._check_params(where)
+        if cls.uses_backbone:
+            strategy.backbone_ = _pinned(where, meta.get("backbone"), backbone)
+        strategy.n_classes_ = n_classes
         strategy._load(directory)
         return strategy
+
+    def _check_params(self, where: Path) -> None:
+        """Each saved setting has the type of its default (any plain value where the default is None)."""
+        for key, value in self.params.items():
+            default = self.defaults[key]
+            if default is None:
+                ok = value is None or isinstance(value, bool | int | float | str)
+            elif isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, int | float):
+                ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            elif isinstance(default, str):
+                ok = value is None or isinstance(value, str)
+            else:
+                ok = isinstance(value, type(default))
+            if not ok:
+                raise ModelDirError(
+                    f"{where}: field 'params.{key}' must be like {default!r}, got {type(value).__name__}"
+                )
+
+    def backbone_ref(self) -> str:
+        """The backbone this strategy embeds with: pinned by content hash once fitted or loaded."""
+        pinned = self.__dict__.get("backbone_")
+        return pinned if pinned is not None else str(self.params["backbone"])
+
+    def _pin_backbone(self) -> str:
+        """Resolve the ``backbone`` setting (importing a directory or Hub model) and pin it by hash."""
+        from fewlabel.encoders.backbones import resolve
+
+        self.backbone_: str = resolve(str(self.params["backbone"])).ref
+        return self.backbone_
 
     def _check_fitted(self) -> None:
         if self.n_classes_ is None:
@@ -163,10 +220,15 @@ class Strategy(ABC):
         del encoder  # strategies that embed nothing have nothing to replace
 
 
-def load_npz(path: Path) -> dict[str, np.ndarray]:
-    """Read an .npz written by a strategy, refusing pickled objects."""
+def _pinned(where: Path, saved: object, given: str | None) -> str:
+    """The pinned backbone a loaded strategy uses: ``given`` (the manifest's), else the one it saved."""
+    from fewlabel.encoders.backbones import parse_ref
+
+    if given is not None and saved is not None and saved != given:
+        raise ModelDirError(f"{where}: field 'backbone' names another backbone than the model's manifest")
+    ref = given if given is not None else saved
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError) as err:
-        raise ModelDirError(f"{path}: cannot read weights ({err})") from None
+        parse_ref(ref)
+    except BackboneError as err:
+        raise ModelDirError(f"{where}: field 'backbone': {err}") from None
+    return str(ref)

@@ -11,8 +11,9 @@ from typing import Any, cast
 
 import numpy as np
 
+from fewlabel.errors import ModelDirError
 from fewlabel.strategies.base import Strategy, load_npz
-from fewlabel.strategies.linear import fit_logreg, head_arrays, logreg_from_arrays
+from fewlabel.strategies.linear import check_head, fit_logreg, head_arrays, logreg_from_arrays
 
 
 class EmbeddingLogReg(Strategy):
@@ -34,7 +35,7 @@ class EmbeddingLogReg(Strategy):
             return attached
         from fewlabel.encoders.sentence import get_encoder
 
-        return get_encoder(self.params["backbone"], cache=self.params["cache"])
+        return get_encoder(self.backbone_ref(), cache=self.params["cache"])
 
     def attach_encoder(self, encoder) -> None:
         self.attached_encoder_ = encoder
@@ -44,12 +45,20 @@ class EmbeddingLogReg(Strategy):
 
     def _fit(self, texts: list[str], y: np.ndarray) -> None:
         assert self.n_classes_ is not None  # fit() sets it before calling _fit
+        self._pin_backbone()
         self.head_ = fit_logreg(
             self.embed(texts), y, self.n_classes_, self.params["C"], self.params["class_weight"]
         )
 
     def _predict_proba(self, texts: list[str]) -> np.ndarray:
-        return self.head_.predict_proba(self.embed(texts))
+        vectors = self.embed(texts)
+        if vectors.ndim != 2 or vectors.shape[1] != self.head_.coef_.shape[1]:
+            # Only a model directory put together by hand gets here: the head was fitted on this backbone.
+            raise ModelDirError(
+                f"the model's head takes {self.head_.coef_.shape[1]} features, but its backbone "
+                f"gives {vectors.shape[1:]} per text"
+            )
+        return self.head_.predict_proba(vectors)
 
     def _save(self, directory: Path) -> None:
         # cast: numpy's stub checks **kwds against savez's bool allow_pickle keyword too
@@ -58,6 +67,7 @@ class EmbeddingLogReg(Strategy):
     def _load(self, directory: Path) -> None:
         arrays = load_npz(directory / "head.npz")
         assert self.n_classes_ is not None  # load() sets it before calling _load
+        check_head(directory / "head.npz", arrays, self.n_classes_)
         self.head_ = logreg_from_arrays(arrays["coef"], arrays["intercept"], self.n_classes_)
 
     def describe(self) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fewlabel.errors import ModelDirError
 from fewlabel.strategies.base import Strategy
 from fewlabel.strategies.embed import EmbeddingLogReg
 from fewlabel.strategies.tfidf import TfidfLogReg
@@ -30,7 +31,7 @@ class EmbedTfidfEnsemble(Strategy):
     def _members(self) -> tuple[EmbeddingLogReg, TfidfLogReg]:
         weight = self.params["class_weight"]
         embed = EmbeddingLogReg(
-            backbone=self.params["backbone"],
+            backbone=self.backbone_ref(),
             C=self.params["embed_C"],
             class_weight=weight,
             cache=self.params["cache"],
@@ -38,6 +39,7 @@ class EmbedTfidfEnsemble(Strategy):
         return embed, TfidfLogReg(C=self.params["tfidf_C"], class_weight=weight)
 
     def _fit(self, texts: list[str], y: np.ndarray) -> None:
+        self._pin_backbone()
         self.members_ = [m.fit(texts, y, self.n_classes_) for m in self._members()]
 
     def _predict_proba(self, texts: list[str]) -> np.ndarray:
@@ -50,7 +52,16 @@ class EmbedTfidfEnsemble(Strategy):
             member.save(directory / member.name)
 
     def _load(self, directory: Path) -> None:
-        self.members_ = [EmbeddingLogReg.load(directory / "embed"), TfidfLogReg.load(directory / "tfidf")]
+        if not 0.0 <= float(self.params["embed_weight"]) <= 1.0:
+            raise ModelDirError(
+                f"{directory / 'strategy.json'}: field 'params.embed_weight' must be in [0, 1]"
+            )
+        self.members_ = [
+            EmbeddingLogReg.load(directory / "embed", backbone=self.backbone_ref()),
+            TfidfLogReg.load(directory / "tfidf"),
+        ]
+        if any(m.n_classes_ != self.n_classes_ for m in self.members_):
+            raise ModelDirError(f"{directory}: the ensemble's members answer other classes than it does")
 
     def attach_encoder(self, encoder) -> None:
         for member in self.members_:

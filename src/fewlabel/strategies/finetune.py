@@ -55,7 +55,7 @@ class FineTunedEncoder(Strategy):
 
         assert self.n_classes_ is not None  # fit() and fit_with_extra() set it before calling _fit
         recipe = self.recipe()
-        tuner = FineTuner(resolve(self.params["backbone"]).location, self.n_classes_, recipe)
+        tuner = FineTuner(resolve(self._pin_backbone()).location, self.n_classes_, recipe)
         extra_texts, extra_y = extra if extra is not None else ([], None)
         start = time.perf_counter()
         with progress.tracker(f"Fine-tuning {self.params['backbone']}") as update:
@@ -98,27 +98,60 @@ class FineTunedEncoder(Strategy):
             json.dumps(self.report_.to_dict(), indent=1), encoding="utf-8"
         )
 
+    def _check_params(self, where: Path) -> None:
+        from fewlabel.finetuning import Recipe
+
+        super()._check_params(where)
+        kinds = {f.name: f.type for f in fields(Recipe)}
+        for key in _RECIPE_KEYS:
+            value, kind = self.params.get(key), str(kinds.get(key, ""))
+            if value is None:
+                continue
+            if "bool" in kind:
+                ok = isinstance(value, bool)
+            elif "int" in kind:
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif "float" in kind:
+                ok = isinstance(value, int | float) and not isinstance(value, bool)
+            else:
+                ok = isinstance(value, str)
+            if not ok:
+                raise ModelDirError(
+                    f"{where}: field 'params.{key}' must be a {kind}, got {type(value).__name__}"
+                )
+        try:
+            self.recipe(device="auto")  # the recipe's own checks (ranges, choices)
+        except (FewlabelError, TypeError, ValueError) as err:
+            raise ModelDirError(f"{where}: field 'params': {err}") from None
+
     def _load(self, directory: Path) -> None:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         from fewlabel.encoders.backbones import resolve
         from fewlabel.finetuning import FineTuner, RunReport
+        from fewlabel.strategies.files import read_json, safetensors_arrays
 
+        weights = directory / "weights.safetensors"
+        safetensors_arrays(weights)  # header, shapes and sizes checked before reading any tensor
+        run = read_json(directory / "training_run.json")
         try:
-            state = load_file(str(directory / "weights.safetensors"))
-            run = json.loads((directory / "training_run.json").read_text(encoding="utf-8"))
-        except (OSError, SafetensorError, json.JSONDecodeError) as err:
+            state = load_file(str(weights))
+            report = RunReport(**run)
+        except (OSError, SafetensorError, TypeError) as err:
             raise ModelDirError(f"{directory}: cannot read fine-tuned weights ({err})") from None
         # A model trained on a GPU predicts wherever it is loaded: the device is chosen afresh.
         assert self.n_classes_ is not None  # load() sets it before calling _load
-        tuner = FineTuner(
-            resolve(self.params["backbone"]).location, self.n_classes_, self.recipe(device="auto")
-        )
+        tuner = FineTuner(resolve(self.backbone_ref()).location, self.n_classes_, self.recipe(device="auto"))
         tuner.net = tuner._new_net()
-        tuner.net.load_trained_state(state)
+        try:
+            tuner.net.load_trained_state(state)
+        except (RuntimeError, KeyError, ValueError, FewlabelError) as err:
+            raise ModelDirError(
+                f"{weights}: the weights do not fit this backbone and {self.n_classes_} classes ({err})"
+            ) from None
         self.tuner_ = tuner
-        self.report_ = RunReport(**run)
+        self.report_ = report
 
     def use_precision(self, precision: str) -> None:
         from dataclasses import replace

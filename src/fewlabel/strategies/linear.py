@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
+
+from fewlabel.errors import ModelDirError
 
 
 def fit_logreg(
@@ -44,3 +48,23 @@ def logreg_from_arrays(coef: np.ndarray, intercept: np.ndarray, n_classes: int) 
 
 def head_arrays(model: LogisticRegression) -> dict[str, np.ndarray]:
     return {"coef": model.coef_, "intercept": model.intercept_}
+
+
+def check_head(
+    path: Path, arrays: dict[str, np.ndarray], n_classes: int, n_features: int | None = None
+) -> None:
+    """Saved head arrays fit ``n_classes`` (one row for two classes, as scikit-learn keeps them) and
+    ``n_features``, and hold finite numbers; ModelDirError otherwise."""
+    coef, intercept = arrays.get("coef"), arrays.get("intercept")
+    if coef is None or intercept is None:
+        raise ModelDirError(f"{path}: the head's coef and intercept arrays are missing")
+    rows_ok = coef.ndim == 2 and (coef.shape[0] == n_classes or (n_classes == 2 and coef.shape[0] == 1))
+    if not rows_ok or coef.shape[1] < 1 or intercept.shape != coef.shape[:1]:
+        raise ModelDirError(
+            f"{path}: head arrays of shapes {list(coef.shape)} and {list(intercept.shape)} do not fit "
+            f"{n_classes} classes"
+        )
+    if n_features is not None and coef.shape[1] != n_features:
+        raise ModelDirError(f"{path}: the head takes {coef.shape[1]} features, the model gives {n_features}")
+    if coef.dtype.kind != "f" or not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
+        raise ModelDirError(f"{path}: the head's weights are not all finite numbers")

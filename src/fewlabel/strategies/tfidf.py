@@ -15,9 +15,10 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from fewlabel.errors import DataError
+from fewlabel.errors import DataError, ModelDirError
 from fewlabel.strategies.base import Strategy, load_npz
-from fewlabel.strategies.linear import fit_logreg, head_arrays, logreg_from_arrays
+from fewlabel.strategies.files import read_json
+from fewlabel.strategies.linear import check_head, fit_logreg, head_arrays, logreg_from_arrays
 
 _VECTORIZERS = {
     # sublinear tf: a word said five times is not five times the evidence; min_df=1 because with a few
@@ -97,15 +98,42 @@ class TfidfLogReg(Strategy):
         np.savez(directory / "tfidf_weights.npz", **cast(dict[str, Any], arrays))
 
     def _load(self, directory: Path) -> None:
-        vocabularies = json.loads((directory / "tfidf_vocabulary.json").read_text(encoding="utf-8"))
-        arrays = load_npz(directory / "tfidf_weights.npz")
+        vocabularies = _check_vocabularies(directory / "tfidf_vocabulary.json")
+        path = directory / "tfidf_weights.npz"
+        arrays = load_npz(path)
+        for kind, vocab in vocabularies.items():
+            idf = arrays.get(f"idf_{kind}")
+            if (
+                idf is None
+                or idf.shape != (len(vocab),)
+                or idf.dtype.kind != "f"
+                or not np.isfinite(idf).all()
+            ):
+                raise ModelDirError(f"{path}: idf_{kind} does not fit the {len(vocab)} {kind} n-grams")
+        assert self.n_classes_ is not None  # load() sets it before calling _load
+        check_head(path, arrays, self.n_classes_, sum(len(v) for v in vocabularies.values()))
         self.vectorizers_ = self._vectorizers(vocabularies)
         for kind, vectorizer in self.vectorizers_.items():
             vectorizer.idf_ = arrays[f"idf_{kind}"]
-        assert self.n_classes_ is not None  # load() sets it before calling _load
         self.head_ = logreg_from_arrays(arrays["coef"], arrays["intercept"], self.n_classes_)
 
     def describe(self) -> str:
         fitted = getattr(self, "vectorizers_", _VECTORIZERS)
         grams = " + ".join(g for k, g in (("word", "word 1-2"), ("char", "char 2-5")) if k in fitted)
         return f"tfidf ({grams} grams, LR C={self.params['C']:g})"
+
+
+def _check_vocabularies(path: Path) -> dict[str, dict[str, int]]:
+    """The saved vocabularies: for each vectorizer, n-grams numbered 0..n-1 once each.
+
+    Both, or the character one alone (training texts with no words, only emoji or symbols)."""
+    vocabularies = read_json(path)
+    if not isinstance(vocabularies, dict) or set(vocabularies) not in ({"word", "char"}, {"char"}):
+        raise ModelDirError(f"{path}: must hold the word and char vocabularies (or char alone)")
+    for kind, vocab in vocabularies.items():
+        ok = isinstance(vocab, dict) and all(
+            isinstance(i, int) and not isinstance(i, bool) for i in vocab.values()
+        )
+        if not ok or not vocab or sorted(vocab.values()) != list(range(len(vocab))):
+            raise ModelDirError(f"{path}: the {kind} vocabulary does not number its n-grams 0..n-1")
+    return vocabularies
