@@ -353,7 +353,11 @@ def test_created_files_follow_the_umask(tmp_path, tfidf_model_dir, texts_csv, um
         predict_file(tfidf_model_dir, str(texts_csv), str(tmp_path / "out.csv"))
         predict_file(tfidf_model_dir, str(texts_csv), str(tmp_path / "out.xlsx"))
         assert atomic.created_mode(directory=True) == 0o777 & ~umask
+        with atomic.atomic_directory(tmp_path / "model") as tmp:
+            (tmp / "fewlabel.json").write_text("{}")
     finally:
         os.umask(previous)
     for name in ("note.txt", "out.csv", "out.xlsx"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+    # A saved model directory too: a service account or Ray workers on shared storage can read it.
+    assert (tmp_path / "model").stat().st_mode & 0o777 == 0o777 & ~umask

@@ -236,6 +236,7 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     recover_directory(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    os.chmod(tmp, created_mode(directory=True))  # mkdtemp makes it 0700: follow the umask, as mkdir would
     try:
         yield tmp
         _fsync_tree(tmp)
