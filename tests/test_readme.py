@@ -116,7 +116,8 @@ def test_readme_shows_the_main_commands():
 def test_readme_command_parses_and_its_help_runs(args):
     """Each command as the README writes it is accepted by the CLI's own parser (options, arguments)."""
     command, ctx, path, rest = resolve(args)
-    command.make_context(path[-1], rest, parent=ctx.parent)  # raises on an unknown option or a missing argument
+    # Raises on an unknown option, a missing argument or one too many.
+    command.make_context(path[-1], rest, parent=ctx.parent)
     result = CliRunner().invoke(app, [*path[1:], "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.output
