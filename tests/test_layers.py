@@ -3,7 +3,7 @@
 Every module belongs to one layer; a module may import from its own layer and the layers before it,
 never from a later one, and the module import graph has no cycle. Imports inside functions count (a
 lazy import is still a dependency); imports under ``if TYPE_CHECKING:`` do not (they never run).
-The order is written down in README's "Layout" section too.
+The order is written down in docs/layout.md too.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def layer_of(module: str) -> int:
             if (module == member or module.startswith(member + ".")) and len(member) > len(best):
                 best, index = member, i
     if index < 0:
-        raise AssertionError(f"{module} belongs to no layer: add it to LAYERS and to README's Layout")
+        raise AssertionError(f"{module} belongs to no layer: add it to LAYERS and to docs/layout.md")
     return index
 
 
