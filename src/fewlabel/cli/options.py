@@ -103,7 +103,7 @@ Force = Annotated[
     bool,
     typer.Option(
         "--force",
-        help="Replace an existing output file. Never one another fewlabel run is writing: that still refuses.",
+        help="Replace an existing output. Never one that another fewlabel run is writing: that still refuses.",
     ),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
