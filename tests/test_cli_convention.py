@@ -248,3 +248,18 @@ def test_train_defaults_are_train_configs():
     for name in ("strategy", "model", "seed", "folds", "diagnostics", "budget_minutes", "preset", "augment"):
         assert defaults[name] == getattr(config, name), name
     assert defaults["tune_threshold"] is config.tune_threshold and defaults["strict"] is config.strict
+
+
+def test_top_level_help_does_not_import_the_registry():
+    """The strategy names are read when a command's options are: the registry imports NumPy."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom fewlabel.cli.main import app\n"
+        "assert CliRunner().invoke(app, ['--help']).exit_code == 0\n"
+        "print('fewlabel.strategies' in sys.modules, 'numpy' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "False"]

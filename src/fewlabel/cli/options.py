@@ -3,7 +3,8 @@
 Training defaults are :class:`~fewlabel.config.TrainConfig`'s (a dataclass field with a default is
 also a class attribute, so ``TrainConfig.folds`` reads it without building a config, which would
 import every strategy). The strategy list is the registry's, so a new strategy appears in
-``--help`` without touching the CLI.
+``--help`` without touching the CLI; it is read when a command's options are (importing the
+registry imports NumPy, which would triple the time ``fewlabel --help`` takes).
 
 Typer shows a ``<bool>`` type after every flag, ``--help`` included, as if it took a value; the
 command classes below show flags bare.
@@ -18,34 +19,39 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from fewlabel.config import AUTO_CANDIDATES
-from fewlabel.strategies import REGISTRY
 
 STDOUT = "-"  # as an output: standard output; as predict's input: standard input
+REGISTERED = "{registered strategies}"  # in a help text: replaced by the registry's names
 
 
-def _bare_flags(params: list[Any]) -> list[Any]:
+def _listed(names: list[str], last: str) -> str:
+    return f"{', '.join(names[:-1])} {last} {names[-1]}" if len(names) > 1 else names[0]
+
+
+def _finished(params: list[Any]) -> list[Any]:
+    """The options as help shows them: flags without a value type, the strategies named."""
     for param in params:
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""  # typer prints the metavar instead of the type; an empty one prints nothing
+        if param.help and REGISTERED in param.help:
+            from fewlabel.strategies import REGISTRY
+
+            param.help = param.help.replace(REGISTERED, _listed(list(REGISTRY), "or"))
     return params
 
 
 class Command(TyperCommand):
-    """A command whose help shows flags (``--quiet``, ``--help``) without a value type."""
+    """A command whose help shows flags (``--quiet``, ``--help``) bare and every registered strategy."""
 
     def get_params(self, ctx: Any) -> list[Any]:
-        return _bare_flags(super().get_params(ctx))
+        return _finished(super().get_params(ctx))
 
 
 class Group(TyperGroup):
     """A command group whose help shows flags (``--version``, ``--help``) without a value type."""
 
     def get_params(self, ctx: Any) -> list[Any]:
-        return _bare_flags(super().get_params(ctx))
-
-
-def _listed(names: list[str], last: str) -> str:
-    return f"{', '.join(names[:-1])} {last} {names[-1]}" if len(names) > 1 else names[0]
+        return _finished(super().get_params(ctx))
 
 
 # Arguments.
@@ -116,7 +122,7 @@ Strategy = Annotated[
         "--strategy",
         "-s",
         help=f"auto (compares {_listed(list(AUTO_CANDIDATES), 'and')} honestly, by nested cross-validation), "
-        f"or one strategy: {_listed(list(REGISTRY), 'or')}.",
+        f"or one strategy: {REGISTERED}.",
     ),
 ]
 Backbone = Annotated[
