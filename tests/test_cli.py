@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import subprocess
 import sys
@@ -137,10 +138,12 @@ def test_predict_writes_output(runner, tmp_path, tfidf_model_dir, write_csv):
 
 
 def test_predict_stdin(runner, tfidf_model_dir):
+    """Texts on stdin, predictions on stdout: CSV with the columns a file would have."""
     result = invoke(runner, "predict", tfidf_model_dir, "-", input=f"{NEW_POSITIVE[0]}\n{NEW_NEGATIVE[0]}\n")
     assert result.exit_code == 0, result.output
-    lines = result.stdout.strip().split("\n")
-    assert [line.split("\t")[0] for line in lines] == ["positive", "negative"]
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["text"] for r in rows] == [NEW_POSITIVE[0], NEW_NEGATIVE[0]]
+    assert [r["predicted_label"] for r in rows] == ["positive", "negative"]
 
 
 def test_predict_missing_model_is_a_clean_error(runner, tmp_path, reviews_csv):

@@ -93,16 +93,28 @@ def test_stdout_when_no_output(tmp_path, tfidf_model_dir, write_csv):
 
 
 def test_stdin_one_text_per_line(tfidf_model_dir):
+    """stdin in, stdout out: CSV with a header and a text column, as a file output gets."""
     stdin = io.StringIO(f"{NEW[0]}\n\n{NEW[2]}\r\n{NEW[1]}\n")
     stdout = io.StringIO()
     summary = predict_file(tfidf_model_dir, "-", stdin=stdin, stdout=stdout)
     lines = stdout.getvalue().split("\n")
-    assert lines[-1] == "" and len(lines) == 5  # one output line per input line, blank kept
-    parsed = [line.split("\t") for line in lines[:-1]]
-    assert [p[0] for p in parsed] == ["positive", "", "negative", "positive"]
-    assert parsed[1] == ["", ""]
-    assert all(0.5 <= float(p[1]) <= 1.0 for p in parsed if p[0])
+    assert lines[0] == "text,predicted_label,confidence"
+    assert lines[-1] == "" and len(lines) == 6  # a header, then one row per input line, blank kept
+    rows = list(csv.DictReader(io.StringIO(stdout.getvalue())))
+    assert [r["text"] for r in rows] == [NEW[0], "", NEW[2], NEW[1]]
+    assert [r["predicted_label"] for r in rows] == ["positive", "", "negative", "positive"]
+    assert rows[1]["confidence"] == ""
+    assert all(0.5 <= float(r["confidence"]) <= 1.0 for r in rows if r["predicted_label"])
     assert summary["rows"] == 4 and summary["empty_texts"] == 1
+
+
+def test_stdin_to_stdout_matches_a_file_output(tmp_path, tfidf_model_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where a file named "-" would appear
+    stdout = io.StringIO()
+    predict_file(tfidf_model_dir, "-", "-", stdin=io.StringIO("\n".join(NEW) + "\n"), stdout=stdout)
+    predict_file(tfidf_model_dir, "-", str(tmp_path / "out.csv"), stdin=io.StringIO("\n".join(NEW) + "\n"))
+    assert stdout.getvalue() == (tmp_path / "out.csv").read_text(encoding="utf-8")
+    assert list(tmp_path.iterdir()) == [tmp_path / "out.csv"]  # nothing named "-"
 
 
 def test_stdin_to_csv_file(tmp_path, tfidf_model_dir):

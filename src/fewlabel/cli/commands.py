@@ -10,6 +10,7 @@ import os
 import time
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -17,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fewlabel import progress
-from fewlabel.config import DEFAULT_BUDGET_MINUTES, TrainConfig
+from fewlabel.config import TrainConfig
 from fewlabel.data.files import parse_sheet
 from fewlabel.data.labelled import LabelledTexts, load_labelled, load_unlabelled
 from fewlabel.errors import FewlabelError
@@ -179,41 +180,23 @@ def check_model_output(output: Path) -> None:
 def train_command(
     data: Path,
     output: Path,
-    strategy: str,
-    model: str,
-    seed: int,
-    folds: int,
+    settings: dict[str, Any],
+    *,
     text_column: str | None,
     label_column: str | None,
     format: str | None,
+    sheet: str | None,
     skip_empty: bool,
     normalize_labels: bool,
-    diagnostics: bool,
+    unlabelled: Path | None,
+    unlabelled_column: str | None,
     quiet: bool,
-    budget_minutes: float = DEFAULT_BUDGET_MINUTES,
-    preset: str = "robust",
-    augment: str | None = None,
-    unlabelled: Path | None = None,
-    unlabelled_column: str | None = None,
-    sheet: str | None = None,
-    tune_threshold: bool | None = None,
-    strict: bool = False,
 ) -> TrainResult:
+    """Check the output, read the data, train with ``settings`` (:class:`TrainConfig`'s fields) and report."""
     check_model_output(output)  # before reading the data and training, not after
+    config = TrainConfig(**settings)
     progress.set_enabled(not quiet)
     console = Console(highlight=False, emoji=False)
-    config = TrainConfig(
-        strategy=strategy,
-        model=model,
-        seed=seed,
-        folds=folds,
-        diagnostics=diagnostics,
-        budget_minutes=budget_minutes,
-        preset=preset,
-        augment=augment,
-        tune_threshold=tune_threshold,
-        strict=strict,
-    )
     labelled = load_labelled(
         data,
         text_column,
@@ -222,7 +205,7 @@ def train_command(
         sheet=parse_sheet(sheet),
         skip_empty=skip_empty,
         normalize_labels=normalize_labels,
-        min_per_class=folds,
+        min_per_class=config.folds,
     )
     pool = (
         load_unlabelled(unlabelled, unlabelled_column, labelled=labelled) if unlabelled is not None else None
@@ -271,6 +254,20 @@ def demo_command(output: Path, model: str, quiet: bool) -> None:
             f"  fewlabel train your_labelled.csv -o my-model"
         )
     )
+
+
+def export_command(model_dir: Path, quantize: str | None, force: bool) -> dict[str, Any]:
+    """Export to ``MODEL_DIR/onnx``: an earlier export is replaced only with ``force``, never during another."""
+    from fewlabel.atomic import output_lock
+    from fewlabel.inference.export import ONNX_DIR, export_onnx
+    from fewlabel.inference.predicting import refuse_existing
+    from fewlabel.model_dir.manifest import read_manifest
+
+    read_manifest(model_dir)  # a missing or foreign directory is named as such, before the output is
+    target = model_dir / ONNX_DIR
+    refuse_existing(target, force)
+    with output_lock(target):
+        return export_onnx(model_dir, quantize)
 
 
 def print_evaluation(metrics: dict, console: Console) -> None:

