@@ -158,7 +158,7 @@ Augment = Annotated[
     str | None,
     typer.Option(
         help="eda: add EDA variants (WordNet synonyms, insertions, swaps, deletions) to each training "
-        "fold. Off by default: it did not help on our benchmarks (see README)."
+        "fold. Off by default: it did not help on our benchmarks (docs/self-training-and-augmentation.md)."
     ),
 ]
 TuneThreshold = Annotated[
