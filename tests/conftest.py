@@ -255,3 +255,15 @@ def demo_embed_model(tmp_path_factory, demo_data) -> Path:
     out = tmp_path_factory.mktemp("models") / "demo-embed"
     train(demo_data, out, TrainConfig(strategy="embed", model=BACKBONE, folds=3, diagnostics=False))
     return out
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    """A CLI result that failed well: exit code 2, one 'Error:' line on stderr naming the fragments,
+    and no traceback."""
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    message = result.stderr.strip()
+    assert message.startswith("Error: ") and "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, message

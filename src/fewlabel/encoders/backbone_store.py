@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from fewlabel.atomic import atomic_directory, write_json
+from fewlabel.atomic import atomic_directory, file_sha256, write_json
 from fewlabel.errors import BackboneError
 
 # The modules a backbone's modules.json may name: sentence-transformers' own, under their names
@@ -176,14 +176,6 @@ def backbone_files(directory: Path, where: str | None = None, packaged: bool = F
     return sorted(set(files))
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def content_hash(directory: Path, files: list[str]) -> tuple[str, dict[str, list[int]]]:
     """The backbone's SHA-256 (over each file's path, size and SHA-256) and each file's size and mtime."""
     total = hashlib.sha256()
@@ -191,7 +183,7 @@ def content_hash(directory: Path, files: list[str]) -> tuple[str, dict[str, list
     for rel in sorted(files):
         path = directory / rel
         st = path.stat()
-        total.update(f"{rel}\0{st.st_size}\0{_file_sha256(path)}\n".encode())
+        total.update(f"{rel}\0{st.st_size}\0{file_sha256(path)}\n".encode())
         stats[rel] = [st.st_size, st.st_mtime_ns]
     return total.hexdigest(), stats
 

