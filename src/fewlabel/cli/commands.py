@@ -23,7 +23,7 @@ from fewlabel.data.files import parse_sheet
 from fewlabel.data.labelled import LabelledTexts, load_labelled, load_unlabelled
 from fewlabel.errors import FewlabelError
 from fewlabel.evaluation.scores import CVResult
-from fewlabel.model_dir.manifest import is_model_dir
+from fewlabel.model_dir.store import check_target
 from fewlabel.training import TrainResult, train
 
 DEMO_BUDGET_MINUTES = 5.0
@@ -159,13 +159,7 @@ def print_training(
 
 def check_model_output(output: Path) -> None:
     """Refuse, before any work, a model directory that cannot be written: the same refusals as saving."""
-    if output.exists() and not output.is_dir():
-        raise FewlabelError(f"{output}: exists and is a file; give a directory path for the model (--output)")
-    if output.is_dir() and any(output.iterdir()) and not is_model_dir(output):
-        raise FewlabelError(
-            f"{output}: exists and is not a fewlabel model; refusing to overwrite it. "
-            "Choose a new or empty directory (--output)."
-        )
+    check_target(output, "--output")
     # The model is written beside its final place and renamed: that directory must take new files.
     ancestor = next((p for p in output.absolute().parents if p.exists()), Path(output.absolute().anchor))
     if not ancestor.is_dir():

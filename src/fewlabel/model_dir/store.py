@@ -86,13 +86,18 @@ class TrainedModel:
         return [self.labels[i] for i in best], proba[np.arange(len(best)), best]
 
 
-def _check_target(directory: Path) -> None:
+def check_target(directory: Path, option: str = "") -> None:
+    """Refuse a model destination that is a file, or a directory holding something other than a model.
+
+    ``option`` names where the path came from (a CLI option), for the message.
+    """
+    where = f" ({option})" if option else ""
     if directory.exists() and not directory.is_dir():
-        raise ModelDirError(f"{directory}: exists and is a file; give a directory path for the model")
+        raise ModelDirError(f"{directory}: exists and is a file; give a directory path for the model{where}")
     if directory.is_dir() and any(directory.iterdir()) and not is_model_dir(directory):
         raise ModelDirError(
             f"{directory}: exists and is not a fewlabel model; refusing to overwrite it. "
-            "Choose a new or empty directory."
+            f"Choose a new or empty directory{where}."
         )
 
 
@@ -111,7 +116,7 @@ def save_model(
     rolled back first, and its leftovers removed once this one is in place.
     """
     directory = Path(directory)
-    _check_target(directory)
+    check_target(directory)
     with atomic_directory(directory) as tmp:
         strategy.save(tmp / STRATEGY_DIR)
         for name, content in (extra_json or {}).items():
