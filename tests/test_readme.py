@@ -122,14 +122,7 @@ def test_readme_command_parses_and_its_help_runs(args):
 
 
 def test_fewlabel_help_runs_and_lists_every_command_shown(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "fewlabel", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        env=_env(),
-    )
+    proc = _fewlabel(tmp_path, "--help")
     assert proc.returncode == 0, proc.stderr
     for name in {args[0] for args in COMMANDS}:
         assert re.search(rf"\b{name}\b", proc.stdout), f"`fewlabel --help` does not list {name}"
@@ -137,14 +130,7 @@ def test_fewlabel_help_runs_and_lists_every_command_shown(tmp_path):
 
 def test_fewlabel_models_runs_as_shown(tmp_path):
     assert ["models"] in COMMANDS
-    proc = subprocess.run(
-        [sys.executable, "-m", "fewlabel", "models"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        env=_env(),
-    )
+    proc = _fewlabel(tmp_path, "models")
     assert proc.returncode == 0, proc.stderr
     assert "minilm" in proc.stdout and "mpnet" in proc.stdout
 
@@ -219,6 +205,18 @@ def test_demo_runs_as_the_quick_start_runs_it(tmp_path):
     assert re.search(r"^Chosen: .*Expected accuracy on new texts like these: \d", out, flags=re.M), out
     assert _table_rows(out) == _table_rows(_demo_output_in_docs()), out
     assert (tmp_path / "fewlabel-demo-model" / "report.html").is_file()
+
+
+def _fewlabel(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python -m fewlabel ARGS`` in ``cwd``, as a newcomer's shell would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "fewlabel", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env=_env(),
+    )
 
 
 def _env(**extra: str) -> dict[str, str]:
