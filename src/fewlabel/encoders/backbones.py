@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fewlabel.atomic import swap_into_place
+from fewlabel.data.language import Languages
 from fewlabel.encoders import backbone_store
 from fewlabel.encoders.backbone_store import fewlabel_home as fewlabel_home
 from fewlabel.errors import BackboneError
@@ -52,6 +53,7 @@ class BackboneInfo:
     download: str
     dim: int
     note: str
+    english_only: bool = True  # trained on English text; its features mean little for other languages
 
 
 KNOWN = {
@@ -66,7 +68,8 @@ KNOWN = {
     "embeddinggemma": BackboneInfo(
         "embeddinggemma", "google/embeddinggemma-300m", "308M", "1.15 GB", 768,
         "100+ languages, Gemma Terms of Use; `fewlabel models install embeddinggemma --accept-license`; "
-        "not chosen by `best` yet (not benchmarked here)",
+        "`best` takes it for texts mostly not in English",
+        english_only=False,
     ),
 }  # fmt: skip
 
@@ -326,8 +329,9 @@ def install_mpnet(progress: Callable[[int, int], None] | None = None, download: 
 
 
 # Rough CPU encoding speed (tokens per second, 2 cores) and context window, to estimate cost up front.
-TOKENS_PER_SECOND = {"minilm": 9_000, "mpnet": 1_100}  # measured on long reviews
-WINDOW = {"minilm": 256, "mpnet": 384}
+# embeddinggemma: 0.4-0.8 s per long review at 256 tokens under load, about a third of mpnet's speed.
+TOKENS_PER_SECOND = {"minilm": 9_000, "mpnet": 1_100, "embeddinggemma": 370}  # measured on long reviews
+WINDOW = {"minilm": 256, "mpnet": 384, "embeddinggemma": 256}
 # `best` takes mpnet only when encoding the training texts with it should take at most this long.
 BEST_BUDGET_SECONDS = 45.0
 
@@ -339,12 +343,19 @@ def estimated_encode_seconds(name: str, texts: Sequence[str]) -> float:
     return tokens / TOKENS_PER_SECOND[name]
 
 
-def best_available(texts: Sequence[str] | None = None) -> tuple[str, str]:
+def best_available(texts: Sequence[str] | None = None, languages: Languages | None = None) -> tuple[str, str]:
     """The most accurate backbone ready offline that fits the time budget, and why it was chosen.
 
     ``mpnet`` is several points more accurate than ``minilm`` but about seven times slower; on long
     texts its encoding alone would exceed the budget, so ``best`` falls back to ``minilm`` and says so.
+    For texts mostly not in English (``languages``), an English-only backbone's features say little,
+    so a multilingual one is taken when installed, whatever its speed.
     """
+    if languages is not None and languages.non_english_share >= 0.5 and is_installed("embeddinggemma"):
+        return "embeddinggemma", (
+            f"the texts are mostly not in English ({languages.describe()}), and embeddinggemma covers "
+            "100+ languages"
+        )
     if not (is_installed("mpnet") or _mpnet_part_files() is not None):
         return (
             "minilm",
@@ -359,6 +370,25 @@ def best_available(texts: Sequence[str] | None = None) -> tuple[str, str]:
             "pass --model mpnet to use it anyway"
         )
     return "mpnet", "the most accurate installed backbone"
+
+
+# Warn when at least this share of the sampled texts is not in English and the backbone is English-only.
+NON_ENGLISH_WARNING_SHARE = 0.2
+
+
+def language_warning(model: str, languages: Languages) -> str | None:
+    """A warning when ``model`` (a backbone name) was trained on English only and a good share of the
+    texts is in other languages; None for multilingual or unknown backbones (a Hub id or directory)."""
+    info = KNOWN.get(model)
+    if info is None or not info.english_only or languages.non_english_share < NON_ENGLISH_WARNING_SHARE:
+        return None
+    return (
+        f"{languages.non_english_share:.0%} of the texts are not in English ({languages.describe()}), "
+        f"but the {model} backbone was trained on English text only: its features carry little meaning "
+        "for them, and results near chance are likely. Use a multilingual backbone "
+        "(`fewlabel models install embeddinggemma --accept-license`, then --model embeddinggemma), or "
+        "--strategy tfidf, which works in any language."
+    )
 
 
 def _packaged_dir(name: str) -> Path:

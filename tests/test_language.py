@@ -1,0 +1,76 @@
+"""Language detection of the training texts, and the warning when the backbone covers English only."""
+
+from __future__ import annotations
+
+import pytest
+
+from fewlabel.data.language import MIN_CHARS, detect_languages
+from fewlabel.encoders import backbones
+
+FRENCH = [
+    "Ce livre est vraiment passionnant, je l'ai lu en deux jours sans pouvoir le poser.",
+    "Très déçu par la qualité de l'impression, les pages se détachent déjà.",
+    "Une histoire émouvante, des personnages attachants et une fin surprenante.",
+    "Je ne recommande pas ce produit, il est arrivé cassé et le service client ne répond pas.",
+]
+DUTCH = [
+    "Dit boek is echt een aanrader, ik heb het in één adem uitgelezen.",
+    "Slecht verhaal, de personages zijn vlak en het einde is voorspelbaar.",
+    "De levering was snel en het product werkt precies zoals beschreven.",
+]
+ENGLISH = [
+    "The battery lasts all day and the screen is bright and sharp.",
+    "It stopped working after a week and support never answered my emails.",
+]
+
+
+def test_detects_the_languages_of_a_sample():
+    found = detect_languages(FRENCH + DUTCH + ENGLISH)
+    assert found.sampled == 9
+    assert found.main[0] == "fr" and set(found.main) == {"fr", "nl", "en"}
+    assert found.share("fr") == pytest.approx(4 / 9)
+    assert found.non_english_share == pytest.approx(7 / 9)
+    assert found.describe().startswith("French 44%")
+
+
+def test_short_texts_are_not_counted_and_nothing_usable_is_unknown():
+    assert detect_languages(["ok", "bad", "x" * (MIN_CHARS - 1)]).sampled == 0
+    assert detect_languages([]).describe() == "unknown"
+    assert detect_languages(["ok"] + ENGLISH).sampled == 2
+
+
+def test_samples_large_sets_with_a_fixed_seed():
+    texts = (FRENCH + ENGLISH) * 200
+    first, again = detect_languages(texts, sample=50), detect_languages(texts, sample=50)
+    assert first.sampled == 50 and first == again
+
+
+def test_an_english_only_backbone_on_french_texts_is_warned_about():
+    warning = backbones.language_warning("mpnet", detect_languages(FRENCH + DUTCH))
+    assert warning is not None
+    assert "100% of the texts are not in English (French 57%, Dutch 43%)" in warning
+    assert "embeddinggemma" in warning and "tfidf" in warning
+
+
+@pytest.mark.parametrize(
+    ("model", "texts"),
+    [
+        ("mpnet", ENGLISH * 5),  # English texts
+        ("mpnet", ENGLISH * 5 + FRENCH[:1]),  # one French text in eleven: under the warning's share
+        ("embeddinggemma", FRENCH),  # multilingual backbone
+        ("someone/their-model", FRENCH),  # unknown backbone: nothing known to warn about
+    ],
+)
+def test_no_language_warning_when_the_backbone_fits(model, texts):
+    assert backbones.language_warning(model, detect_languages(texts)) is None
+
+
+def test_best_prefers_the_multilingual_backbone_for_non_english_texts(monkeypatch):
+    monkeypatch.setattr(backbones, "is_installed", lambda name: name in ("mpnet", "embeddinggemma"))
+    model, why = backbones.best_available(FRENCH, detect_languages(FRENCH))
+    assert model == "embeddinggemma" and "mostly not in English (French 100%)" in why
+    assert backbones.best_available(ENGLISH, detect_languages(ENGLISH))[0] == "mpnet"
+    monkeypatch.setattr(backbones, "is_installed", lambda name: name == "mpnet")
+    assert (
+        backbones.best_available(FRENCH, detect_languages(FRENCH))[0] == "mpnet"
+    )  # and the warning says why not
