@@ -11,11 +11,14 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fewlabel.atomic import atomic_directory
 from fewlabel.errors import FewlabelError
 from fewlabel.model_dir.manifest import backbone_ref, file_entries, read_manifest, write_manifest
+
+if TYPE_CHECKING:
+    from fewlabel.encoders.backbones import Backbone
 
 ONNX_DIR = "onnx"
 
@@ -43,7 +46,33 @@ def _export_graph(backbone_dir: Path, out: Path, max_tokens: int) -> list[str]:
     names: list[str] = [
         n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names
     ]
-    pooling = _pooling_mode(backbone_dir)
+    wrapper = _sentence_encoder(model, "token_type_ids" in names, _pooling_mode(backbone_dir))
+    sample = tokenizer(
+        ["a short one", "a somewhat longer example sentence for tracing", "x"],
+        padding=True,
+        return_tensors="pt",
+    )
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    seq = torch.export.Dim("seq", min=1, max=max(max_tokens, 8))
+    with torch.no_grad():
+        torch.onnx.export(
+            wrapper,
+            tuple(sample[n] for n in names),
+            str(out),
+            input_names=names,
+            output_names=["sentence_vector"],
+            dynamic_shapes=tuple({0: batch, 1: seq} for _ in names),
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+    return names
+
+
+def _sentence_encoder(model: Any, token_types: bool, pooling: str) -> Any:
+    """``model`` with its pooling and L2 normalisation, as a torch module: token ids in, one unit
+    vector per text out."""
+    import torch
 
     def pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if pooling == "cls":
@@ -76,29 +105,9 @@ def _export_graph(backbone_dir: Path, out: Path, max_tokens: int) -> list[str]:
                 attention_mask,
             )
 
-    wrapper = WithTokenTypes() if "token_type_ids" in names else WithoutTokenTypes()
+    wrapper = WithTokenTypes() if token_types else WithoutTokenTypes()
     wrapper.eval()  # inference graph: no dropout
-
-    sample = tokenizer(
-        ["a short one", "a somewhat longer example sentence for tracing", "x"],
-        padding=True,
-        return_tensors="pt",
-    )
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    seq = torch.export.Dim("seq", min=1, max=max(max_tokens, 8))
-    with torch.no_grad():
-        torch.onnx.export(
-            wrapper,
-            tuple(sample[n] for n in names),
-            str(out),
-            input_names=names,
-            output_names=["sentence_vector"],
-            dynamic_shapes=tuple({0: batch, 1: seq} for _ in names),
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
-    return names
+    return wrapper
 
 
 def export_onnx(model_dir: str | Path, quantize: str | None = None) -> dict[str, Any]:
@@ -116,11 +125,25 @@ def export_onnx(model_dir: str | Path, quantize: str | None = None) -> dict[str,
         ) from None
     if quantize not in (None, "int8"):
         raise FewlabelError(f"unknown quantisation {quantize!r}; use int8 or leave it out")
-    from fewlabel.encoders.backbones import find
     from fewlabel.encoders.sentence import load_sentence_model
 
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)
+    backbone = _exportable_backbone(model_dir, manifest)
+    max_tokens = int(load_sentence_model(backbone).max_seq_length)
+    final = model_dir / ONNX_DIR
+    with atomic_directory(final) as tmp_dir:
+        settings = _export_into(tmp_dir, backbone, max_tokens, quantize)
+    manifest["files"] = {**manifest.get("files", {}), **file_entries(final, under=ONNX_DIR)}
+    manifest["onnx"] = {"dir": ONNX_DIR, **settings}
+    write_manifest(model_dir, manifest)
+    return {"onnx": str(final / "encoder.onnx"), "bytes": (final / "encoder.onnx").stat().st_size, **settings}
+
+
+def _exportable_backbone(model_dir: Path, manifest: dict[str, Any]) -> Backbone:
+    """The model's backbone, from the store; FewlabelError when the model has no encoder to export."""
+    from fewlabel.encoders.backbones import find
+
     backbone_entry = manifest.get("backbone")
     if not backbone_entry:
         raise FewlabelError(
@@ -137,44 +160,42 @@ def export_onnx(model_dir: str | Path, quantize: str | None = None) -> dict[str,
         raise FewlabelError(
             f"backbone {backbone.name!r} is a Hub id; download it to a local directory to export it"
         )
-    max_tokens = int(load_sentence_model(backbone).max_seq_length)
+    return backbone
 
-    final = model_dir / ONNX_DIR
-    with atomic_directory(final) as tmp_dir:
-        try:
-            names = _export_graph(Path(backbone.location), tmp_dir / "float32.onnx", max_tokens)
-        except Exception as err:  # torch.export raises many kinds; the user needs one clear line
-            raise FewlabelError(
-                f"ONNX export of backbone {backbone.name!r} failed: {type(err).__name__}: {err}"
-            ) from None
-        target = tmp_dir / "encoder.onnx"
-        if quantize == "int8":
-            from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            # MatMul only, per channel: the embedding lookup and layer norms stay float, which keeps
-            # embeddings within a few percent cosine of float32 while the heavy products run in int8.
-            quantize_dynamic(
-                str(tmp_dir / "float32.onnx"),
-                str(target),
-                weight_type=QuantType.QInt8,
-                op_types_to_quantize=["MatMul"],
-                per_channel=True,
-            )
-        else:
-            os.replace(tmp_dir / "float32.onnx", target)
-        shutil.copy(Path(backbone.location) / "tokenizer.json", tmp_dir / "tokenizer.json")
-        settings = {
-            "inputs": names,
-            "max_tokens": max_tokens,
-            "quantize": quantize,
-            "backbone": backbone.name,
-        }
-        (tmp_dir / "encoder.json").write_text(json.dumps(settings, indent=2), encoding="utf-8")
-        for leftover in tmp_dir.iterdir():
-            if leftover.name not in {"encoder.onnx", "tokenizer.json", "encoder.json"}:
-                shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+def _export_into(tmp_dir: Path, backbone: Backbone, max_tokens: int, quantize: str | None) -> dict[str, Any]:
+    """Write ``encoder.onnx``, ``tokenizer.json`` and ``encoder.json`` into ``tmp_dir``, and nothing
+    else; returns the settings ``encoder.json`` holds."""
+    try:
+        names = _export_graph(Path(backbone.location), tmp_dir / "float32.onnx", max_tokens)
+    except Exception as err:  # torch.export raises many kinds; the user needs one clear line
+        raise FewlabelError(
+            f"ONNX export of backbone {backbone.name!r} failed: {type(err).__name__}: {err}"
+        ) from None
+    target = tmp_dir / "encoder.onnx"
+    if quantize == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    manifest["files"] = {**manifest.get("files", {}), **file_entries(final, under=ONNX_DIR)}
-    manifest["onnx"] = {"dir": ONNX_DIR, **settings}
-    write_manifest(model_dir, manifest)
-    return {"onnx": str(final / "encoder.onnx"), "bytes": (final / "encoder.onnx").stat().st_size, **settings}
+        # MatMul only, per channel: the embedding lookup and layer norms stay float, which keeps
+        # embeddings within a few percent cosine of float32 while the heavy products run in int8.
+        quantize_dynamic(
+            str(tmp_dir / "float32.onnx"),
+            str(target),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul"],
+            per_channel=True,
+        )
+    else:
+        os.replace(tmp_dir / "float32.onnx", target)
+    shutil.copy(Path(backbone.location) / "tokenizer.json", tmp_dir / "tokenizer.json")
+    settings = {
+        "inputs": names,
+        "max_tokens": max_tokens,
+        "quantize": quantize,
+        "backbone": backbone.name,
+    }
+    (tmp_dir / "encoder.json").write_text(json.dumps(settings, indent=2), encoding="utf-8")
+    for leftover in tmp_dir.iterdir():
+        if leftover.name not in {"encoder.onnx", "tokenizer.json", "encoder.json"}:
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+    return settings

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -350,6 +351,23 @@ def predict_file(
         ray_address: the cluster for ``runner="ray"``: None starts a local Ray instance, ``auto``
             joins the cluster this machine belongs to, ``ray://HOST:10001`` a remote one.
     """
+    engine, runner = _checked_runner(engine, runner, ray_address, threshold)
+    out, out_fmt = _checked_output(input_path, output_path, format, force)
+    chunks = stream_table(input_path, format, chunk_rows, stdin, sheet)  # a generator: reads when used
+    run = _Run(model_dir, input_path, chunks, text_column, threshold, out, out_fmt, stdout, resume)
+    if out is None:
+        return _predict_with_model(run, engine, runner, ray_address)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Held from before the model loads until the output is in place: a second run into the same file
+    # refuses at once, and whatever a killed run left beside the output can safely be removed.
+    with output_lock(out):
+        return _predict_with_model(run, engine, runner, ray_address)
+
+
+def _checked_runner(
+    engine: str, runner: str, ray_address: str | None, threshold: float | None
+) -> tuple[str, str]:
+    """The engine and runner to use; DataError for a runner, address or threshold that cannot work."""
     if engine == "ray":
         # Where to run, not how: what --runner names. Accepted because "--engine ray" is how many ask.
         engine, runner = "auto", "ray"
@@ -359,73 +377,102 @@ def predict_file(
         raise DataError("--ray-address only applies with --runner ray")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise DataError(f"--threshold must be between 0 and 1, got {threshold}")
+    return engine, runner
+
+
+def _checked_output(
+    input_path: str, output_path: str | None, format: str | None, force: bool
+) -> tuple[Path | None, str]:
+    """The output file (None for standard output) and its format, checked before any work."""
     in_fmt = "lines" if input_path == "-" else detect_format(Path(input_path), format)
     # Written as CSV unless the input is TSV or JSONL: texts from stdin become a "text" column.
     out_fmt = "csv" if in_fmt in {"lines", "parquet", "xlsx"} else in_fmt
     out = Path(output_path) if output_path not in (None, STDOUT) else None
-    if out is not None:
-        check_output_file(out)  # now, not after predicting everything
-        if input_path != "-" and out.resolve() == Path(input_path).resolve():
-            raise DataError(f"{out}: is the input file; write predictions to a new file so the input is kept")
-        refuse_existing(out, force)
-        if out.suffix.lower() in {".xls", ".xlsm", ".xlsb", ".ods"}:
-            raise DataError(f"{out}: writing {out.suffix} is not supported; use .xlsx, .csv, .tsv or .jsonl")
-        out_fmt = detect_format(out) if out.suffix else out_fmt
-        if out_fmt == "parquet":
-            raise DataError(f"{out}: writing Parquet is not supported; use .csv, .tsv, .jsonl or .xlsx")
-        if out_fmt == "xlsx":
-            import_openpyxl(out, "writing")  # before any prediction: refuse now, not after an hour
-
-    def run(manifest: dict[str, Any], predict: Callable[[Iterator[Table]], Iterator[Predicted]]):
-        if ABSTAIN in manifest["labels"] and threshold is not None:
-            raise DataError(f"the model has a class named {ABSTAIN!r}; --threshold cannot mark abstentions")
-        chunks = stream_table(input_path, format, chunk_rows, stdin, sheet)
-
-        def count_long(table: Table) -> int:
-            return long_texts(table, manifest, text_column)
-
-        if out is None:
-            done = _Progress()
-            write = _text_writer(stdout or sys.stdout, out_fmt)
-            _write_stream(predict(chunks), write, done, True, count_long=count_long)
-            return {
-                "rows": done.rows,
-                "empty_texts": done.empty,
-                "predicted": done.counts,
-                "output": STDOUT,
-                "cut_texts": done.cut,
-            }
-        if out_fmt == "xlsx":
-            return _predict_into_workbook(out, chunks, predict, count_long)
-        identity = {
-            "model": _model_fingerprint(manifest),
-            "format": out_fmt,
-            "threshold": threshold,
-            "text_column": text_column,
-        }
-        return _predict_into_file(input_path, out, out_fmt, identity, chunks, predict, resume, count_long)
-
-    def predict_with_model() -> dict[str, Any]:
-        if runner == "ray":
-            from fewlabel.inference.distributed import RayPredictor
-            from fewlabel.model_dir.manifest import read_manifest, verify_files
-
-            manifest = read_manifest(model_dir)
-            verify_files(Path(model_dir), manifest)  # here, before any worker starts
-            check_temperature(manifest, model_dir)
-            with RayPredictor(model_dir, engine=engine, address=ray_address) as cluster:
-                return run(manifest, lambda chunks: cluster.predict(chunks, manifest, text_column, threshold))
-        model = load_model(model_dir, engine=engine)
-        check_temperature(model.manifest, model_dir)
-        return run(model.manifest, lambda chunks: _predict_locally(model, chunks, text_column, threshold))
-
     if out is None:
-        return predict_with_model()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Held from before the model loads until the output is in place: a second run into the same file
-    # refuses at once, and whatever a killed run left beside the output can safely be removed.
-    with output_lock(out):
-        return predict_with_model()
+        return None, out_fmt
+    check_output_file(out)  # now, not after predicting everything
+    if input_path != "-" and out.resolve() == Path(input_path).resolve():
+        raise DataError(f"{out}: is the input file; write predictions to a new file so the input is kept")
+    refuse_existing(out, force)
+    if out.suffix.lower() in {".xls", ".xlsm", ".xlsb", ".ods"}:
+        raise DataError(f"{out}: writing {out.suffix} is not supported; use .xlsx, .csv, .tsv or .jsonl")
+    out_fmt = detect_format(out) if out.suffix else out_fmt
+    if out_fmt == "parquet":
+        raise DataError(f"{out}: writing Parquet is not supported; use .csv, .tsv, .jsonl or .xlsx")
+    if out_fmt == "xlsx":
+        import_openpyxl(out, "writing")  # before any prediction: refuse now, not after an hour
+    return out, out_fmt
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One checked ``predict_file`` call: what to read, how to predict, where to write."""
+
+    model_dir: str | Path
+    input_path: str
+    chunks: Iterator[Table]
+    text_column: str | None
+    threshold: float | None
+    out: Path | None  # None: standard output
+    out_fmt: str
+    stdout: TextIO | None
+    resume: bool
+
+
+# Predicts a stream of chunks: in this process, or on a Ray cluster.
+Predict = Callable[[Iterator[Table]], Iterator[Predicted]]
+
+
+def _predict_with_model(run: _Run, engine: str, runner: str, ray_address: str | None) -> dict[str, Any]:
+    if runner == "ray":
+        from fewlabel.inference.distributed import RayPredictor
+        from fewlabel.model_dir.manifest import read_manifest, verify_files
+
+        manifest = read_manifest(run.model_dir)
+        verify_files(Path(run.model_dir), manifest)  # here, before any worker starts
+        check_temperature(manifest, run.model_dir)
+        with RayPredictor(run.model_dir, engine=engine, address=ray_address) as cluster:
+            return _write_predictions(
+                run,
+                manifest,
+                lambda chunks: cluster.predict(chunks, manifest, run.text_column, run.threshold),
+            )
+    model = load_model(run.model_dir, engine=engine)
+    check_temperature(model.manifest, run.model_dir)
+    return _write_predictions(
+        run, model.manifest, lambda chunks: _predict_locally(model, chunks, run.text_column, run.threshold)
+    )
+
+
+def _write_predictions(run: _Run, manifest: dict[str, Any], predict: Predict) -> dict[str, Any]:
+    if ABSTAIN in manifest["labels"] and run.threshold is not None:
+        raise DataError(f"the model has a class named {ABSTAIN!r}; --threshold cannot mark abstentions")
+
+    def count_long(table: Table) -> int:
+        return long_texts(table, manifest, run.text_column)
+
+    if run.out is None:
+        done = _Progress()
+        write = _text_writer(run.stdout or sys.stdout, run.out_fmt)
+        _write_stream(predict(run.chunks), write, done, True, count_long=count_long)
+        return {
+            "rows": done.rows,
+            "empty_texts": done.empty,
+            "predicted": done.counts,
+            "output": STDOUT,
+            "cut_texts": done.cut,
+        }
+    if run.out_fmt == "xlsx":
+        return _predict_into_workbook(run.out, run.chunks, predict, count_long)
+    identity = {
+        "model": _model_fingerprint(manifest),
+        "format": run.out_fmt,
+        "threshold": run.threshold,
+        "text_column": run.text_column,
+    }
+    return _predict_into_file(
+        run.input_path, run.out, run.out_fmt, identity, run.chunks, predict, run.resume, count_long
+    )
 
 
 def _predict_into_file(
@@ -434,7 +481,7 @@ def _predict_into_file(
     out_fmt: str,
     identity: dict[str, Any],
     chunks: Iterator[Table],
-    predict: Callable[[Iterator[Table]], Iterator[Predicted]],
+    predict: Predict,
     resume: bool,
     count_long: Callable[[Table], int],
 ) -> dict[str, Any]:
@@ -445,62 +492,20 @@ def _predict_into_file(
     is removed.
     """
     state_path = out.parent / f".{out.name}.progress.json"
-    source = Path(input_path)
-    identity = {
-        "input": str(source.resolve()) if input_path != "-" else "-",
-        "input_bytes": source.stat().st_size if source.is_file() else None,
-        "input_mtime_ns": source.stat().st_mtime_ns if source.is_file() else None,
-        **identity,
-    }
-    done = _Progress()
-    skip, offset, resumed = 0, 0, 0
-    partial = None
+    identity = {**_input_identity(input_path), **identity}
+    found = None
     if resume and input_path != "-" and state_path.exists():
-        try:
-            state = json.loads(state_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            state = {}
-        named = state.get("partial") if isinstance(state, dict) else None
-        found = out.parent / named if isinstance(named, str) and named == Path(named).name else None
-        if (
-            found is not None
-            and found.name.startswith(f".{out.name}.")
-            and found.is_file()
-            and state.get("identity") == identity
-            and 0 <= state.get("bytes", -1) <= found.stat().st_size
-        ):
-            partial = found
-            skip = resumed = int(state["rows"])
-            offset = int(state["bytes"])
-            done = _Progress(
-                int(state["rows"]),
-                int(state.get("empty", 0)),
-                dict(state.get("counts", {})),
-                int(state.get("cut", 0)),
-            )
-    partial = partial or new_partial(out)
+        found = _resumable(out, state_path, identity)
+    partial, offset, done = found or (new_partial(out), 0, _Progress())
+    skip = resumed = done.rows
     remove_stale_temporaries(out, sidecars=[state_path], keep=[partial])
-
+    progress = _ProgressRecord(state_path, identity, partial)
     try:
         with open(partial, "r+" if offset else "w", encoding="utf-8", newline="") as handle:
             handle.seek(offset)
             handle.truncate()  # drop whatever a stopped run wrote after its last checkpoint
-
-            def checkpoint() -> None:
-                handle.flush()
-                os.fsync(handle.fileno())
-                record = {
-                    "identity": identity,
-                    "partial": partial.name,
-                    "rows": done.rows,
-                    "bytes": handle.tell(),
-                    "counts": done.counts,
-                    "empty": done.empty,
-                    "cut": done.cut,
-                }
-                write_text(state_path, json.dumps(record))
-
             write = _text_writer(handle, out_fmt)
+            checkpoint = functools.partial(progress.write, handle, done)
             _write_stream(predict(skip_rows(chunks, skip)), write, done, offset == 0, checkpoint, count_long)
     except DataError:
         # Bad input will not get better by resuming: leave nothing behind.
@@ -528,10 +533,69 @@ def _predict_into_file(
     }
 
 
+def _input_identity(input_path: str) -> dict[str, Any]:
+    """The input file as the progress record names it: a resumed run must read the same file."""
+    source = Path(input_path)
+    return {
+        "input": str(source.resolve()) if input_path != "-" else "-",
+        "input_bytes": source.stat().st_size if source.is_file() else None,
+        "input_mtime_ns": source.stat().st_mtime_ns if source.is_file() else None,
+    }
+
+
+def _resumable(out: Path, state_path: Path, identity: dict[str, Any]) -> tuple[Path, int, _Progress] | None:
+    """The ``.partial`` file, byte offset and progress of a stopped run into ``out`` with the same
+    ``identity``; None when the progress record is unreadable or names no such run."""
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        state = {}
+    named = state.get("partial") if isinstance(state, dict) else None
+    found = out.parent / named if isinstance(named, str) and named == Path(named).name else None
+    if not (
+        found is not None
+        and found.name.startswith(f".{out.name}.")
+        and found.is_file()
+        and state.get("identity") == identity
+        and 0 <= state.get("bytes", -1) <= found.stat().st_size
+    ):
+        return None
+    done = _Progress(
+        int(state["rows"]),
+        int(state.get("empty", 0)),
+        dict(state.get("counts", {})),
+        int(state.get("cut", 0)),
+    )
+    return found, int(state["bytes"]), done
+
+
+@dataclass(frozen=True)
+class _ProgressRecord:
+    """The record beside a file output, written after every chunk, from which a stopped run resumes."""
+
+    path: Path
+    identity: dict[str, Any]
+    partial: Path
+
+    def write(self, handle: TextIO, done: _Progress) -> None:
+        handle.flush()
+        os.fsync(handle.fileno())
+        record = {
+            "identity": self.identity,
+            "partial": self.partial.name,
+            "rows": done.rows,
+            "bytes": handle.tell(),
+            "counts": done.counts,
+            "empty": done.empty,
+            "cut": done.cut,
+        }
+        write_text(self.path, json.dumps(record))
+
+
 def _predict_into_workbook(
     out: Path,
     chunks: Iterator[Table],
-    predict: Callable[[Iterator[Table]], Iterator[Predicted]],
+    predict: Predict,
     count_long: Callable[[Table], int],
 ) -> dict[str, Any]:
     """Write the predictions as one worksheet of a new workbook, which appears whole when complete.

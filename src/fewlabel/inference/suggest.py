@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -39,6 +39,7 @@ from fewlabel.data.labelled import MAX_TEXT_CHARS
 from fewlabel.errors import DataError, FewlabelError
 from fewlabel.inference.predicting import STDOUT, refuse_existing
 from fewlabel.inference.rows import check_temperature
+from fewlabel.model_dir.store import TrainedModel
 
 RANK_COLUMN = "suggest_rank"
 SCORE_COLUMN = "suggest_score"
@@ -83,8 +84,6 @@ def select_batch(
         candidates the suggestion's cluster holds, as a share of all candidates' uncertainty: the part
         of what the model finds hard that one label speaks for. Ranks are 1-based.
     """
-    from sklearn.cluster import KMeans
-
     if n < 1:
         raise FewlabelError(f"the number of suggestions must be at least 1, got {n}")
     if prefilter < 1:
@@ -105,6 +104,18 @@ def select_batch(
             for r, i in enumerate(order)
         ]
     candidates = order[: min(m, prefilter * n)]
+    picked = _one_per_cluster(vectors, uncertainty, candidates, n, seed)
+    picked.sort(key=lambda p: (-p[0], -uncertainty[p[1]], p[1]))
+    return [Suggestion(i, r + 1, s, float(uncertainty[i])) for r, (s, i) in enumerate(picked)]
+
+
+def _one_per_cluster(
+    vectors: np.ndarray, uncertainty: np.ndarray, candidates: np.ndarray, n: int, seed: int
+) -> list[tuple[float, int]]:
+    """``n`` of the candidates, each with its score: the one nearest each centre of an
+    uncertainty-weighted k-means of the candidates, then (when clusters are empty) the most uncertain."""
+    from sklearn.cluster import KMeans
+
     weights = uncertainty[candidates] + 1e-6  # k-means needs positive weights; certain rows still count
     if len(candidates) == n:
         labels = np.arange(n)
@@ -130,8 +141,7 @@ def select_batch(
         if int(i) not in chosen:
             picked.append((float(weights[candidates == i][0]) / total, int(i)))
             chosen.add(int(i))
-    picked.sort(key=lambda p: (-p[0], -uncertainty[p[1]], p[1]))
-    return [Suggestion(i, r + 1, s, float(uncertainty[i])) for r, (s, i) in enumerate(picked)]
+    return picked
 
 
 def lsa_vectors(texts: Sequence[str], dims: int = LSA_DIMS, seed: int = 0) -> np.ndarray:
@@ -191,81 +201,19 @@ def suggest_file(
     """
     from fewlabel.inference.loading import load_model
 
-    to_stdout = str(output_path) == STDOUT
-    out = Path(output_path)
-    if to_stdout:
-        in_fmt = detect_format(Path(input_path), format)
-        out_fmt = in_fmt if in_fmt in {"tsv", "jsonl"} else "csv"
-    else:
-        check_output_file(out)
-        if out.exists() and out.resolve() == Path(input_path).resolve():
-            raise DataError(f"{out}: is the input file; write suggestions to a new file so the input is kept")
-        refuse_existing(out, force)
-        out_fmt = detect_format(out)
-        if out_fmt in {"parquet", "xlsx"} or out.suffix.lower() in {".xls", ".xlsb", ".ods"}:
-            raise DataError(
-                f"{out}: suggestions are written as CSV, TSV or JSONL; choose one of those suffixes"
-            )
+    target, out_fmt = _checked_output(input_path, output_path, format, force, stdout)
     if n < 1:
         raise DataError(f"-n must be at least 1, got {n}")
-    target: Path | TextIO = (stdout or sys.stdout) if to_stdout else out
     with _claimed(target):
         model = load_model(model_dir)
         check_temperature(model.manifest, model_dir)
         table = read_table(input_path, format, sheet)
-        if not table.rows:
-            raise DataError(f"{table.path}: the file has a header but no data rows")
-        trained_on = model.manifest.get("text_column")
-        if text_column is None and trained_on in table.columns:
-            column = trained_on
-        else:
-            column = find_column(table, text_column, TEXT_COLUMN_NAMES, "texts", "--text-column")
-        for clash in (RANK_COLUMN, SCORE_COLUMN):
-            if clash in table.columns:
-                raise DataError(
-                    f"{table.path}: already has a column {clash!r}; rename it so it is not replaced"
-                )
-
-        skip: set[str] = set()
-        if exclude_path is not None:
-            ex = read_table(exclude_path)
-            ex_column = (
-                column
-                if column in ex.columns
-                else find_column(ex, None, TEXT_COLUMN_NAMES, "texts", "--exclude (its text column)")
-            )
-            skip = {_normal(row.get(ex_column) or "") for row in ex.rows}
-        pool: list[int] = []
-        seen: set[str] = set()
-        for i, row in enumerate(table.rows):
-            key = _normal(row.get(column) or "")
-            if key and key not in seen and key not in skip:
-                pool.append(i)
-                seen.add(key)
-        if not pool:
-            raise DataError(
-                f"{table.path}: no row of column {column!r} is left to suggest (all are empty, repeated, "
-                "or in the --exclude file)"
-            )
+        column = _text_column(table, text_column, model.manifest.get("text_column"))
+        pool = _pool(table, column, exclude_path)
         texts = [(table.rows[i].get(column) or "").strip() for i in pool]
         cut = sum(1 for t in texts if len(t) > MAX_TEXT_CHARS)
         texts = [t[:MAX_TEXT_CHARS] for t in texts]
-
-        backbone = model.manifest.get("backbone")
-        if backbone and model.backbone_ref:
-            from fewlabel.encoders.sentence import get_encoder
-
-            # One cached encoder for both the probabilities and the distances: each text is encoded once.
-            encoder = get_encoder(model.backbone_ref, cache=True)  # pinned by hash: from the store only
-            model.strategy.attach_encoder(encoder)
-            proba = model.predict_proba(texts)
-            vectors = encoder.encode(texts)
-            representation = f"{backbone['name']} embeddings"
-        else:
-            proba = model.predict_proba(texts)
-            vectors = lsa_vectors(texts, seed=seed)
-            representation = "TF-IDF + LSA of the pool"
-
+        proba, vectors, representation = _represent(model, texts, seed)
         suggestions = select_batch(proba, vectors, n, seed=seed, prefilter=prefilter)
         _write(table, [(pool[s.index], s) for s in suggestions], target, out_fmt)
         return {
@@ -274,9 +222,80 @@ def suggest_file(
             "suggested": len(suggestions),
             "text_column": column,
             "representation": representation,
-            "output": STDOUT if to_stdout else str(out),
+            "output": str(target) if isinstance(target, Path) else STDOUT,
             "cut_texts": cut,
         }
+
+
+def _checked_output(
+    input_path: str | Path, output_path: str | Path, format: str | None, force: bool, stdout: TextIO | None
+) -> tuple[Path | TextIO, str]:
+    """Where to write (a file, or ``stdout`` for ``-``) and in which format, checked before any work."""
+    if str(output_path) == STDOUT:
+        in_fmt = detect_format(Path(input_path), format)
+        return stdout or sys.stdout, in_fmt if in_fmt in {"tsv", "jsonl"} else "csv"
+    out = Path(output_path)
+    check_output_file(out)
+    if out.exists() and out.resolve() == Path(input_path).resolve():
+        raise DataError(f"{out}: is the input file; write suggestions to a new file so the input is kept")
+    refuse_existing(out, force)
+    out_fmt = detect_format(out)
+    if out_fmt in {"parquet", "xlsx"} or out.suffix.lower() in {".xls", ".xlsb", ".ods"}:
+        raise DataError(f"{out}: suggestions are written as CSV, TSV or JSONL; choose one of those suffixes")
+    return out, out_fmt
+
+
+def _text_column(table: Table, text_column: str | None, trained_on: Any) -> str:
+    """The column of texts to rank: ``text_column``, else the one the model was trained on, else found."""
+    if not table.rows:
+        raise DataError(f"{table.path}: the file has a header but no data rows")
+    if text_column is None and trained_on in table.columns:
+        column = trained_on
+    else:
+        column = find_column(table, text_column, TEXT_COLUMN_NAMES, "texts", "--text-column")
+    for clash in (RANK_COLUMN, SCORE_COLUMN):
+        if clash in table.columns:
+            raise DataError(f"{table.path}: already has a column {clash!r}; rename it so it is not replaced")
+    return column
+
+
+def _pool(table: Table, column: str, exclude_path: str | Path | None) -> list[int]:
+    """The rows that may be suggested: a text, not a repeat of an earlier row's, not in ``exclude_path``."""
+    skip: set[str] = set()
+    if exclude_path is not None:
+        ex = read_table(exclude_path)
+        ex_column = (
+            column
+            if column in ex.columns
+            else find_column(ex, None, TEXT_COLUMN_NAMES, "texts", "--exclude (its text column)")
+        )
+        skip = {_normal(row.get(ex_column) or "") for row in ex.rows}
+    pool: list[int] = []
+    seen: set[str] = set()
+    for i, row in enumerate(table.rows):
+        key = _normal(row.get(column) or "")
+        if key and key not in seen and key not in skip:
+            pool.append(i)
+            seen.add(key)
+    if not pool:
+        raise DataError(
+            f"{table.path}: no row of column {column!r} is left to suggest (all are empty, repeated, "
+            "or in the --exclude file)"
+        )
+    return pool
+
+
+def _represent(model: TrainedModel, texts: list[str], seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """The model's probabilities for ``texts``, vectors of them for distances, and what the vectors are."""
+    backbone = model.manifest.get("backbone")
+    if backbone and model.backbone_ref:
+        from fewlabel.encoders.sentence import get_encoder
+
+        # One cached encoder for both the probabilities and the distances: each text is encoded once.
+        encoder = get_encoder(model.backbone_ref, cache=True)  # pinned by hash: from the store only
+        model.strategy.attach_encoder(encoder)
+        return model.predict_proba(texts), encoder.encode(texts), f"{backbone['name']} embeddings"
+    return model.predict_proba(texts), lsa_vectors(texts, seed=seed), "TF-IDF + LSA of the pool"
 
 
 @contextlib.contextmanager

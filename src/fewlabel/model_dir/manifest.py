@@ -90,30 +90,10 @@ def read_manifest(directory: str | Path, warn_old: bool = True) -> dict[str, Any
         warn_old: log one warning line for a format 1 model (which still loads).
     """
     directory = Path(directory)
-    if not directory.exists() and recover_directory(directory):
-        log.warning("%s: restored the model an interrupted save had moved aside", directory)
-    if not directory.exists():
-        raise ModelDirError(
-            f"{directory}: no such model directory; train one with `fewlabel train DATA -o {directory}`"
-        )
     path = directory / MANIFEST
-    try:
-        info = path.lstat()
-    except OSError:
-        info = None
-    if info is None or not directory.is_dir():
-        raise ModelDirError(
-            f"{directory}: not a fewlabel model (no {MANIFEST}); give the directory `fewlabel train` wrote"
-        )
-    if not stat.S_ISREG(info.st_mode):
-        raise ModelDirError(f"{path}: not a plain file (a link?); a model directory holds plain files only")
-    if info.st_size > MAX_MANIFEST_BYTES:
-        raise ModelDirError(f"{path}: larger than {MAX_MANIFEST_BYTES >> 20} MB; damaged manifest")
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise ModelDirError(f"{path}: damaged manifest ({err}); retrain the model") from None
-    manifest = parse_json(data, str(path), damaged="damaged manifest, retrain or restore the model")
+    manifest = parse_json(
+        _manifest_bytes(directory), str(path), damaged="damaged manifest, retrain or restore the model"
+    )
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ModelDirError(f"{path}: not a fewlabel model manifest")
     version = manifest.get("format_version")
@@ -139,6 +119,33 @@ def read_manifest(directory: str | Path, warn_old: bool = True) -> dict[str, Any
             directory,
         )
     return manifest
+
+
+def _manifest_bytes(directory: Path) -> bytes:
+    """The bytes of the directory's manifest: a plain file of a sane size, or ModelDirError saying why not."""
+    if not directory.exists() and recover_directory(directory):
+        log.warning("%s: restored the model an interrupted save had moved aside", directory)
+    if not directory.exists():
+        raise ModelDirError(
+            f"{directory}: no such model directory; train one with `fewlabel train DATA -o {directory}`"
+        )
+    path = directory / MANIFEST
+    try:
+        info = path.lstat()
+    except OSError:
+        info = None
+    if info is None or not directory.is_dir():
+        raise ModelDirError(
+            f"{directory}: not a fewlabel model (no {MANIFEST}); give the directory `fewlabel train` wrote"
+        )
+    if not stat.S_ISREG(info.st_mode):
+        raise ModelDirError(f"{path}: not a plain file (a link?); a model directory holds plain files only")
+    if info.st_size > MAX_MANIFEST_BYTES:
+        raise ModelDirError(f"{path}: larger than {MAX_MANIFEST_BYTES >> 20} MB; damaged manifest")
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise ModelDirError(f"{path}: damaged manifest ({err}); retrain the model") from None
 
 
 # -- fields ---------------------------------------------------------------------------------------
@@ -179,10 +186,24 @@ def _check_optional(path: Path, manifest: dict[str, Any], field: str, kind: type
 
 def check_fields(path: Path, manifest: dict[str, Any]) -> None:
     """Every field loading or a command reads has the type it must have."""
+    version = manifest["format_version"]
+    _check_strategy(path, manifest.get("strategy"))
+    _check_labels(path, manifest.get("labels"))
+    if version >= 2 and not _is_sha256(manifest.get("digest")):
+        _fail(path, "digest", "is missing or not a SHA-256")
+    _check_files(path, manifest.get("files"), version)
+    _check_backbone(path, manifest.get("backbone"), version)
+    _check_probabilities(path, manifest.get("calibration"), manifest.get("decision"))
+    _check_onnx(path, manifest.get("onnx"))
+    for field in ("config", "metrics", "training_data", "unlabelled"):
+        _check_optional(path, manifest, field, dict)
+    for field in ("text_column", "label_column", "fewlabel_version", "created"):
+        _check_optional(path, manifest, field, str)
+
+
+def _check_strategy(path: Path, strategy: Any) -> None:
     from fewlabel.strategies import REGISTRY
 
-    version = manifest["format_version"]
-    strategy = manifest.get("strategy")
     if not isinstance(strategy, dict):
         _fail(path, "strategy", "is missing or not an object (no strategy name)")
     name = strategy.get("name")
@@ -193,30 +214,25 @@ def check_fields(path: Path, manifest: dict[str, Any]) -> None:
     for key, kind in (("params", dict), ("description", str)):
         if key in strategy and not isinstance(strategy[key], kind):
             _fail(path, f"strategy.{key}", f"must be a {'an object' if kind is dict else 'string'}")
-    labels = manifest.get("labels")
+
+
+def _check_labels(path: Path, labels: Any) -> None:
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
         _fail(path, "labels", "is missing or not a list of label names")
     if len(labels) < 2 or len(set(labels)) != len(labels):
         _fail(path, "labels", "must name two or more classes, each once")
-    if version >= 2 and not _is_sha256(manifest.get("digest")):
-        _fail(path, "digest", "is missing or not a SHA-256")
-    _check_files(path, manifest.get("files"), version)
-    _check_backbone(path, manifest.get("backbone"), version)
-    calibration = manifest.get("calibration")
+
+
+def _check_probabilities(path: Path, calibration: Any, decision: Any) -> None:
+    """The calibration temperature and the decision threshold, when the model has them."""
     if calibration is not None:
         temperature = calibration.get("temperature", 1.0) if isinstance(calibration, dict) else None
         if not (isinstance(temperature, int | float) and _is_number(temperature) and 0 < temperature <= 1e6):
             _fail(path, "calibration.temperature", "must be a positive number")
-    decision = manifest.get("decision")
     if decision is not None:
         threshold = decision.get("threshold") if isinstance(decision, dict) else None
         if not (isinstance(threshold, int | float) and _is_number(threshold) and 0.0 <= threshold <= 1.0):
             _fail(path, "decision.threshold", "must be a number between 0 and 1")
-    _check_onnx(path, manifest.get("onnx"))
-    for field in ("config", "metrics", "training_data", "unlabelled"):
-        _check_optional(path, manifest, field, dict)
-    for field in ("text_column", "label_column", "fewlabel_version", "created"):
-        _check_optional(path, manifest, field, str)
 
 
 def _check_files(path: Path, files: Any, version: int) -> None:

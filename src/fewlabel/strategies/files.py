@@ -143,6 +143,26 @@ def npz_arrays(path: Path) -> ArrayInfo:
 def safetensors_arrays(path: Path) -> ArrayInfo:
     """The dtype and shape of each tensor in a ``.safetensors`` file, from its header, checked against
     the file's size (tensors contiguous, in bounds, of the size their shape says)."""
+    header, data_bytes = _safetensors_header(path)
+    out: ArrayInfo = {}
+    spans = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        spans.append(_tensor_span(path, name, entry))
+        out[name] = {"dtype": entry["dtype"], "shape": entry["shape"]}
+    position = 0
+    for start, end in sorted(spans):
+        if start != position:
+            raise ModelDirError(f"{path}: tensors overlap or leave gaps; damaged")
+        position = end
+    if position != data_bytes:
+        raise ModelDirError(f"{path}: tensors do not fill the file; damaged")
+    return out
+
+
+def _safetensors_header(path: Path) -> tuple[dict[str, Any], int]:
+    """A ``.safetensors`` file's JSON header, and the number of bytes after it."""
     try:
         size = path.stat().st_size
         with path.open("rb") as f:
@@ -157,36 +177,27 @@ def safetensors_arrays(path: Path) -> ArrayInfo:
         raise ModelDirError(f"{path}: cannot read weights ({err.strerror or err})") from None
     if not isinstance(header, dict):
         raise ModelDirError(f"{path}: safetensors header is not an object")
-    out: ArrayInfo = {}
-    spans = []
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        ok = isinstance(entry, dict) and entry.get("dtype") in _SAFETENSORS_DTYPES
-        shape = entry.get("shape") if ok else None
-        offsets = entry.get("data_offsets") if ok else None
-        if not (
-            isinstance(shape, list)
-            and isinstance(offsets, list)
-            and len(offsets) == 2
-            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in [*shape, *offsets])
-        ):
-            raise ModelDirError(f"{path}: tensor {name!r} has no valid dtype, shape and offsets")
-        count = 1
-        for n in shape:
-            count *= n
-        if offsets[1] - offsets[0] != count * _SAFETENSORS_DTYPES[entry["dtype"]]:
-            raise ModelDirError(f"{path}: tensor {name!r} does not hold the bytes its shape needs")
-        spans.append(tuple(offsets))
-        out[name] = {"dtype": entry["dtype"], "shape": shape}
-    position = 0
-    for start, end in sorted(spans):
-        if start != position:
-            raise ModelDirError(f"{path}: tensors overlap or leave gaps; damaged")
-        position = end
-    if position != size - 8 - length:
-        raise ModelDirError(f"{path}: tensors do not fill the file; damaged")
-    return out
+    return header, size - 8 - length
+
+
+def _tensor_span(path: Path, name: str, entry: Any) -> tuple[int, int]:
+    """The byte offsets of one tensor, checked: a known dtype, a shape, and as many bytes as they need."""
+    ok = isinstance(entry, dict) and entry.get("dtype") in _SAFETENSORS_DTYPES
+    shape = entry.get("shape") if ok else None
+    offsets = entry.get("data_offsets") if ok else None
+    if not (
+        isinstance(shape, list)
+        and isinstance(offsets, list)
+        and len(offsets) == 2
+        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in [*shape, *offsets])
+    ):
+        raise ModelDirError(f"{path}: tensor {name!r} has no valid dtype, shape and offsets")
+    count = 1
+    for n in shape:
+        count *= n
+    if offsets[1] - offsets[0] != count * _SAFETENSORS_DTYPES[entry["dtype"]]:
+        raise ModelDirError(f"{path}: tensor {name!r} does not hold the bytes its shape needs")
+    return offsets[0], offsets[1]
 
 
 def array_info(path: Path) -> ArrayInfo | None:
