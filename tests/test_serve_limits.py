@@ -230,6 +230,20 @@ def test_a_request_whose_client_went_away_is_cancelled():
     assert error.status_code == 499
 
 
+def test_a_client_that_went_away_gets_499_not_a_500(tfidf_model_dir, monkeypatch):
+    from fewlabel.serve import service
+    from fewlabel.serve.http_errors import http_exception
+
+    async def gone(request, work):
+        work.close()  # never awaited: the client left first
+        raise http_exception("the client went away", 499)
+
+    monkeypatch.setattr(service, "_unless_disconnected", gone)
+    with TestClient(create_app(tfidf_model_dir)) as client:
+        response = client.post("/predict", json={"text": "great"})
+    assert response.status_code == 499, response.text
+
+
 def test_overload_is_a_503_with_retry_after_and_a_json_detail(tfidf_model_dir, monkeypatch):
     from fewlabel.model_dir.store import TrainedModel
 

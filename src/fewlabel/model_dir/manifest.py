@@ -213,7 +213,7 @@ def _check_strategy(path: Path, strategy: Any) -> None:
         _fail(path, "strategy.name", f"names no known strategy ({name[:40]!r})")
     for key, kind in (("params", dict), ("description", str)):
         if key in strategy and not isinstance(strategy[key], kind):
-            _fail(path, f"strategy.{key}", f"must be a {'an object' if kind is dict else 'string'}")
+            _fail(path, f"strategy.{key}", f"must be {'an object' if kind is dict else 'a string'}")
 
 
 def _check_labels(path: Path, labels: Any) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 
 from fewlabel.errors import FewlabelError, ModelDirError
 from fewlabel.inference.loading import load_model
@@ -180,6 +180,8 @@ class Service:
             raise unavailable(str(err), err.retry_after_s) from None
         except ServiceStopping:
             raise unavailable("the service is stopping", 5) from None
+        except HTTPException:
+            raise  # 499: the client went away
         except Exception:
             raise http_exception("prediction failed; the server log has the details", 500) from None
         if not np.isfinite(proba).all():
