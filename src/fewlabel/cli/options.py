@@ -1,4 +1,5 @@
-"""Every option the commands share, declared once (docs/cli.md is the convention they follow).
+"""Every option the commands share, declared once (docs/cli.md is the convention they follow), and
+the longer ones of the commands in ``main.py``, so that each signature reads as a list of options.
 
 Training defaults are :class:`~fewlabel.config.TrainConfig`'s (a dataclass field with a default is
 also a class attribute, so ``TrainConfig.folds`` reads it without building a config, which would

@@ -17,38 +17,7 @@ from fewlabel.errors import FewlabelError
 
 API_KEY_ENV = "FEWLABEL_API_KEY"
 
-
-def is_loopback(host: str) -> bool:
-    """True when ``host`` accepts connections from this machine only."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost may resolve to any interface
-
-
-def _api_key(option: str | None) -> str | None:
-    """The key to require, or None; an empty or blank key is refused, never taken as "no key".
-
-    Click treats an empty environment variable as unset, so ``FEWLABEL_API_KEY=`` would silently
-    serve without authentication: the variable is read here again to catch it.
-    """
-    env = os.environ.get(API_KEY_ENV)
-    from_env = env is not None and option in (None, env)
-    key = env if from_env else option
-    if key is None or key.strip():
-        return key
-    if from_env:
-        raise FewlabelError(
-            f"{API_KEY_ENV} is set but empty or only whitespace, which would serve without "
-            "authentication; set it to a key, or unset it to serve without one"
-        )
-    raise FewlabelError(
-        "--api-key is empty or only whitespace; give a key, or leave the option out to serve without one"
-    )
-
-
+# serve's own options (the shared ones are in options.py).
 Host = Annotated[
     str,
     typer.Option(help="Address to listen on. 127.0.0.1 accepts this machine only; 0.0.0.0 accepts any."),
@@ -98,6 +67,37 @@ MaxQueuedChars = Annotated[
     ),
 ]
 AccessLog = Annotated[bool, typer.Option(help="Log one line per request.")]
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` accepts connections from this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to any interface
+
+
+def _api_key(option: str | None) -> str | None:
+    """The key to require, or None; an empty or blank key is refused, never taken as "no key".
+
+    Click treats an empty environment variable as unset, so ``FEWLABEL_API_KEY=`` would silently
+    serve without authentication: the variable is read here again to catch it.
+    """
+    env = os.environ.get(API_KEY_ENV)
+    from_env = env is not None and option in (None, env)
+    key = env if from_env else option
+    if key is None or key.strip():
+        return key
+    if from_env:
+        raise FewlabelError(
+            f"{API_KEY_ENV} is set but empty or only whitespace, which would serve without "
+            "authentication; set it to a key, or unset it to serve without one"
+        )
+    raise FewlabelError(
+        "--api-key is empty or only whitespace; give a key, or leave the option out to serve without one"
+    )
 
 
 def serve(
