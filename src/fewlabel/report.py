@@ -291,20 +291,25 @@ def _decision_lines(metrics: dict, labels: list[str]) -> list[str]:
 
 def render_report(manifest: dict, metrics: dict) -> str:
     """The whole report as one HTML string: verdict first, then the evidence."""
-    est = metrics["estimate"]
-    acc = metrics.get("expected_accuracy") or est["accuracy"]
-    metric = acc.get("metric", "accuracy")  # balanced_accuracy on imbalanced data
-    what = "balanced accuracy (the mean recall per class)" if metric == "balanced_accuracy" else "accuracy"
-    baseline = (
-        1 / len(manifest["labels"])
-        if metric == "balanced_accuracy"
-        else metrics["majority_baseline_accuracy"]
-    )
-    diag = metrics.get("diagnostics") or {}
-    labels = manifest["labels"]
-    chosen = metrics["chosen_strategy"]
+    # The order of the sections is the order of the plots: each SVG's ids carry a running number.
+    parts = [
+        *_head(manifest, metrics),
+        *_verdict(manifest, metrics),
+        *_strategies_section(metrics),
+        *_runs_section(metrics.get("runs", {})),
+        *_learning_curve_section(metrics),
+        *_calibration_section(metrics.get("calibration")),
+        *_errors_section(metrics["estimate"], manifest["labels"], metrics.get("diagnostics") or {}),
+        *_label_issues_section(metrics.get("diagnostics") or {}),
+        *_data_section(metrics),
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _head(manifest: dict, metrics: dict) -> list[str]:
+    """The page's head, title and provenance line, and the at-chance warning above everything."""
     strategy = manifest["strategy"]
-    backbone = (manifest.get("backbone") or {}).get("name")
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
@@ -314,13 +319,27 @@ def render_report(manifest: dict, metrics: dict) -> str:
         f"{html.escape(manifest.get('fewlabel_version', ''))} from "
         f"{html.escape(Path(str(metrics['data']['source'])).name)} "
         f"({metrics['data']['rows']} texts).</p>",
-        *(
-            [
-                f"<div class='warn' style='border-left-color:#cf222e'><b>{html.escape(metrics['at_chance'])}</b></div>"
-            ]
-            if metrics.get("at_chance")
-            else []
-        ),
+    ]
+    if metrics.get("at_chance"):
+        parts.append(
+            f"<div class='warn' style='border-left-color:#cf222e'><b>{html.escape(metrics['at_chance'])}</b></div>"
+        )
+    return parts
+
+
+def _verdict(manifest: dict, metrics: dict) -> list[str]:
+    """The verdict box (expected accuracy, its source, the choice, label issues), then the warnings."""
+    est = metrics["estimate"]
+    acc = metrics.get("expected_accuracy") or est["accuracy"]
+    metric = acc.get("metric", "accuracy")  # balanced_accuracy on imbalanced data
+    what = "balanced accuracy (the mean recall per class)" if metric == "balanced_accuracy" else "accuracy"
+    baseline = (
+        1 / len(manifest["labels"])
+        if metric == "balanced_accuracy"
+        else metrics["majority_baseline_accuracy"]
+    )
+    backbone = (manifest.get("backbone") or {}).get("name")
+    parts = [
         "<section class='verdict' id='verdict'><h2 style='border:0;margin-top:0'>Verdict</h2>",
         f"<p>Expected {what} on new texts like these: <span class='big'>{_pct(acc['value'])}</span> "
         f"(95% interval {_pct(acc['ci95_low'])} to {_pct(acc['ci95_high'])}).</p>",
@@ -332,74 +351,88 @@ def render_report(manifest: dict, metrics: dict) -> str:
             else ""
         )
         + ". The interval allows for the noise of cross-validation itself (Nadeau and Bengio's correction).</p>",
-        f"<p>Chosen strategy: <b>{html.escape(strategy['description'])}</b>"
+        f"<p>Chosen strategy: <b>{html.escape(manifest['strategy']['description'])}</b>"
         + (f" on backbone <b>{html.escape(backbone)}</b>" if backbone else "")
         + f". Always answering the most common class would score {_pct(baseline)}.</p>",
         *_decision_lines(metrics, manifest["labels"]),
         f"<p>{html.escape(more_labels_sentence(metrics))}</p>",
+        *_label_issues_line(metrics.get("diagnostics") or {}),
+        "</section>",
     ]
-    n_issues = diag.get("n_label_issues")
-    if diag.get("label_issues_withheld"):
-        parts.append(f"<p>Label issues {html.escape(diag['label_issues_withheld'])}.</p>")
-    elif n_issues is not None:
-        parts.append(
-            f"<p>{n_issues} training row(s) have a label the model disputes (see <a href='#labels'>label issues</a> "
-            "and <code>label_issues.csv</code>).</p>"
-        )
-    parts.append("</section>")
     for warning in metrics.get("warnings", []):
         if warning != metrics.get("at_chance"):  # that one already heads the page
             parts.append(f"<div class='warn'>{html.escape(warning)}</div>")
+    return parts
 
-    parts.append("<h2 id='strategies'>Strategies compared</h2>")
-    parts.append(
+
+def _label_issues_line(diag: dict) -> list[str]:
+    """The verdict's line on label issues: how many rows, or why none were listed."""
+    if diag.get("label_issues_withheld"):
+        return [f"<p>Label issues {html.escape(diag['label_issues_withheld'])}.</p>"]
+    if diag.get("n_label_issues") is not None:
+        return [
+            f"<p>{diag['n_label_issues']} training row(s) have a label the model disputes (see <a href='#labels'>label issues</a> "
+            "and <code>label_issues.csv</code>).</p>"
+        ]
+    return []
+
+
+STRATEGY_COLUMNS = [
+    "strategy",
+    "accuracy",
+    "95% CI",
+    "balanced",
+    "macro-F1",
+    "log loss",
+    "train acc",
+    "gap",
+    "per fold",
+]
+
+
+def _strategies_section(metrics: dict) -> list[str]:
+    """Every strategy's out-of-fold scores: a plot, a table, and the nested choices."""
+    rows = [
+        _strategy_row(name, scores, metrics["chosen_strategy"])
+        for name, scores in metrics["strategies"].items()
+    ]
+    parts = [
+        "<h2 id='strategies'>Strategies compared</h2>",
         "<p>Every figure is out of fold: each text was scored by a model that had not seen it. The auto row "
         "is nested cross-validation of the whole choose-the-best procedure, so it is not inflated by the choice. "
         "Strategies too slow to refit on every fold (fine-tuning) are scored on the 20% of rows their own run "
-        "held out; those rows also picked the checkpoint, so their figure is slightly optimistic.</p>"
-    )
-    parts.append(f"<figure>{plot_strategies(metrics)}</figure>")
-    rows = []
-    for name, full in metrics["strategies"].items():
-        r = {**full, **(full.get("with_threshold") or {})}  # the answers it gives: tuned threshold, if any
-        rows.append(
-            [
-                name
-                + (" (held out)" if r.get("protocol") == "holdout" else "")
-                + (" (tuned threshold)" if full.get("with_threshold") else "")
-                + (" (chosen)" if name == chosen else ""),
-                _pct(r["accuracy"]["value"]),
-                f"{_pct(r['accuracy']['ci95_low'])} to {_pct(r['accuracy']['ci95_high'])}",
-                _pct((r.get("balanced_accuracy") or {}).get("value")),
-                f"{r['macro_f1']['value']:.3f}",
-                f"{r['log_loss']['value']:.3f}",
-                _pct(r["train_accuracy"]),
-                f"{100 * r['train_val_gap']:+.1f} pts",
-                ", ".join(_pct(a, 0) for a in r["fold_accuracy"]),
-            ]
-        )
-    parts.append(
-        _table(
-            [
-                "strategy",
-                "accuracy",
-                "95% CI",
-                "balanced",
-                "macro-F1",
-                "log loss",
-                "train acc",
-                "gap",
-                "per fold",
-            ],
-            rows,
-        )
-    )
-    if est.get("choices_per_fold"):
-        parts.append(
-            f"<p class='muted'>Choices made by the outer folds: {', '.join(est['choices_per_fold'])}.</p>"
-        )
+        "held out; those rows also picked the checkpoint, so their figure is slightly optimistic.</p>",
+        f"<figure>{plot_strategies(metrics)}</figure>",
+        _table(STRATEGY_COLUMNS, rows),
+    ]
+    choices = metrics["estimate"].get("choices_per_fold")
+    if choices:
+        parts.append(f"<p class='muted'>Choices made by the outer folds: {', '.join(choices)}.</p>")
+    return parts
 
-    for name, run in metrics.get("runs", {}).items():
+
+def _strategy_row(name: str, full: dict, chosen: str) -> list[str]:
+    r = {**full, **(full.get("with_threshold") or {})}  # the answers it gives: tuned threshold, if any
+    return [
+        name
+        + (" (held out)" if r.get("protocol") == "holdout" else "")
+        + (" (tuned threshold)" if full.get("with_threshold") else "")
+        + (" (chosen)" if name == chosen else ""),
+        _pct(r["accuracy"]["value"]),
+        f"{_pct(r['accuracy']['ci95_low'])} to {_pct(r['accuracy']['ci95_high'])}",
+        _pct((r.get("balanced_accuracy") or {}).get("value")),
+        f"{r['macro_f1']['value']:.3f}",
+        f"{r['log_loss']['value']:.3f}",
+        _pct(r["train_accuracy"]),
+        f"{100 * r['train_val_gap']:+.1f} pts",
+        ", ".join(_pct(a, 0) for a in r["fold_accuracy"]),
+    ]
+
+
+def _runs_section(runs: dict) -> list[str]:
+    """How each fine-tuning run went: its split, layers, stopping, warnings and training curves."""
+    parts = []
+    for name, run in runs.items():
         parts.append(f"<h2 id='run-{html.escape(name)}'>How {html.escape(name)} trained</h2>")
         parts.append(
             f"<p>{run['n_train']} texts trained, {run['n_val']} held out for early stopping and scoring; "
@@ -412,41 +445,54 @@ def render_report(manifest: dict, metrics: dict) -> str:
             parts.append(f"<div class='warn'>{html.escape(line)}</div>")
         if run["history"]:
             parts.append(f"<figure>{plot_training_run(run['history'], run['best_epoch'])}</figure>")
+    return parts
 
-    curves = diag.get("learning_curve")
-    if curves:
-        parts.append("<h2 id='learning-curve'>Would more labels help?</h2>")
-        parts.append(f"<p>{html.escape(more_labels_sentence(metrics))}</p>")
-        parts.append(f"<figure>{plot_learning_curve(curves, chosen)}</figure>")
-        lc_rows = [
-            [name, p["n_train"], _pct(p["accuracy"]), f"{_pct(p['low'])} to {_pct(p['high'])}"]
-            for name, c in curves.items()
-            for p in c["points"]
-        ]
-        parts.append(_table(["strategy", "training texts", "accuracy", "95% CI (across folds)"], lc_rows))
 
-    calibration = metrics.get("calibration")
-    if calibration:
-        parts.append("<h2 id='calibration'>Can you trust the confidence?</h2>")
-        parts.append(
-            f"<p>Expected calibration error of the out-of-fold confidence: {calibration['before']['ece']:.3f} as the "
-            f"model comes, {calibration['after']['ece']:.3f} after temperature scaling (T = "
-            f"{calibration['temperature']:.2f}, fitted on out-of-fold predictions and stored in the model). "
-            "A confidence of 0.8 should be right about 80% of the time.</p>"
-        )
-        parts.append(f"<figure>{plot_reliability(calibration)}</figure>")
+def _learning_curve_section(metrics: dict) -> list[str]:
+    """Would more labels help: the sentence, the curves and their points ([] without curves)."""
+    curves = (metrics.get("diagnostics") or {}).get("learning_curve")
+    if not curves:
+        return []
+    lc_rows = [
+        [name, p["n_train"], _pct(p["accuracy"]), f"{_pct(p['low'])} to {_pct(p['high'])}"]
+        for name, c in curves.items()
+        for p in c["points"]
+    ]
+    return [
+        "<h2 id='learning-curve'>Would more labels help?</h2>",
+        f"<p>{html.escape(more_labels_sentence(metrics))}</p>",
+        f"<figure>{plot_learning_curve(curves, metrics['chosen_strategy'])}</figure>",
+        _table(["strategy", "training texts", "accuracy", "95% CI (across folds)"], lc_rows),
+    ]
 
-    parts.append("<h2 id='errors'>Errors to read</h2>")
-    parts.append(f"<figure>{plot_confusion(est['confusion_matrix'], labels)}</figure>")
-    parts.append(
+
+def _calibration_section(calibration: dict | None) -> list[str]:
+    """Calibration error before and after temperature scaling, and the reliability plot."""
+    if not calibration:
+        return []
+    return [
+        "<h2 id='calibration'>Can you trust the confidence?</h2>",
+        f"<p>Expected calibration error of the out-of-fold confidence: {calibration['before']['ece']:.3f} as the "
+        f"model comes, {calibration['after']['ece']:.3f} after temperature scaling (T = "
+        f"{calibration['temperature']:.2f}, fitted on out-of-fold predictions and stored in the model). "
+        "A confidence of 0.8 should be right about 80% of the time.</p>",
+        f"<figure>{plot_reliability(calibration)}</figure>",
+    ]
+
+
+def _errors_section(est: dict, labels: list[str], diag: dict) -> list[str]:
+    """The confusion matrix, scores per class and the most confident out-of-fold mistakes."""
+    parts = [
+        "<h2 id='errors'>Errors to read</h2>",
+        f"<figure>{plot_confusion(est['confusion_matrix'], labels)}</figure>",
         _table(
             ["label", "precision", "recall", "F1", "support"],
             [
                 [lab, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", m["support"]]
                 for lab, m in est["per_class"].items()
             ],
-        )
-    )
+        ),
+    ]
     mistakes = diag.get("confident_mistakes") or []
     if mistakes:
         parts.append("<p>The out-of-fold mistakes the model was most sure of:</p>")
@@ -460,79 +506,63 @@ def render_report(manifest: dict, metrics: dict) -> str:
                 "texts",
             )
         )
+    return parts
 
-    if n_issues is not None:
-        parts.append("<h2 id='labels'>Label issues and near-duplicates</h2>")
-        parts.append(
-            "<p>Rows whose label the out-of-fold model disputes with at least the confidence it usually has for "
-            "the suggested class (confident learning). Row numbers are lines of the data file. The full list is "
-            "in <code>label_issues.csv</code>.</p>"
-        )
-        issues = diag.get("label_issues") or []
-        parts.append(
-            _table(
-                ["row", "given", "suggested", "p(given)", "text"],
-                [
-                    [
-                        i["row"],
-                        i["given_label"],
-                        i["suggested_label"],
-                        f"{i['given_label_probability']:.2f}",
-                        i["text"],
-                    ]
-                    for i in issues[:25]
-                ],
-                "texts",
-            )
-            if issues
-            else "<p>None found.</p>"
-        )
-        dups = diag.get("near_duplicates") or []
-        conflicting = [d for d in dups if d["conflicting_labels"]]
-        parts.append(
-            f"<p>{len(dups)} pair(s) of near-duplicate texts (character n-gram cosine at least 0.9), "
-            f"{len(conflicting)} of them with different labels.</p>"
-        )
-        if dups:
-            parts.append(
-                _table(
-                    ["rows", "labels", "similarity", "text A", "text B"],
-                    [
-                        [
-                            f"{d['row_a']}, {d['row_b']}",
-                            f"{d['label_a']} / {d['label_b']}",
-                            f"{d['similarity']:.2f}",
-                            d["text_a"],
-                            d["text_b"],
-                        ]
-                        for d in dups[:20]
-                    ],
-                    "texts",
-                )
-            )
 
-    data = metrics["data"]
-    parts.append("<h2 id='data'>Data and settings</h2>")
-    parts.append(
-        _table(
-            ["", ""],
+def _label_issues_section(diag: dict) -> list[str]:
+    """Disputed labels and near-duplicate pairs ([] when label issues were not looked for)."""
+    if diag.get("n_label_issues") is None:
+        return []
+    issues = diag.get("label_issues") or []
+    issue_rows = [
+        [i["row"], i["given_label"], i["suggested_label"], f"{i['given_label_probability']:.2f}", i["text"]]
+        for i in issues[:25]
+    ]
+    dups = diag.get("near_duplicates") or []
+    conflicting = [d for d in dups if d["conflicting_labels"]]
+    parts = [
+        "<h2 id='labels'>Label issues and near-duplicates</h2>",
+        "<p>Rows whose label the out-of-fold model disputes with at least the confidence it usually has for "
+        "the suggested class (confident learning). Row numbers are lines of the data file. The full list is "
+        "in <code>label_issues.csv</code>.</p>",
+        _table(["row", "given", "suggested", "p(given)", "text"], issue_rows, "texts")
+        if issues
+        else "<p>None found.</p>",
+        f"<p>{len(dups)} pair(s) of near-duplicate texts (character n-gram cosine at least 0.9), "
+        f"{len(conflicting)} of them with different labels.</p>",
+    ]
+    if dups:
+        dup_rows = [
             [
-                ["rows used", data["rows"]],
-                ["rows read", data.get("rows_read", "")],
-                ["classes", ", ".join(f"{k}: {v}" for k, v in data["class_counts"].items())],
-                ["duplicates merged", data.get("duplicates_merged", 0)],
-                ["conflicting rows left out", data.get("conflicting_rows_removed", 0)],
-                ["long texts", data.get("long_texts", 0)],
-                ["data SHA-256", data["sha256"]],
-                ["folds", metrics["folds"]],
-                ["seconds", f"{metrics['seconds']:.1f}"],
-            ],
-        )
-    )
-    for note in metrics.get("notes", []):
-        parts.append(f"<p class='muted'>{html.escape(note)}</p>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+                f"{d['row_a']}, {d['row_b']}",
+                f"{d['label_a']} / {d['label_b']}",
+                f"{d['similarity']:.2f}",
+                d["text_a"],
+                d["text_b"],
+            ]
+            for d in dups[:20]
+        ]
+        parts.append(_table(["rows", "labels", "similarity", "text A", "text B"], dup_rows, "texts"))
+    return parts
+
+
+def _data_section(metrics: dict) -> list[str]:
+    """The data read and used, and the settings, then the notes."""
+    data = metrics["data"]
+    rows = [
+        ["rows used", data["rows"]],
+        ["rows read", data.get("rows_read", "")],
+        ["classes", ", ".join(f"{k}: {v}" for k, v in data["class_counts"].items())],
+        ["duplicates merged", data.get("duplicates_merged", 0)],
+        ["conflicting rows left out", data.get("conflicting_rows_removed", 0)],
+        ["long texts", data.get("long_texts", 0)],
+        ["data SHA-256", data["sha256"]],
+        ["folds", metrics["folds"]],
+        ["seconds", f"{metrics['seconds']:.1f}"],
+    ]
+    parts = ["<h2 id='data'>Data and settings</h2>", _table(["", ""], rows)]
+    parts.extend(f"<p class='muted'>{html.escape(note)}</p>" for note in metrics.get("notes", []))
+    return parts
 
 
 def model_card(manifest: dict, metrics: dict) -> str:

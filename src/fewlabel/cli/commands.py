@@ -16,11 +16,13 @@ import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from fewlabel import progress
+from fewlabel.cli.options import STDOUT
 from fewlabel.config import TrainConfig
 from fewlabel.data.files import parse_sheet
-from fewlabel.data.labelled import LabelledTexts, load_labelled, load_unlabelled
+from fewlabel.data.labelled import MAX_TEXT_CHARS, LabelledTexts, load_labelled, load_unlabelled
 from fewlabel.errors import FewlabelError
 from fewlabel.evaluation.scores import CVResult
 from fewlabel.model_dir.store import check_target
@@ -81,6 +83,20 @@ def print_training(
         if warning != result.chance_warning and warning not in (said_before or []):
             console.print(f"[yellow]Warning:[/] {escape(warning)}", soft_wrap=True)
     console.print(results_table(result))
+    _print_table_notes(result, console)
+    _print_expected(result, console)
+    _print_findings(result, console)
+    if result.model_dir:
+        console.print(f"Model saved to [bold]{escape(str(result.model_dir))}[/]", soft_wrap=True)
+        report = escape(str(result.model_dir / "report.html"))
+        console.print(f"Report: [bold]{report}[/] (every number in metrics.json)", soft_wrap=True)
+    console.print(f"Took {result.seconds:.1f}s.")
+    if result.chance_warning:  # the last line, where nobody can miss it
+        console.print(f"[bold red]Warning:[/] {escape(result.chance_warning)}", soft_wrap=True)
+
+
+def _print_table_notes(result: TrainResult, console: Console) -> None:
+    """What the results table's marks mean: the auto row, a tuned threshold, a held-out score."""
     if result.nested is not None:
         console.print(
             "[dim]* chosen. gap: train minus validation accuracy, in points. The auto row is the honest "
@@ -98,6 +114,10 @@ def print_training(
             "cross-validation: too slow to refit on every fold. Those rows also chose its best "
             "checkpoint, so the figure is slightly optimistic.[/]"
         )
+
+
+def _print_expected(result: TrainResult, console: Console) -> None:
+    """The chosen strategy and the accuracy (or balanced accuracy) to expect, against the baseline."""
     exp = result.expected
     chosen = result.results[result.chosen]
     adjustment = (
@@ -115,6 +135,10 @@ def print_training(
         f"against {_pct(baseline)} for always answering the most common class.",
         soft_wrap=True,
     )
+
+
+def _print_findings(result: TrainResult, console: Console) -> None:
+    """Recall per class when uneven, whether more labels would help, and label issues."""
     recall = result.estimate.scores.recall
     found = [r for r in recall if not np.isnan(r)]
     if result.imbalanced or (found and max(found) - min(found) >= RECALL_SPREAD):
@@ -124,18 +148,12 @@ def print_training(
     if curve and curve["extrapolation"].get("gain") is not None:
         from fewlabel.report import more_labels_sentence
 
-        console.print(
-            escape(
-                more_labels_sentence(
-                    {
-                        "diagnostics": result.diagnostics,
-                        "chosen_strategy": result.chosen,
-                        "imbalanced": result.imbalanced,
-                    }
-                )
-            ),
-            soft_wrap=True,
-        )
+        summary = {
+            "diagnostics": result.diagnostics,
+            "chosen_strategy": result.chosen,
+            "imbalanced": result.imbalanced,
+        }
+        console.print(escape(more_labels_sentence(summary)), soft_wrap=True)
     if result.diagnostics:
         conflicting = sum(d["conflicting_labels"] for d in result.diagnostics["near_duplicates"])
         withheld = result.diagnostics.get("label_issues_withheld")
@@ -148,13 +166,24 @@ def print_training(
             escape(f"Label issues: {disputed}; {conflicting} near-duplicate pair(s) carry different labels."),
             soft_wrap=True,
         )
-    if result.model_dir:
-        console.print(f"Model saved to [bold]{escape(str(result.model_dir))}[/]", soft_wrap=True)
-        report = escape(str(result.model_dir / "report.html"))
-        console.print(f"Report: [bold]{report}[/] (every number in metrics.json)", soft_wrap=True)
-    console.print(f"Took {result.seconds:.1f}s.")
-    if result.chance_warning:  # the last line, where nobody can miss it
-        console.print(f"[bold red]Warning:[/] {escape(result.chance_warning)}", soft_wrap=True)
+
+
+def print_prediction_summary(summary: dict[str, Any], output: str, console: Console) -> None:
+    """After ``predict``: a warning for texts cut to MAX_TEXT_CHARS, and (for a file) what was written."""
+    if summary.get("cut_texts"):
+        warning = (
+            f"{summary['cut_texts']} text(s) longer than {MAX_TEXT_CHARS:,} characters were predicted on "
+            f"their first {MAX_TEXT_CHARS:,} characters, as training reads them; their rows are written whole."
+        )
+        console.print(Text.assemble(("Warning:", "yellow"), " ", warning), soft_wrap=True)
+    if output != STDOUT:
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(summary["predicted"].items()))
+        msg = f"Wrote {summary['rows']} rows to {output} ({counts})."
+        if summary.get("resumed_rows"):
+            msg += f" Resumed an interrupted run after row {summary['resumed_rows']}."
+        if summary["empty_texts"]:
+            msg += f" {summary['empty_texts']} row(s) had an empty text and got no prediction."
+        console.print(Text(msg), soft_wrap=True)
 
 
 def check_model_output(output: Path) -> None:

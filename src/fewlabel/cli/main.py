@@ -33,15 +33,24 @@ from fewlabel.cli.options import (
     LabelColumn,
     ModelDir,
     ModelOutput,
+    NormalizeLabels,
+    PredictInput,
     PredictOutput,
     Preset,
     Quiet,
+    RayAddress,
+    Runner,
     Seed,
     Sheet,
+    SkipEmpty,
     Strategy,
     Strict,
     TextColumn,
+    Threshold,
+    TrainData,
     TuneThreshold,
+    Unlabelled,
+    UnlabelledColumn,
 )
 from fewlabel.cli.serve_command import serve as serve_command
 from fewlabel.cli.suggest_command import suggest as suggest_command
@@ -120,12 +129,7 @@ def main(
 
 @app.command(cls=Command)
 def train(
-    data: Annotated[
-        Path,
-        typer.Argument(
-            help="Labelled data: CSV, TSV, JSONL, Parquet or Excel (.xlsx) with a text and a label column."
-        ),
-    ],
+    data: TrainData,
     output: ModelOutput,
     strategy: Strategy = TrainConfig.strategy,
     model: Backbone = TrainConfig.model,
@@ -135,31 +139,14 @@ def train(
     label_column: LabelColumn = None,
     format: Format = None,
     sheet: Sheet = None,
-    skip_empty: Annotated[
-        bool, typer.Option(help="Leave out rows with an empty text or label instead of failing.")
-    ] = False,
-    normalize_labels: Annotated[
-        bool, typer.Option(help="Merge labels that differ only by case or spaces ('Positive', 'positive ').")
-    ] = False,
+    skip_empty: SkipEmpty = False,
+    normalize_labels: NormalizeLabels = False,
     diagnostics: Diagnostics = TrainConfig.diagnostics,
     budget_minutes: BudgetMinutes = TrainConfig.budget_minutes,
     preset: Preset = TrainConfig.preset,
     augment: Augment = TrainConfig.augment,
-    unlabelled: Annotated[
-        Path | None,
-        typer.Option(
-            help="Texts without labels (CSV, TSV, JSONL, Parquet, or .xlsx: its first sheet) to self-train "
-            "on: each strategy adds its most confident predictions on them as labels, inside training "
-            "folds only. Texts also in DATA are left out. Helped fine-tuning most on our benchmarks "
-            "(see BENCHMARKS.md). Default: none.",
-        ),
-    ] = None,
-    unlabelled_column: Annotated[
-        str | None,
-        typer.Option(
-            help="Column of --unlabelled holding the texts (default: DATA's text column, or detected)."
-        ),
-    ] = None,
+    unlabelled: Unlabelled = None,
+    unlabelled_column: UnlabelledColumn = None,
     tune_threshold: TuneThreshold = TrainConfig.tune_threshold,
     strict: Strict = TrainConfig.strict,
     quiet: Quiet = False,
@@ -199,38 +186,16 @@ def train(
 @app.command(cls=Command)
 def predict(
     model_dir: ModelDir,
-    input: Annotated[
-        str,
-        typer.Argument(
-            help="CSV, TSV, JSONL, Parquet or Excel (.xlsx) file, or - for one text per line on standard input."
-        ),
-    ],
+    input: PredictInput,
     output: PredictOutput = STDOUT,
     force: Force = False,
     text_column: TextColumn = None,
     format: Format = None,
     sheet: Sheet = None,
-    threshold: Annotated[
-        float | None,
-        typer.Option(
-            help="Answer ABSTAIN where the (calibrated) confidence is below this, e.g. 0.8 "
-            "(default: always answer a label)."
-        ),
-    ] = None,
+    threshold: Threshold = None,
     engine: Engine = "auto",
-    runner: Annotated[
-        str,
-        typer.Option(
-            help='local (this process) or ray (workers of a Ray cluster; pip install "fewlabel[ray]"). '
-            "--engine ray means the same as --runner ray."
-        ),
-    ] = "local",
-    ray_address: Annotated[
-        str | None,
-        typer.Option(
-            help="With --runner ray: auto (this node's cluster) or ray://HOST:10001 (default: a local instance)."
-        ),
-    ] = None,
+    runner: Runner = "local",
+    ray_address: RayAddress = None,
     quiet: Quiet = False,
 ) -> None:
     """Add predicted_label and confidence to every row of INPUT.
@@ -239,6 +204,7 @@ def predict(
     output; messages go to standard error.
     """
     from fewlabel import progress
+    from fewlabel.cli.commands import print_prediction_summary
     from fewlabel.data.files import parse_sheet
     from fewlabel.inference.predicting import predict_file
 
@@ -257,25 +223,7 @@ def predict(
         sheet=parse_sheet(sheet),
         force=force,
     )
-    if summary.get("cut_texts"):
-        from fewlabel.data.labelled import MAX_TEXT_CHARS
-
-        _say(
-            "Warning:",
-            "yellow",
-            f"{summary['cut_texts']} text(s) longer than {MAX_TEXT_CHARS:,} characters were predicted on "
-            f"their first {MAX_TEXT_CHARS:,} characters, as training reads them; their rows are written whole.",
-        )
-    if output != STDOUT:
-        from rich.text import Text
-
-        counts = ", ".join(f"{k}: {v}" for k, v in sorted(summary["predicted"].items()))
-        msg = f"Wrote {summary['rows']} rows to {output} ({counts})."
-        if summary.get("resumed_rows"):
-            msg += f" Resumed an interrupted run after row {summary['resumed_rows']}."
-        if summary["empty_texts"]:
-            msg += f" {summary['empty_texts']} row(s) had an empty text and got no prediction."
-        _console(stderr=True).print(Text(msg), soft_wrap=True)
+    print_prediction_summary(summary, output, _console(stderr=True))
 
 
 @app.command(cls=Command)

@@ -1,4 +1,5 @@
-"""Every option the commands share, declared once (docs/cli.md is the convention they follow).
+"""Every option the commands share, declared once (docs/cli.md is the convention they follow), and
+the longer ones of the commands in ``main.py``, so that each signature reads as a list of options.
 
 Training defaults are :class:`~fewlabel.config.TrainConfig`'s (a dataclass field with a default is
 also a class attribute, so ``TrainConfig.folds`` reads it without building a config, which would
@@ -56,6 +57,18 @@ class Group(TyperGroup):
 
 # Arguments.
 ModelDir = Annotated[Path, typer.Argument(help="A model directory written by `fewlabel train`.")]
+TrainData = Annotated[
+    Path,
+    typer.Argument(
+        help="Labelled data: CSV, TSV, JSONL, Parquet or Excel (.xlsx) with a text and a label column."
+    ),
+]
+PredictInput = Annotated[
+    str,
+    typer.Argument(
+        help="CSV, TSV, JSONL, Parquet or Excel (.xlsx) file, or - for one text per line on standard input."
+    ),
+]
 
 # Reading a table.
 TextColumn = Annotated[
@@ -116,6 +129,25 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 Seed = Annotated[int, typer.Option(help="Random seed: the same seed, data and options give the same result.")]
 
 # Training: defaults are TrainConfig's.
+SkipEmpty = Annotated[
+    bool, typer.Option(help="Leave out rows with an empty text or label instead of failing.")
+]
+NormalizeLabels = Annotated[
+    bool, typer.Option(help="Merge labels that differ only by case or spaces ('Positive', 'positive ').")
+]
+Unlabelled = Annotated[
+    Path | None,
+    typer.Option(
+        help="Texts without labels (CSV, TSV, JSONL, Parquet, or .xlsx: its first sheet) to self-train "
+        "on: each strategy adds its most confident predictions on them as labels, inside training "
+        "folds only. Texts also in DATA are left out. Helped fine-tuning most on our benchmarks "
+        "(see BENCHMARKS.md). Default: none.",
+    ),
+]
+UnlabelledColumn = Annotated[
+    str | None,
+    typer.Option(help="Column of --unlabelled holding the texts (default: DATA's text column, or detected)."),
+]
 Strategy = Annotated[
     str,
     typer.Option(
@@ -185,5 +217,25 @@ Engine = Annotated[
     typer.Option(
         help="auto (ONNX Runtime when the model was exported, else PyTorch), onnx, torch, or "
         "torch-bf16 (bfloat16 matrix products: faster on CPUs with AMX or AVX512-BF16 and on GPUs)."
+    ),
+]
+Threshold = Annotated[
+    float | None,
+    typer.Option(
+        help="Answer ABSTAIN where the (calibrated) confidence is below this, e.g. 0.8 "
+        "(default: always answer a label)."
+    ),
+]
+Runner = Annotated[
+    str,
+    typer.Option(
+        help='local (this process) or ray (workers of a Ray cluster; pip install "fewlabel[ray]"). '
+        "--engine ray means the same as --runner ray."
+    ),
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        help="With --runner ray: auto (this node's cluster) or ray://HOST:10001 (default: a local instance)."
     ),
 ]

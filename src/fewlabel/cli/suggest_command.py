@@ -19,27 +19,29 @@ from fewlabel.cli.options import (
     TextColumn,
 )
 
+UnlabelledInput = Annotated[
+    Path,
+    typer.Argument(help="Unlabelled texts: CSV, TSV, JSONL, Parquet or Excel (.xlsx) with a text column."),
+]
+Exclude = Annotated[
+    Path | None,
+    typer.Option(
+        help="Leave out texts that appear in this file, for example the training data (default: none)."
+    ),
+]
+HowMany = Annotated[int, typer.Option("-n", help="How many texts to suggest.")]
+
 
 def suggest(
     model_dir: ModelDir,
-    unlabelled: Annotated[
-        Path,
-        typer.Argument(
-            help="Unlabelled texts: CSV, TSV, JSONL, Parquet or Excel (.xlsx) with a text column."
-        ),
-    ],
+    unlabelled: UnlabelledInput,
     output: SuggestOutput = STDOUT,
     force: Force = False,
-    n: Annotated[int, typer.Option("-n", help="How many texts to suggest.")] = 50,
+    n: HowMany = 50,
     text_column: TextColumn = None,
     format: Format = None,
     sheet: Sheet = None,
-    exclude: Annotated[
-        Path | None,
-        typer.Option(
-            help="Leave out texts that appear in this file, for example the training data (default: none)."
-        ),
-    ] = None,
+    exclude: Exclude = None,
     seed: Seed = 0,
     quiet: Quiet = False,
 ) -> None:
@@ -49,9 +51,6 @@ def suggest(
     suggest_score, with a header row, to the output file or to standard output; messages go to
     standard error. Label them, add them to the training data, and train again.
     """
-    from rich.console import Console
-    from rich.text import Text
-
     from fewlabel import progress
     from fewlabel.data.files import parse_sheet
     from fewlabel.inference.suggest import suggest_file
@@ -69,6 +68,14 @@ def suggest(
         seed=seed,
         sheet=parse_sheet(sheet),
     )
+    _print_summary(summary)
+
+
+def _print_summary(summary: dict) -> None:
+    """On standard error: a warning for texts cut to MAX_TEXT_CHARS, and what was written where."""
+    from rich.console import Console
+    from rich.text import Text
+
     console = Console(stderr=True, highlight=False, emoji=False)
     if summary.get("cut_texts"):
         from fewlabel.data.labelled import MAX_TEXT_CHARS

@@ -117,15 +117,7 @@ def read_table(path: str | Path, format: str | None = None, sheet: str | int | N
         sheet: for a workbook, the sheet to read: its name or 0-based index (default: the first).
     """
     path = Path(path)
-    if not path.exists():
-        hint = ""
-        if path.parent.exists():
-            close = difflib.get_close_matches(path.name, [p.name for p in path.parent.iterdir()], n=3)
-            if close:
-                hint = f" Did you mean {', '.join(repr(str(path.parent / c)) for c in close)}?"
-        raise DataError(f"{path}: file not found.{hint}")
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory; give a CSV, TSV, JSONL, Parquet or Excel (.xlsx) file")
+    _check_data_file(path)
     fmt = detect_format(path, format)
     if sheet is not None and fmt != "xlsx":
         raise DataError(
@@ -135,6 +127,27 @@ def read_table(path: str | Path, format: str | None = None, sheet: str | int | N
         return _read_parquet(path)
     if fmt == "xlsx":
         return _read_xlsx(path, sheet)
+    text = _read_text(path)
+    if fmt == "jsonl":
+        return _read_jsonl(text, path)
+    return _read_delimited(text, path, "\t" if fmt == "tsv" else ",", fmt)
+
+
+def _check_data_file(path: Path) -> None:
+    """Refuse a missing path (suggesting close names beside it) or a directory."""
+    if not path.exists():
+        hint = ""
+        if path.parent.exists():
+            close = difflib.get_close_matches(path.name, [p.name for p in path.parent.iterdir()], n=3)
+            if close:
+                hint = f" Did you mean {', '.join(repr(str(path.parent / c)) for c in close)}?"
+        raise DataError(f"{path}: file not found.{hint}")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory; give a CSV, TSV, JSONL, Parquet or Excel (.xlsx) file")
+
+
+def _read_text(path: Path) -> str:
+    """The whole text of a CSV, TSV or JSONL file (gunzipped if named .gz); refuses binary or empty files."""
     raw = path.read_bytes()
     if path.suffix.lower() == ".gz":
         import gzip
@@ -149,9 +162,7 @@ def read_table(path: str | Path, format: str | None = None, sheet: str | int | N
     text = _decode(raw, path)
     if not text.strip():
         raise DataError(f"{path}: the file is empty; it needs a header row and at least one data row")
-    if fmt == "jsonl":
-        return _read_jsonl(text, path)
-    return _read_delimited(text, path, "\t" if fmt == "tsv" else ",", fmt)
+    return text
 
 
 def text_encoding(head: bytes) -> str:

@@ -173,7 +173,33 @@ def labelled_from_table(
     report = DataReport(rows_read=len(table.rows))
     if not table.rows:
         raise DataError(f"{table.path}: the file has a header but no data rows")
+    texts, labels, rows = _filled_rows(table, text_col, label_col, skip_empty, report)
+    labels = _check_label_variants(labels, rows, table.path, label_col, normalize_labels, report)
+    if dedupe:
+        texts, labels, rows = _dedupe(texts, labels, rows, table.path, report)
+    _check_classes(Counter(labels), table.path, label_col, min_classes, min_per_class)
+    report.long_texts = sum(1 for t in texts if len(t.split()) > LONG_TEXT_WORDS)
+    if report.long_texts:
+        report.warnings.append(
+            f"{report.long_texts} text(s) are longer than {LONG_TEXT_WORDS} words; embedding strategies read "
+            "only the first ~256 tokens of each, TF-IDF reads them whole."
+        )
+    if report.cut_texts:
+        report.warnings.append(
+            f"{report.cut_texts} text(s) longer than {MAX_TEXT_CHARS:,} characters were cut."
+        )
+    report.rows_used = len(texts)
+    return LabelledTexts(texts, labels, rows, table.path, text_col, label_col, report)
 
+
+def _filled_rows(
+    table: Table, text_col: str, label_col: str, skip_empty: bool, report: DataReport
+) -> tuple[list[str], list[str], list[int]]:
+    """The texts (cut at MAX_TEXT_CHARS), labels and line numbers of the rows with both filled in.
+
+    A row with an empty text or label fails the whole table, or with ``skip_empty`` is left out
+    with a warning.
+    """
     texts: list[str] = []
     labels: list[str] = []
     rows: list[int] = []
@@ -194,54 +220,42 @@ def labelled_from_table(
         texts.append(text)
         labels.append(label)
         rows.append(line)
+    if (empty_text or empty_label) and not skip_empty:
+        parts = []
+        if empty_text:
+            parts.append(f"empty or whitespace-only {text_col!r} on line(s) {_rows_list(empty_text)}")
+        if empty_label:
+            parts.append(f"empty {label_col!r} on line(s) {_rows_list(empty_label)}")
+        raise DataError(
+            f"{table.path}: {'; '.join(parts)}. Fill them in or remove those rows, "
+            "or pass --skip-empty to leave them out."
+        )
     if empty_text or empty_label:
-        if not skip_empty:
-            parts = []
-            if empty_text:
-                parts.append(f"empty or whitespace-only {text_col!r} on line(s) {_rows_list(empty_text)}")
-            if empty_label:
-                parts.append(f"empty {label_col!r} on line(s) {_rows_list(empty_label)}")
-            raise DataError(
-                f"{table.path}: {'; '.join(parts)}. Fill them in or remove those rows, "
-                "or pass --skip-empty to leave them out."
-            )
         report.empty_rows_skipped = empty_text + empty_label
         report.warnings.append(
             f"{len(report.empty_rows_skipped)} row(s) with an empty text or label were skipped "
             f"(lines {_rows_list(sorted(report.empty_rows_skipped))})."
         )
+    return texts, labels, rows
 
-    labels = _check_label_variants(labels, rows, table.path, label_col, normalize_labels, report)
 
-    if dedupe:
-        texts, labels, rows = _dedupe(texts, labels, rows, table.path, report)
-
-    counts = Counter(labels)
+def _check_classes(
+    counts: Counter[str], path: str, label_col: str, min_classes: int, min_per_class: int
+) -> None:
+    """Refuse too few classes, or a class with too few rows to appear in every fold."""
     if len(counts) < min_classes:
         only = next(iter(counts), "nothing")
         raise DataError(
-            f"{table.path}: every usable row has the label {only!r} in column {label_col!r}; a classifier needs "
+            f"{path}: every usable row has the label {only!r} in column {label_col!r}; a classifier needs "
             "at least two classes. Add examples of the other class(es)."
         )
     small = {c: n for c, n in counts.items() if n < min_per_class}
     if small:
         desc = ", ".join(f"{c!r} has {n}" for c, n in sorted(small.items()))
         raise DataError(
-            f"{table.path}: too few examples for cross-validation: {desc} (each class needs at least "
+            f"{path}: too few examples for cross-validation: {desc} (each class needs at least "
             f"{min_per_class}, one per fold). Add examples, merge or drop the rare class, or use fewer folds (--folds)."
         )
-    report.long_texts = sum(1 for t in texts if len(t.split()) > LONG_TEXT_WORDS)
-    if report.long_texts:
-        report.warnings.append(
-            f"{report.long_texts} text(s) are longer than {LONG_TEXT_WORDS} words; embedding strategies read "
-            "only the first ~256 tokens of each, TF-IDF reads them whole."
-        )
-    if report.cut_texts:
-        report.warnings.append(
-            f"{report.cut_texts} text(s) longer than {MAX_TEXT_CHARS:,} characters were cut."
-        )
-    report.rows_used = len(texts)
-    return LabelledTexts(texts, labels, rows, table.path, text_col, label_col, report)
 
 
 def _check_label_variants(

@@ -45,47 +45,67 @@ def learning_curve(
     points = []
     per_fold: list[list[float]] = []
     for fraction in fractions:
-        accs = []
-        sizes = [len(train) for train, _ in folds]
-        recall: list[float | None] = [None] * n_classes
         if fraction >= 1.0:
             accs = [float(a) for a in full_fold_accuracy]
+            sizes = [len(train) for train, _ in folds]
+            recall: list[float | None] = [None] * n_classes
             if full_pred is not None:
                 recall = _recall(y, full_pred, n_classes)
         else:
-            sizes = []
-            answers = np.full(len(y), -1)
-            for train, val in folds:
-                take = _stratified_subsample(train, y, fraction, rng)
-                sizes.append(len(take))
-                model = factory().fit([texts[i] for i in take], y[take], n_classes)
-                pred = model.predict_proba([texts[i] for i in val]).argmax(axis=1)
-                answers[val] = pred
-                accs.append(float((pred == y[val]).mean()))
-                if on_fit:
-                    on_fit()
-            covered = answers >= 0
-            recall = _recall(y[covered], answers[covered], n_classes)
+            accs, sizes, recall = _fit_fraction(factory, texts, y, n_classes, folds, fraction, rng, on_fit)
         per_fold.append(accs)
-        mean = float(np.mean(accs))
-        half = 1.96 * float(np.std(accs, ddof=1)) / np.sqrt(len(accs)) if len(accs) > 1 else 0.0
-        n_train = int(round(np.mean(sizes)))  # what was really fitted (small classes keep at least 2)
-        points.append(
-            {
-                "fraction": fraction,
-                "n_train": n_train,
-                "accuracy": mean,
-                "low": mean - half,
-                "high": mean + half,
-                "recall": recall,
-            }
-        )
+        points.append(_point(fraction, accs, sizes, recall))
     n = np.array([p["n_train"] for p in points], dtype=float)
     fit = _fit_curve(n, np.array([p["accuracy"] for p in points]))
     return {
         "points": points,
         "fit": list(fit) if fit else None,
         "extrapolation": _extrapolate(points, per_fold, rng, fit),
+    }
+
+
+def _fit_fraction(
+    factory: StrategyFactory,
+    texts: Sequence[str],
+    y: np.ndarray,
+    n_classes: int,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    fraction: float,
+    rng: np.random.Generator,
+    on_fit: Callable[[], None] | None,
+) -> tuple[list[float], list[int], list[float | None]]:
+    """Fit on ``fraction`` of each training fold, score on the whole validation fold.
+
+    Returns the accuracy and training size per fold, and the recall of each class over all folds.
+    """
+    accs: list[float] = []
+    sizes: list[int] = []
+    answers = np.full(len(y), -1)
+    for train, val in folds:
+        take = _stratified_subsample(train, y, fraction, rng)
+        sizes.append(len(take))
+        model = factory().fit([texts[i] for i in take], y[take], n_classes)
+        pred = model.predict_proba([texts[i] for i in val]).argmax(axis=1)
+        answers[val] = pred
+        accs.append(float((pred == y[val]).mean()))
+        if on_fit:
+            on_fit()
+    covered = answers >= 0
+    return accs, sizes, _recall(y[covered], answers[covered], n_classes)
+
+
+def _point(fraction: float, accs: list[float], sizes: list[int], recall: list[float | None]) -> dict:
+    """One point of the curve: mean accuracy across folds with a 95% interval, and recall per class."""
+    mean = float(np.mean(accs))
+    half = 1.96 * float(np.std(accs, ddof=1)) / np.sqrt(len(accs)) if len(accs) > 1 else 0.0
+    n_train = int(round(np.mean(sizes)))  # what was really fitted (small classes keep at least 2)
+    return {
+        "fraction": fraction,
+        "n_train": n_train,
+        "accuracy": mean,
+        "low": mean - half,
+        "high": mean + half,
+        "recall": recall,
     }
 
 
