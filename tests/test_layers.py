@@ -26,6 +26,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("fewlabel.strategies",),
     ("fewlabel.evaluation",),
     ("fewlabel.config",),
+    # The typed records of a model directory: what the report renders and the store writes.
+    ("fewlabel.model_dir.records",),
     ("fewlabel.report",),
     ("fewlabel.model_dir",),
     ("fewlabel.training",),

@@ -1,0 +1,422 @@
+"""Typed records of what a model directory holds: :class:`Metrics` (``metrics.json``) and
+:class:`Manifest` (``fewlabel.json``).
+
+Written and read here only: training builds a :class:`Metrics`, the store writes it, and the report,
+the CLI and the server read attributes, never string keys (``tests/test_layers.py`` fails on
+``metrics["..."]`` or ``manifest["..."]`` outside this package). Both belong to model format 2
+(docs/model-format.md); a field added later gets a default, so models written before it still load.
+
+Pydantic validates what is read: a model directory is untrusted input, and a malformed
+``metrics.json`` gets an error naming the field instead of a ``KeyError`` deep in the report. The
+manifest's own checks (checksums, safe paths, names) stay in :mod:`fewlabel.model_dir.manifest`,
+which runs them before building a :class:`Manifest`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fewlabel.errors import ModelDirError
+
+__all__ = [
+    "Calibration",
+    "Estimate",
+    "Expected",
+    "Interval",
+    "Manifest",
+    "Metrics",
+    "RunRecord",
+    "Scores",
+    "StrategyScores",
+    "parse_metrics",
+]
+
+
+class Record(BaseModel):
+    """A JSON object with exactly these fields; numbers may be NaN (a class absent from a split)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants")
+
+
+# -- scores ---------------------------------------------------------------------------------------
+class Interval(Record):
+    """A value with its 95% confidence interval."""
+
+    value: float
+    ci95_low: float
+    ci95_high: float
+
+
+class Scores(Record):
+    """Accuracy, balanced accuracy, macro-F1 and log loss on ``n`` rows; recall per class in label order
+    (None: the class is absent from these rows)."""
+
+    n: int
+    accuracy: Interval
+    balanced_accuracy: Interval | None = None  # None: written before fewlabel measured it
+    macro_f1: Interval
+    log_loss: Interval
+    recall: list[float | None] = Field(default_factory=list)
+
+
+class StrategyScores(Scores):
+    """One strategy's cross-validation (``protocol="cv"``) or hold-out run (``"holdout"``)."""
+
+    name: str
+    description: str
+    train_accuracy: float
+    train_val_gap: float
+    fold_accuracy: list[float]
+    seconds: float
+    protocol: Literal["cv", "holdout"] = "cv"
+    choices_per_fold: list[str] | None = None  # nested CV: what auto chose in each outer fold
+    with_threshold: Scores | None = None  # the same rows answered with a tuned decision threshold
+
+
+class ClassScores(Record):
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class Estimate(StrategyScores):
+    """The chosen strategy's scores that the headline rests on, with where they come from."""
+
+    source: str
+    confusion_matrix: list[list[int]] = Field(default_factory=list)
+    per_class: dict[str, ClassScores] = Field(default_factory=dict)
+
+
+class Expected(Record):
+    """The headline: accuracy (balanced accuracy on imbalanced data) expected of the saved model."""
+
+    metric: Literal["accuracy", "balanced_accuracy"] = "accuracy"
+    value: float
+    ci95_low: float
+    ci95_high: float
+    cv_accuracy: float
+    learning_curve_gain: float | None = None
+    fold_sd: float | None = None
+    method: str
+
+
+# -- calibration ----------------------------------------------------------------------------------
+class Bin(Record):
+    low: float
+    high: float
+    confidence: float
+    accuracy: float
+    n: int
+
+
+class Reliability(Record):
+    ece: float
+    bins: list[Bin]
+
+
+class Calibration(Record):
+    method: Literal["temperature"] = "temperature"
+    temperature: float
+    fitted_on: str
+    before: Reliability
+    after: Reliability
+
+
+# -- data and diagnostics -------------------------------------------------------------------------
+class DataSummary(Record):
+    source: str
+    rows: int
+    class_counts: dict[str, int]
+    sha256: str
+    rows_read: int
+    rows_used: int
+    duplicates_merged: int
+    conflicting_rows_removed: int
+    empty_rows_skipped: int
+    long_texts: int
+    cut_texts: int
+    warnings: list[str] = Field(default_factory=list)
+
+
+class CurvePoint(Record):
+    fraction: float
+    n_train: int
+    accuracy: float
+    low: float
+    high: float
+    recall: list[float | None] = Field(default_factory=list)
+
+
+class Extrapolation(Record):
+    n_train: int
+    accuracy: float | None
+    gain: float | None
+    low: float | None
+    high: float | None
+
+
+class LabelMore(Record):
+    label: str
+    recall: float | None
+    recall_before: float | None
+    n_train_before: int
+    n_train: int
+    recall_by_class: dict[str, float | None]
+
+
+class LearningCurve(Record):
+    points: list[CurvePoint]
+    fit: list[float] | None = None
+    extrapolation: Extrapolation | None = None
+    label_more: LabelMore | None = None
+
+
+class LabelIssue(Record):
+    row: int
+    given_label: str
+    suggested_label: str
+    given_label_probability: float
+    suggested_label_probability: float
+    text: str
+
+
+class NearDuplicate(Record):
+    row_a: int
+    row_b: int
+    similarity: float
+    label_a: str
+    label_b: str
+    conflicting_labels: bool
+    text_a: str
+    text_b: str
+
+
+class Mistake(Record):
+    row: int
+    given_label: str
+    predicted_label: str
+    confidence: float
+    text: str
+
+
+class Diagnostics(Record):
+    learning_curve: dict[str, LearningCurve] = Field(default_factory=dict)
+    label_issues: list[LabelIssue] = Field(default_factory=list)
+    n_label_issues: int = 0
+    label_issues_withheld: str | None = None
+    near_duplicates: list[NearDuplicate] = Field(default_factory=list)
+    confident_mistakes: list[Mistake] = Field(default_factory=list)
+
+
+# -- slow strategies' runs and self-training ------------------------------------------------------
+class RunRecord(Record):
+    """What one fine-tuning run did (``finetuning.RunReport`` without its validation arrays)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, ser_json_inf_nan="constants")
+
+    history: list[dict[str, float]] = Field(default_factory=list)
+    best_step: int = -1
+    best_epoch: float = 0.0
+    val_accuracy: float | None = None
+    val_balanced_accuracy: float | None = None
+    val_loss: float | None = None
+    train_accuracy: float | None = None
+    majority: float | None = None
+    n_train: int = 0
+    n_val: int = 0
+    n_extra: int = 0
+    truncated: int = 0
+    max_tokens: int = 0
+    long_texts: str = ""
+    seconds: float = 0.0
+    stopped: str = ""
+    restarts: list[str] = Field(default_factory=list)
+    flags: list[str] = Field(default_factory=list)
+    frozen_layers: int = 0
+    trained_layers: int = 0
+    refit: str = ""
+    recipe: dict[str, Any] | None = None  # the resolved recipe: learning rate, epochs, batch size, ...
+
+
+class LeftOut(Record):
+    empty: int
+    repeated: int
+    labelled: int
+
+
+class Unlabelled(Record):
+    source: str
+    rows: int
+    texts: int
+    left_out: LeftOut
+    sha256: str
+    pseudo_labels_in_final_model: int
+    added_per_round: list[int]
+
+
+class Metrics(Record):
+    """``metrics.json``: every number a training run measured."""
+
+    estimate: Estimate
+    expected_accuracy: Expected
+    chosen_strategy: str
+    at_chance: str | None = None
+    imbalanced: bool = False
+    decision_threshold: float | None = None
+    calibration: Calibration
+    majority_baseline_accuracy: float
+    strategies: dict[str, StrategyScores]
+    data: DataSummary
+    folds: int
+    seconds: float
+    warnings: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    diagnostics: Diagnostics = Field(default_factory=Diagnostics)
+    runs: dict[str, RunRecord] = Field(default_factory=dict)
+    unlabelled: Unlabelled | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-ready dict written to ``metrics.json``."""
+        return self.model_dump(mode="json")
+
+
+def parse_metrics(data: Any, where: str) -> Metrics:
+    """``data`` (parsed JSON) as :class:`Metrics`, or ModelDirError naming the first bad field."""
+    try:
+        return Metrics.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ModelDirError(
+            f"{where}: field {field!r}: {first['msg']} ({err.error_count()} problem(s)); "
+            "damaged metrics, retrain the model"
+        ) from None
+
+
+# -- the manifest ---------------------------------------------------------------------------------
+class StrategyEntry(Record):
+    name: str
+    description: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class BackboneEntry(Record):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+    hub_id: str | None = None
+    sha256: str | None = None  # the backbone's files by content hash (format 2)
+
+
+class CalibrationEntry(Record):
+    method: Literal["temperature"] = "temperature"
+    temperature: float = 1.0
+
+
+class DecisionEntry(Record):
+    """Two classes: answer ``label`` when its calibrated probability reaches ``threshold``."""
+
+    threshold: float
+    label: str
+
+
+class OnnxEntry(Record):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    dir: str
+    max_tokens: int
+    quantize: str | None = None
+
+
+class Headline(Record):
+    """The headline figure: accuracy (balanced accuracy on imbalanced data) with its interval."""
+
+    metric: Literal["accuracy", "balanced_accuracy"] = "accuracy"
+    value: float
+    ci95_low: float
+    ci95_high: float
+
+
+class Summary(Record):
+    """The manifest's copy of the numbers people look for first (all of them are in metrics.json)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    accuracy: Headline
+    cv_accuracy: Interval
+    balanced_accuracy: Interval | None = None
+    at_chance: str | None = None
+    macro_f1: Interval
+    log_loss: Interval
+    majority_baseline_accuracy: float
+    estimate_source: str
+    ece_before_calibration: float | None = None
+    ece_after_calibration: float | None = None
+
+
+class TrainingData(Record):
+    source: str
+    rows: int
+    sha256: str
+    class_counts: dict[str, int]
+
+
+class FileEntry(Record):
+    sha256: str
+    bytes: int
+    arrays: dict[str, dict[str, Any]] | None = None
+
+
+class Manifest(Record):
+    """``fewlabel.json``, checked by :func:`fewlabel.model_dir.manifest.read_manifest` before it is built.
+
+    Keys this fewlabel does not know are kept (``extra``): a format 1 model, or one saved by a caller
+    of :func:`fewlabel.model_dir.store.save_model` with keys of its own.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    format: Literal["fewlabel-model"] = "fewlabel-model"
+    format_version: int
+    digest: str | None = None
+    fewlabel_version: str | None = None
+    created: str | None = None
+    strategy: StrategyEntry
+    backbone: BackboneEntry | None = None
+    calibration: CalibrationEntry | None = None
+    decision: DecisionEntry | None = None
+    onnx: OnnxEntry | None = None
+    unlabelled: dict[str, Any] | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+    config: dict[str, Any] | None = None
+    metrics: Summary | None = None
+    training_data: TrainingData | None = None
+    labels: list[str]
+    files: dict[str, FileEntry] = Field(default_factory=dict)
+
+    @property
+    def temperature(self) -> float:
+        return self.calibration.temperature if self.calibration else 1.0
+
+    def extra(self, key: str, default: Any = None) -> Any:
+        """A key this fewlabel has no field for (kept from the file as it was)."""
+        return (self.model_extra or {}).get(key, default)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+def manifest_record(checked: dict[str, Any], where: str) -> Manifest:
+    """A checked manifest dict as :class:`Manifest`; ModelDirError naming the field if it does not fit."""
+    try:
+        return Manifest.model_validate(checked)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ModelDirError(
+            f"{where}: field {field!r}: {first['msg']}; damaged manifest, retrain or restore the model"
+        ) from None
