@@ -246,8 +246,10 @@ class HoldoutStrategy(Strategy):
     """A strategy too slow to refit on every fold: it validates on a split of its own training run.
 
     Training asks, before fitting, :meth:`estimated_seconds` (to keep within the time budget) and,
-    after fitting, :meth:`holdout_run` (to score it, compare it and report how the run went). A new
-    slow strategy implements these two and is registered like any other; training needs no change.
+    after fitting, :meth:`holdout_run` (to score it, compare it and report how the run went). It
+    fits with the settings ``backbone`` and ``time_budget_s`` (seconds the fit may take), so ``defaults``
+    must name both. A new slow strategy implements this and is registered like any other; training
+    needs no change.
     """
 
     evaluation: ClassVar[str] = "holdout"
