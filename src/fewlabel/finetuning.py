@@ -481,7 +481,8 @@ class FineTuner:
         self.recipe = recipe
         self.net: EncoderClassifier | None = None
 
-    def _new_net(self) -> EncoderClassifier:
+    def new_net(self) -> EncoderClassifier:
+        """A fresh network from the backbone, as the recipe builds it (untrained head)."""
         return EncoderClassifier(
             self.location,
             self.n_classes,
@@ -641,72 +642,6 @@ class FineTuner:
             f"the hold-out run's best checkpoint)"
         )
 
-    def _param_groups(self, net: EncoderClassifier) -> list[dict[str, Any]]:
-        """The head at a higher rate; encoder layers at rates decaying with depth when asked."""
-        r = self.recipe
-        lr = r.scaled(net.hidden_size).lr
-        assert lr is not None  # scaled() fills it in
-        groups: list[dict[str, Any]] = [
-            {"params": list(net.head.parameters()), "lr": lr * HEAD_LR_MULTIPLIER}
-        ]
-        stack = net._stack[2] + "." if net._stack else None
-        by_depth: dict[int, list] = {}
-        for name, p in net.model.named_parameters():
-            if not p.requires_grad:
-                continue
-            if stack and name.startswith(stack):
-                depth = int(name[len(stack) :].split(".")[0])
-            else:  # embeddings sit below the first layer; anything else (final norms) at the top
-                depth = -1 if name.startswith("embeddings.") else net.n_layers - 1
-            by_depth.setdefault(depth, []).append(p)
-        for depth, params in sorted(by_depth.items()):
-            groups.append({"params": params, "lr": lr * r.layer_decay ** (net.n_layers - 1 - depth)})
-        return groups
-
-    def _linear_probe(self, net: EncoderClassifier, evaluate, train_w: np.ndarray, y: np.ndarray) -> None:
-        """Start the head from a logistic regression on the untrained top's pooled features."""
-        torch = torch_module()
-        from sklearn.linear_model import LogisticRegression
-
-        captured: dict[str, Any] = {}
-        linear = net.head[1]
-        hook = linear.register_forward_hook(
-            lambda m, inp, out: captured.setdefault("x", []).append(inp[0].float().cpu().numpy())
-        )
-        try:
-            _, owners = evaluate(train_w)
-        finally:
-            hook.remove()
-        x = np.concatenate(captured["x"])
-        target = y[owners]
-        coef = np.zeros((self.n_classes, x.shape[1]))
-        intercept = np.full(self.n_classes, -10.0)  # classes absent from training stay unlikely
-        present = np.unique(target)
-        if len(present) > 1:
-            weight = "balanced" if self.recipe.class_weights else None
-            probe = LogisticRegression(C=1.0, max_iter=2000, class_weight=weight).fit(x, target)
-            if len(present) == 2:  # one weight vector for two classes: split it symmetrically
-                coef[present] = np.vstack([-probe.coef_[0] / 2, probe.coef_[0] / 2])
-                intercept[present] = [-probe.intercept_[0] / 2, probe.intercept_[0] / 2]
-            else:
-                coef[present], intercept[present] = probe.coef_, probe.intercept_
-        else:
-            intercept[present] = 0.0
-        with torch.no_grad():
-            linear.weight.copy_(torch.as_tensor(coef, dtype=torch.float32))
-            linear.bias.copy_(torch.as_tensor(intercept, dtype=torch.float32))
-
-    @staticmethod
-    def _score(logits: np.ndarray, texts: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-        """Balanced accuracy (what the run is steered by), log loss and accuracy on these texts."""
-        proba = _softmax(logits)
-        truth = y[texts]
-        pred = proba.argmax(1)
-        acc = float((pred == truth).mean())
-        balanced = float(np.mean([(pred[truth == c] == c).mean() for c in np.unique(truth)]))
-        loss = float(-np.log(np.clip(proba[np.arange(len(truth)), truth], 1e-7, 1)).mean())
-        return balanced, loss, acc
-
     def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         torch = torch_module()
         net = self.net
@@ -741,12 +676,21 @@ class TrainingRun:
     that name) until a stopping rule fires, then restores the best checkpoint and scores the result.
     """
 
-    def __init__(self, tuner: FineTuner, texts, y: np.ndarray, train_idx, val_idx, seed: int, on_step=None):
+    def __init__(
+        self,
+        tuner: FineTuner,
+        texts: Sequence[str],
+        y: np.ndarray,
+        train_idx: np.ndarray,
+        val_idx: np.ndarray,
+        seed: int,
+        on_step: Callable[[int, int, str], None] | None = None,
+    ):
         torch = torch_module()
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)  # batch order: the only other randomness
         self.tuner, self.y, self.train_idx, self.on_step = tuner, y, train_idx, on_step
-        tuner.net = self.net = net = tuner._new_net()
+        tuner.net = self.net = net = tuner.new_net()
         self.r = r = tuner.recipe.scaled(net.hidden_size)
         assert r.epochs is not None and r.patience is not None  # scaled() fills them in
         self.epochs, self.patience = r.epochs, r.patience
@@ -810,7 +754,7 @@ class TrainingRun:
         torch = torch_module()
         r, net, n_classes = self.r, self.net, self.tuner.n_classes
         if r.linear_probe_init:
-            self.tuner._linear_probe(net, self.evaluate, self.train_w, self.y)
+            self._linear_probe()
         weights = None
         if r.class_weights:
             c = np.bincount(self.y[self.train_idx], minlength=n_classes).astype(float)
@@ -818,7 +762,7 @@ class TrainingRun:
                 len(self.train_idx) / (n_classes * np.maximum(c, 1)), dtype=torch.float32, device=net.device
             )
         self.loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
-        self.optimizer = torch.optim.AdamW(self.tuner._param_groups(net), weight_decay=r.weight_decay)
+        self.optimizer = torch.optim.AdamW(self._param_groups(), weight_decay=r.weight_decay)
         self.steps_per_epoch = math.ceil(len(self.train_w) / r.batch_size)
         self.total = self.steps_per_epoch * self.epochs
         schedule = functools.partial(_warmup_then_decay, warmup=int(r.warmup * self.total), total=self.total)
@@ -893,8 +837,8 @@ class TrainingRun:
     def _evaluate(self) -> None:
         """Score the validation rows, record the point, and keep the weights when they are the best yet."""
         if self.r.objective == "contrastive":  # the head follows the embeddings: refit it
-            self.tuner._linear_probe(self.net, self.evaluate, self.train_w, self.y)
-        val_bal, val_loss, val_acc = self.tuner._score(*self.evaluate(self.val_w), self.y)
+            self._linear_probe()
+        val_bal, val_loss, val_acc = _scores(*self.evaluate(self.val_w), self.y)
         self.report.history.append(
             {
                 "step": self.step,
@@ -958,17 +902,83 @@ class TrainingRun:
         """The kept network's scores on its validation rows (with their probabilities) and training rows."""
         report, y = self.report, self.y
         if self.r.objective == "contrastive" and not len(self.val_w):  # no evaluation refitted the head: now
-            self.tuner._linear_probe(self.net, self.evaluate, self.train_w, y)
+            self._linear_probe()
         if len(self.val_w):
             val_logits, val_texts = self.evaluate(self.val_w)
-            report.val_balanced_accuracy, report.val_loss, report.val_accuracy = self.tuner._score(
+            report.val_balanced_accuracy, report.val_loss, report.val_accuracy = _scores(
                 val_logits, val_texts, y
             )
             order = np.argsort(val_texts)
             report.val_proba = _softmax(val_logits)[order].tolist()
         train_logits, train_texts = self.evaluate(self.train_w)
         report.train_accuracy = float((train_logits.argmax(1) == y[train_texts]).mean())
-        report.train_balanced_accuracy = self.tuner._score(train_logits, train_texts, y)[0]
+        report.train_balanced_accuracy = _scores(train_logits, train_texts, y)[0]
+
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """The head at a higher rate; encoder layers at rates decaying with depth when asked."""
+        r, net, lr = self.r, self.net, self.r.lr
+        assert lr is not None  # scaled() fills it in
+        groups: list[dict[str, Any]] = [
+            {"params": list(net.head.parameters()), "lr": lr * HEAD_LR_MULTIPLIER}
+        ]
+        stack = net._stack[2] + "." if net._stack else None
+        by_depth: dict[int, list] = {}
+        for name, p in net.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            if stack and name.startswith(stack):
+                depth = int(name[len(stack) :].split(".")[0])
+            else:  # embeddings sit below the first layer; anything else (final norms) at the top
+                depth = -1 if name.startswith("embeddings.") else net.n_layers - 1
+            by_depth.setdefault(depth, []).append(p)
+        for depth, params in sorted(by_depth.items()):
+            groups.append({"params": params, "lr": lr * r.layer_decay ** (net.n_layers - 1 - depth)})
+        return groups
+
+    def _linear_probe(self) -> None:
+        """Start the head from a logistic regression on the untrained top's pooled features."""
+        torch = torch_module()
+        from sklearn.linear_model import LogisticRegression
+
+        net, n_classes = self.net, self.tuner.n_classes
+        captured: dict[str, Any] = {}
+        linear = net.head[1]
+        hook = linear.register_forward_hook(
+            lambda m, inp, out: captured.setdefault("x", []).append(inp[0].float().cpu().numpy())
+        )
+        try:
+            _, owners = self.evaluate(self.train_w)
+        finally:
+            hook.remove()
+        x = np.concatenate(captured["x"])
+        target = self.y[owners]
+        coef = np.zeros((n_classes, x.shape[1]))
+        intercept = np.full(n_classes, -10.0)  # classes absent from training stay unlikely
+        present = np.unique(target)
+        if len(present) > 1:
+            weight = "balanced" if self.r.class_weights else None
+            probe = LogisticRegression(C=1.0, max_iter=2000, class_weight=weight).fit(x, target)
+            if len(present) == 2:  # one weight vector for two classes: split it symmetrically
+                coef[present] = np.vstack([-probe.coef_[0] / 2, probe.coef_[0] / 2])
+                intercept[present] = [-probe.intercept_[0] / 2, probe.intercept_[0] / 2]
+            else:
+                coef[present], intercept[present] = probe.coef_, probe.intercept_
+        else:
+            intercept[present] = 0.0
+        with torch.no_grad():
+            linear.weight.copy_(torch.as_tensor(coef, dtype=torch.float32))
+            linear.bias.copy_(torch.as_tensor(intercept, dtype=torch.float32))
+
+
+def _scores(logits: np.ndarray, texts: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """Balanced accuracy (what the run is steered by), log loss and accuracy on these texts."""
+    proba = _softmax(logits)
+    truth = y[texts]
+    pred = proba.argmax(1)
+    acc = float((pred == truth).mean())
+    balanced = float(np.mean([(pred[truth == c] == c).mean() for c in np.unique(truth)]))
+    loss = float(-np.log(np.clip(proba[np.arange(len(truth)), truth], 1e-7, 1)).mean())
+    return balanced, loss, acc
 
 
 def _warmup_then_decay(step: int, warmup: int, total: int) -> float:

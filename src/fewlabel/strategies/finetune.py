@@ -174,7 +174,7 @@ class FineTunedEncoder(HoldoutStrategy):
         # A model trained on a GPU predicts wherever it is loaded: the device is chosen afresh.
         assert self.n_classes_ is not None  # load() sets it before calling _load
         tuner = FineTuner(resolve(self.backbone_ref()).location, self.n_classes_, self.recipe(device="auto"))
-        tuner.net = tuner._new_net()
+        tuner.net = tuner.new_net()
         try:
             tuner.net.load_trained_state(state)
         except (RuntimeError, KeyError, ValueError, FewlabelError) as err:
