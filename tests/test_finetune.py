@@ -239,6 +239,30 @@ def test_train_scores_finetune_on_its_held_out_rows(reviews, tmp_path):
     assert "<svg" in run_section[:20000]  # the per-evaluation curves
 
 
+def test_saved_metrics_record_the_resolved_recipe(reviews, tmp_path):
+    """metrics.json says how the fine-tuned run was set up, with what the backbone decided filled in."""
+    import json
+    from dataclasses import fields
+
+    from fewlabel.config import TrainConfig
+    from fewlabel.data.labelled import LabelledTexts
+    from fewlabel.training import train
+
+    texts, labels = reviews
+    config = TrainConfig(strategy="finetune", model=BACKBONE, strategy_params={"finetune": FAST})
+    train(LabelledTexts.from_lists(texts, labels), tmp_path / "m", config)
+    run = json.loads((tmp_path / "m" / "metrics.json").read_text())["runs"]["finetune"]
+    recipe = run["recipe"]
+    assert set(recipe) == {f.name for f in fields(Recipe)}
+    assert (recipe["lr"], recipe["epochs"], recipe["patience"]) == (8e-5, 3, 6)  # minilm: small
+    assert recipe["freeze_layers"] == 3 and recipe["max_tokens"] == 48 and recipe["batch_size"] == 16
+    assert (recipe["warmup"], recipe["weight_decay"]) == (0.1, 0.01)
+    assert recipe["precision"] in ("bf16", "fp32") and recipe["device"] in ("cpu", "cuda:0")
+    assert recipe["time_budget_s"] > 0  # what was left of the budget
+    assert Recipe(**recipe).scaled(384) == Recipe(**recipe)  # nothing left to the backbone
+    assert "val_proba" not in run and run["n_val"] == 10  # the rest of the record as before
+
+
 def test_auto_leaves_finetune_out_of_small_data_and_says_why(reviews):
     from fewlabel.config import TrainConfig
     from fewlabel.data.labelled import LabelledTexts

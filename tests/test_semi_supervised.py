@@ -135,3 +135,14 @@ def test_finetune_keeps_extra_texts_out_of_its_validation_split(reviews):
     assert with_extra.n_train == plain.n_train + len(UNLABELLED)
     with pytest.raises(Exception, match="6 extra texts but 2 labels"):
         FineTuner(location, 2, recipe).fit(texts, y, extra_texts=UNLABELLED, extra_y=extra_y[:2])
+
+
+def test_self_trained_slow_strategy_is_budgeted_for_two_fits(reviews):
+    """A slow strategy self-trains in two fits: on the labelled texts, then with the unlabelled ones."""
+    from fewlabel.strategies.finetune import FineTunedEncoder
+    from fewlabel.strategies.self_training import estimated_seconds
+
+    texts, _ = reviews
+    one = FineTunedEncoder.estimated_seconds(texts, "minilm")
+    both = FineTunedEncoder.estimated_seconds([*texts, *UNLABELLED], "minilm")
+    assert estimated_seconds(FineTunedEncoder, texts, "minilm", UNLABELLED, rounds=1) == one + both

@@ -182,3 +182,25 @@ def test_fit_is_deterministic(name, reviews):
 def test_describe_names_the_strategy():
     for name in NAMES:
         assert build(name).describe().startswith(name)
+
+
+def test_holdout_strategies_follow_the_protocol(fitted):
+    """Slow strategies say what their fit held out and how long a fit takes; the others hold nothing out."""
+    from fewlabel.strategies.base import HoldoutStrategy
+
+    name, strategy, texts, _ = fitted
+    if strategy.evaluation != "holdout":
+        assert not isinstance(strategy, HoldoutStrategy)
+        with pytest.raises(FewlabelError, match="cross-validated: its fit holds no rows out"):
+            strategy.holdout_run()
+        return
+    assert isinstance(strategy, HoldoutStrategy)
+    assert {"backbone", "time_budget_s"} <= set(strategy.defaults)  # what training sets
+    run = strategy.holdout_run()
+    assert run.val_index == sorted(set(run.val_index)) and 0 < len(run.val_index) < len(texts)
+    assert run.val_proba.shape == (len(run.val_index), 2)
+    assert np.allclose(run.val_proba.sum(axis=1), 1.0)
+    assert 0.0 <= run.val_accuracy <= 1.0 and run.seconds > 0
+    as_json = json.dumps(run.record)  # JSON-ready, for metrics.json (NaN where a figure is missing)
+    assert json.dumps(json.loads(as_json)) == as_json
+    assert type(strategy).estimated_seconds(texts, BACKBONE) > 0

@@ -9,6 +9,7 @@ from conftest import BACKBONE
 from fewlabel.config import AUTO_CANDIDATES, TrainConfig
 from fewlabel.data.labelled import LabelledTexts
 from fewlabel.errors import FewlabelError
+from fewlabel.strategies.base import HoldoutRun, HoldoutStrategy
 from fewlabel.training import train
 
 
@@ -139,3 +140,89 @@ def test_data_warnings_are_passed_on(tmp_path, write_csv, reviews):
     data = load_labelled(write_csv(tmp_path / "d.csv", ["text", "label"], rows))
     result = train(data, None, TrainConfig(strategy="tfidf", model=BACKBONE, folds=3))
     assert any("duplicate" in w for w in result.warnings)
+
+
+# -- a slow strategy written only against the hold-out protocol -----------------------------------
+
+
+class HeldOutTfidf(HoldoutStrategy):
+    """TF-IDF fitted on four fifths of the rows and scored on the rest: a stand-in slow strategy."""
+
+    name = "heldout-tfidf"
+    defaults = {"backbone": None, "time_budget_s": None}
+    seconds_needed = 1.0  # what estimated_seconds answers
+
+    @classmethod
+    def estimated_seconds(cls, texts, backbone):
+        return cls.seconds_needed
+
+    def _fit(self, texts, y):
+        from fewlabel.strategies.tfidf import TfidfLogReg
+
+        val = np.arange(len(texts))[::5]
+        rest = np.setdiff1d(np.arange(len(texts)), val)
+        self.inner_ = TfidfLogReg().fit([texts[i] for i in rest], y[rest], self.n_classes_)
+        proba = self.inner_.predict_proba([texts[i] for i in val])
+        self.run_ = HoldoutRun(
+            val_index=val.tolist(),
+            val_proba=proba,
+            train_accuracy=1.0,
+            val_accuracy=float((proba.argmax(1) == y[val]).mean()),
+            seconds=0.5,
+            notes=("stopped when told to.",),
+            flags=("memorises on purpose",),
+            record={"held_out": len(val)},
+        )
+
+    def holdout_run(self):
+        self._check_fitted()
+        return self.run_
+
+    def _predict_proba(self, texts):
+        return self.inner_.predict_proba(texts)
+
+    def _save(self, directory):
+        raise NotImplementedError
+
+    def _load(self, directory):
+        raise NotImplementedError
+
+
+@pytest.fixture
+def heldout_tfidf(monkeypatch):
+    """HeldOutTfidf registered (a new slow strategy: one registry line, nothing in training)."""
+    from fewlabel import training
+    from fewlabel.strategies import REGISTRY
+
+    monkeypatch.setitem(REGISTRY, HeldOutTfidf.name, f"{__name__}:HeldOutTfidf")
+    monkeypatch.setattr(training, "MIN_ROWS_FOR_HOLDOUT", 40)
+    return HeldOutTfidf
+
+
+def test_a_new_slow_strategy_is_scored_on_its_held_out_rows(heldout_tfidf, reviews):
+    texts, labels = reviews
+    config = TrainConfig(strategy=heldout_tfidf.name, model=BACKBONE, folds=3)
+    result = train(LabelledTexts.from_lists(texts, labels), None, config)
+    assert result.chosen == "heldout-tfidf" and result.estimate.protocol == "holdout"
+    assert len(result.estimate.y) == 10  # every fifth of 48 rows
+    assert "heldout-tfidf: stopped when told to." in result.notes
+    assert "heldout-tfidf: memorises on purpose" in result.warnings
+    assert result.runs == {"heldout-tfidf": {"held_out": 10}}
+    assert "No diagnostics: they need cross-validation, and only slow strategies ran." in result.notes
+
+
+def test_auto_compares_a_new_slow_strategy_on_the_same_rows_or_leaves_it_out(
+    heldout_tfidf, reviews, monkeypatch
+):
+    texts, labels = reviews
+    data = LabelledTexts.from_lists(texts, labels)
+    config = TrainConfig(model=BACKBONE, folds=3, candidates=["tfidf", heldout_tfidf.name], diagnostics=False)
+    result = train(data, None, config)
+    assert "heldout-tfidf" in result.results
+    assert any(
+        n.startswith("On the same 10 held-out rows, balanced accuracy: heldout-tfidf") for n in result.notes
+    )
+    monkeypatch.setattr(heldout_tfidf, "seconds_needed", 1e9)
+    result = train(data, None, config)
+    assert "heldout-tfidf" not in result.results and result.chosen == "tfidf"
+    assert any(n.startswith("heldout-tfidf left out: about 16666667 min") for n in result.notes)

@@ -196,25 +196,7 @@ def _texts(X: Any) -> list[str]:
     """X as a list of texts; raises ValueError for anything that is not one text per sample."""
     if isinstance(X, str | bytes):
         raise ValueError("X must be a sequence of texts, one per sample, not a single string")
-    if hasattr(X, "columns") and hasattr(X, "iloc"):  # a pandas DataFrame, without importing pandas
-        if X.shape[1] != 1:
-            raise ValueError(
-                f"X is a DataFrame with {X.shape[1]} columns; give the one column that holds the texts"
-            )
-        X = X.iloc[:, 0]
-    if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
-        raise ValueError("X is a sparse matrix; give the texts themselves, one per sample")
-    if hasattr(X, "to_numpy"):  # a pandas Series (or Index)
-        X = X.to_numpy(dtype=object)
-    elif hasattr(X, "__array__"):
-        X = np.asarray(X)
-    if not isinstance(X, np.ndarray) and not isinstance(X, Iterable):
-        raise ValueError(f"X must be a sequence of texts, one per sample; got {type(X).__name__}")
-    if not isinstance(X, np.ndarray):
-        X = list(X)
-        array = np.empty(len(X), dtype=object)
-        array[:] = X
-        X = array
+    X = _as_array(X)
     if X.ndim == 2 and X.shape[1] == 1:
         X = X[:, 0]
     if X.ndim != 1:
@@ -226,6 +208,28 @@ def _texts(X: Any) -> list[str]:
         if not isinstance(text, str):
             raise ValueError(f"X must hold texts (str); item {i} is {type(text).__name__}: {text!r:.60}")
     return [str(text) for text in texts]
+
+
+def _as_array(X: Any) -> np.ndarray:
+    """X as a NumPy array: a DataFrame's one column, a Series, an array, or any sequence (as objects)."""
+    if hasattr(X, "columns") and hasattr(X, "iloc"):  # a pandas DataFrame, without importing pandas
+        if X.shape[1] != 1:
+            raise ValueError(
+                f"X is a DataFrame with {X.shape[1]} columns; give the one column that holds the texts"
+            )
+        X = X.iloc[:, 0]
+    if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
+        raise ValueError("X is a sparse matrix; give the texts themselves, one per sample")
+    if hasattr(X, "to_numpy"):  # a pandas Series (or Index)
+        return X.to_numpy(dtype=object)
+    if hasattr(X, "__array__"):
+        return np.asarray(X)
+    if not isinstance(X, Iterable):
+        raise ValueError(f"X must be a sequence of texts, one per sample; got {type(X).__name__}")
+    items = list(X)
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array
 
 
 def _labels(y: Any) -> np.ndarray:

@@ -19,6 +19,7 @@ or are split into windows whose token states are pooled together (``long_texts="
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -480,7 +481,8 @@ class FineTuner:
         self.recipe = recipe
         self.net: EncoderClassifier | None = None
 
-    def _new_net(self) -> EncoderClassifier:
+    def new_net(self) -> EncoderClassifier:
+        """A fresh network from the backbone, as the recipe builds it (untrained head)."""
         return EncoderClassifier(
             self.location,
             self.n_classes,
@@ -552,182 +554,18 @@ class FineTuner:
     ) -> RunReport:
         """One training run. With ``stop_epoch`` (a refit: no validation rows) it trains to that point
         of the schedule and stops; otherwise it evaluates, stops early and keeps the best checkpoint."""
-        torch = torch_module()
-        r = self.recipe
-        torch.manual_seed(seed)
-        rng = np.random.default_rng(seed)
-        self.net = net = self._new_net()
+        run = TrainingRun(self, texts, y, train_idx, val_idx, seed, on_step)
+        return run.run(deadline, stop_epoch)
+
+    def resolved_recipe(self) -> Recipe:
+        """The recipe as the network runs it: the settings left to the backbone filled in, and the
+        frozen layers, device and matrix precision decided."""
+        net = self.net
+        if net is None:
+            raise FewlabelError("this fine-tuned model has no weights yet")
         r = self.recipe.scaled(net.hidden_size)
-        assert r.epochs is not None and r.patience is not None  # scaled() fills them in
-        if r.reinit_layers:
-            for layer in net.layers[net.n_layers - r.reinit_layers :]:
-                layer.apply(net.model._init_weights)
-        report = RunReport(
-            frozen_layers=net.freeze,
-            trained_layers=net.n_layers - net.freeze,
-            max_tokens=r.max_tokens,
-            long_texts=r.long_texts,
-        )
-        win = windows(net.tokenizer, texts, r.max_tokens, r.long_texts, r.head_fraction)
-        report.truncated = win.truncated
-        report.n_train, report.n_val = len(train_idx), len(val_idx)
-        in_train = np.isin(win.owner, train_idx)
-        train_w, val_w = np.flatnonzero(in_train), np.flatnonzero(~in_train)
-        pooler = Pooler(win.owner)
-        lengths = [len(w) for w in win.ids]
-
-        # Frozen layers run once for every window; epochs reuse their outputs.
-        cache_start = time.perf_counter()
-        cached: list | None = None
-        if net.freeze:
-            net.model.eval()
-            cached = [None] * len(win.ids)
-            with torch.inference_mode():
-                for batch in length_batches([len(s) for s in win.ids], 32, None):
-                    ids, mask = _pad([win.ids[i] for i in batch], net.tokenizer.pad_token_id or 0, net.device)
-                    with autocast(r.precision, net.device):
-                        states = net.bottom(ids, mask)
-                    for row, i in enumerate(batch):
-                        cached[i] = states[row, : int(mask[row].sum())].to(torch.float16).clone()
-                    if on_step:
-                        on_step(0, 0, "caching frozen layers")
-        report.cache_seconds = time.perf_counter() - cache_start
-        log.info(
-            "%d windows, %d frozen layers cached in %.1fs", len(win.ids), net.freeze, report.cache_seconds
-        )
-
-        def pooled(batch: np.ndarray):
-            with autocast(r.precision, net.device):
-                return _pooled(batch)
-
-        def _pooled(batch: np.ndarray):
-            if cached is not None:
-                hidden, mask = _pad([cached[i] for i in batch], 0.0, net.device)
-                states = net.top(hidden, mask)
-            else:
-                ids, mask = _pad([win.ids[i] for i in batch], net.tokenizer.pad_token_id or 0, net.device)
-                states = net.forward_tokens(ids, mask)
-            return pooler(states, mask, batch)
-
-        def evaluate(which: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-            net.model.eval()
-            net.head.eval()
-            logits, owners = [], []
-            with torch.inference_mode():
-                for batch in _whole_text_batches(win.owner, which, batch_size, lengths):
-                    vec, text_ids = pooled(batch)
-                    logits.append(net.head(vec).float().cpu().numpy())
-                    owners.append(text_ids)
-            return np.concatenate(logits), np.concatenate(owners)
-
-        if r.linear_probe_init:
-            self._linear_probe(net, evaluate, train_w, y)
-
-        weights = None
-        if r.class_weights:
-            c = np.bincount(y[train_idx], minlength=self.n_classes).astype(float)
-            weights = torch.tensor(
-                len(train_idx) / (self.n_classes * np.maximum(c, 1)), dtype=torch.float32, device=net.device
-            )
-        loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
-        optimizer = torch.optim.AdamW(self._param_groups(net), weight_decay=r.weight_decay)
-        steps_per_epoch = math.ceil(len(train_w) / r.batch_size)
-        total = steps_per_epoch * r.epochs
-        warmup = int(r.warmup * total)
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            return max(0.0, (total - step) / max(1, total - warmup))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        # Evaluate at the end of each epoch and, with evals_per_epoch > 1, at even points within it.
-        eval_at = {round(steps_per_epoch * k / r.evals_per_epoch) for k in range(1, r.evals_per_epoch + 1)}
-        if not len(val_w):
-            eval_at = set()
-        stop_after = max(1, round(stop_epoch * steps_per_epoch)) if stop_epoch is not None else None
-        run_start = time.perf_counter()
-        best_state, best = None, (-1.0, float("inf"))
-        since_best, step, running = 0, 0, [0, 0, 0.0]
-        stopped = f"epoch cap ({r.epochs})"
-        done = False
-        for epoch in range(r.epochs):
-            for batch in length_batches([len(win.ids[i]) for i in train_w], r.batch_size, rng):
-                batch = train_w[batch]
-                net.model.train()
-                net.head.train()
-                vec, text_ids = pooled(batch)
-                logits = net.head(vec)
-                target = torch.as_tensor(y[text_ids], device=net.device)
-                loss = loss_fn(logits, target) if r.objective == "classify" else _pair_loss(vec, target)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(net.trainable_parameters(), r.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                running[0] += int((logits.argmax(1) == target).sum())
-                running[1] += len(target)
-                running[2] += loss.item() * len(target)
-                if on_step:
-                    on_step(step, total, f"epoch {epoch + 1}/{r.epochs}")
-                if step - epoch * steps_per_epoch in eval_at:
-                    if r.objective == "contrastive":  # the head follows the embeddings: refit it
-                        self._linear_probe(net, evaluate, train_w, y)
-                    val_bal, val_loss, val_acc = self._score(*evaluate(val_w), y)
-                    report.history.append(
-                        {
-                            "step": step,
-                            "epoch": round(step / steps_per_epoch, 3),
-                            "train_loss": running[2] / max(1, running[1]),
-                            "train_accuracy": running[0] / max(1, running[1]),
-                            "val_loss": val_loss,
-                            "val_accuracy": val_acc,
-                            "val_balanced_accuracy": val_bal,
-                            "lr": float(scheduler.get_last_lr()[0]),
-                            "seconds": round(time.perf_counter() - run_start + report.cache_seconds, 2),
-                        }
-                    )
-                    log.info("evaluation %s", report.history[-1])
-                    running = [0, 0, 0.0]
-                    if (val_bal, -val_loss) > (best[0], -best[1]):
-                        best = (val_bal, val_loss)
-                        best_state = net.trained_state()
-                        report.best_step, report.best_epoch = step, step / steps_per_epoch
-                        since_best = 0
-                    else:
-                        since_best += 1
-                    if r.early_stopping and since_best >= r.patience:
-                        stopped = f"early stopping: no better validation balanced accuracy in {r.patience} evaluations"
-                        done = True
-                if stop_after is not None and step >= stop_after:
-                    stopped = f"refit: stopped at step {step}, epoch {step / steps_per_epoch:.2f}"
-                    done = True
-                if deadline is not None and time.perf_counter() > deadline:
-                    stopped = "time budget reached; kept the best checkpoint so far"
-                    done = True
-                if done:
-                    break
-            if done:
-                break
-        if r.restore_best and best_state is not None:
-            net.load_trained_state(best_state)
-        else:
-            report.best_step, report.best_epoch = step, step / steps_per_epoch
-        report.stopped = stopped
-        if r.objective == "contrastive" and not len(val_w):  # no evaluation refitted the head: now
-            self._linear_probe(net, evaluate, train_w, y)
-        if len(val_w):
-            val_logits, val_texts = evaluate(val_w)
-            report.val_balanced_accuracy, report.val_loss, report.val_accuracy = self._score(
-                val_logits, val_texts, y
-            )
-            order = np.argsort(val_texts)
-            report.val_proba = _softmax(val_logits)[order].tolist()
-        train_logits, train_texts = evaluate(train_w)
-        report.train_accuracy = float((train_logits.argmax(1) == y[train_texts]).mean())
-        report.train_balanced_accuracy = self._score(train_logits, train_texts, y)[0]
-        return report
+        precision = "bf16" if uses_bf16(r.precision, net.device) else "fp32"
+        return replace(r, freeze_layers=net.freeze, device=str(net.device), precision=precision)
 
     def refit(
         self,
@@ -752,19 +590,10 @@ class FineTuner:
         start = time.perf_counter()
         n = len(texts) + len(extra_texts)
         seed = self.recipe.seed + len(report.restarts)  # the seed of the run that was kept
-        if report.best_epoch <= 0 or held is None:
-            report.refit = "not done: the hold-out run kept no checkpoint"
+        blocked = self._refit_blocked(report, start, n, deadline)
+        if blocked:
+            report.refit = blocked
             return report
-        if deadline is not None and report.history:
-            last = report.history[-1]
-            per_epoch = (last["seconds"] - report.cache_seconds) / max(last["epoch"], 1e-9)
-            needed = report.cache_seconds + per_epoch * report.best_epoch * n / max(1, report.n_train)
-            if start + needed > deadline:
-                report.refit = (
-                    f"not done: about {needed:.0f} s needed and the time budget ends in "
-                    f"{max(0.0, deadline - start):.0f} s; the model is the hold-out run's"
-                )
-                return report
         all_texts = [*texts, *extra_texts]
         all_y = np.asarray(y, dtype=np.int64)
         if len(extra_texts):
@@ -777,87 +606,41 @@ class FineTuner:
         report.refit_rows, report.refit_steps = n, run.best_step
         report.refit_seconds = time.perf_counter() - start
         report.refit_train_accuracy = run.train_accuracy
+        report.refit = self._refit_verdict(run, held, n, counts, report.best_epoch)
+        return report
+
+    def _refit_blocked(self, report: RunReport, start: float, n: int, deadline: float | None) -> str | None:
+        """Why the refit is not attempted: no checkpoint was kept, or it would not finish in time."""
+        if report.best_epoch <= 0 or self.net is None:
+            return "not done: the hold-out run kept no checkpoint"
+        if deadline is not None and report.history:
+            last = report.history[-1]
+            per_epoch = (last["seconds"] - report.cache_seconds) / max(last["epoch"], 1e-9)
+            needed = report.cache_seconds + per_epoch * report.best_epoch * n / max(1, report.n_train)
+            if start + needed > deadline:
+                return (
+                    f"not done: about {needed:.0f} s needed and the time budget ends in "
+                    f"{max(0.0, deadline - start):.0f} s; the model is the hold-out run's"
+                )
+        return None
+
+    def _refit_verdict(
+        self, run: RunReport, held: EncoderClassifier | None, n: int, counts: list[int], best_epoch: float
+    ) -> str:
+        """Keep the refitted network, or put the hold-out one back (``held``) and say why."""
         if at_chance(run.train_balanced_accuracy, counts):
             self.net = held
-            report.refit = (
+            return (
                 f"discarded: the refit on all {n} rows ended at chance on its own training rows "
                 f"(balanced accuracy {run.train_balanced_accuracy:.1%}); the model is the hold-out run's"
             )
-        elif run.stopped.startswith("time budget"):
+        if run.stopped.startswith("time budget"):
             self.net = held
-            report.refit = "discarded: the time budget ran out before the refit's stopping point"
-        else:
-            report.refit = (
-                f"refitted on all {n} rows for {run.best_step} steps ({report.best_epoch:.2f} epochs, "
-                f"the hold-out run's best checkpoint)"
-            )
-        return report
-
-    def _param_groups(self, net: EncoderClassifier) -> list[dict[str, Any]]:
-        """The head at a higher rate; encoder layers at rates decaying with depth when asked."""
-        r = self.recipe
-        lr = r.scaled(net.hidden_size).lr
-        assert lr is not None  # scaled() fills it in
-        groups: list[dict[str, Any]] = [
-            {"params": list(net.head.parameters()), "lr": lr * HEAD_LR_MULTIPLIER}
-        ]
-        stack = net._stack[2] + "." if net._stack else None
-        by_depth: dict[int, list] = {}
-        for name, p in net.model.named_parameters():
-            if not p.requires_grad:
-                continue
-            if stack and name.startswith(stack):
-                depth = int(name[len(stack) :].split(".")[0])
-            else:  # embeddings sit below the first layer; anything else (final norms) at the top
-                depth = -1 if name.startswith("embeddings.") else net.n_layers - 1
-            by_depth.setdefault(depth, []).append(p)
-        for depth, params in sorted(by_depth.items()):
-            groups.append({"params": params, "lr": lr * r.layer_decay ** (net.n_layers - 1 - depth)})
-        return groups
-
-    def _linear_probe(self, net: EncoderClassifier, evaluate, train_w: np.ndarray, y: np.ndarray) -> None:
-        """Start the head from a logistic regression on the untrained top's pooled features."""
-        torch = torch_module()
-        from sklearn.linear_model import LogisticRegression
-
-        captured: dict[str, Any] = {}
-        linear = net.head[1]
-        hook = linear.register_forward_hook(
-            lambda m, inp, out: captured.setdefault("x", []).append(inp[0].float().cpu().numpy())
+            return "discarded: the time budget ran out before the refit's stopping point"
+        return (
+            f"refitted on all {n} rows for {run.best_step} steps ({best_epoch:.2f} epochs, "
+            f"the hold-out run's best checkpoint)"
         )
-        try:
-            _, owners = evaluate(train_w)
-        finally:
-            hook.remove()
-        x = np.concatenate(captured["x"])
-        target = y[owners]
-        coef = np.zeros((self.n_classes, x.shape[1]))
-        intercept = np.full(self.n_classes, -10.0)  # classes absent from training stay unlikely
-        present = np.unique(target)
-        if len(present) > 1:
-            weight = "balanced" if self.recipe.class_weights else None
-            probe = LogisticRegression(C=1.0, max_iter=2000, class_weight=weight).fit(x, target)
-            if len(present) == 2:  # one weight vector for two classes: split it symmetrically
-                coef[present] = np.vstack([-probe.coef_[0] / 2, probe.coef_[0] / 2])
-                intercept[present] = [-probe.intercept_[0] / 2, probe.intercept_[0] / 2]
-            else:
-                coef[present], intercept[present] = probe.coef_, probe.intercept_
-        else:
-            intercept[present] = 0.0
-        with torch.no_grad():
-            linear.weight.copy_(torch.as_tensor(coef, dtype=torch.float32))
-            linear.bias.copy_(torch.as_tensor(intercept, dtype=torch.float32))
-
-    @staticmethod
-    def _score(logits: np.ndarray, texts: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-        """Balanced accuracy (what the run is steered by), log loss and accuracy on these texts."""
-        proba = _softmax(logits)
-        truth = y[texts]
-        pred = proba.argmax(1)
-        acc = float((pred == truth).mean())
-        balanced = float(np.mean([(pred[truth == c] == c).mean() for c in np.unique(truth)]))
-        loss = float(-np.log(np.clip(proba[np.arange(len(truth)), truth], 1e-7, 1)).mean())
-        return balanced, loss, acc
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         torch = torch_module()
@@ -882,6 +665,327 @@ class FineTuner:
                 vec, text_ids = pooler(states, mask, batch)
                 out[text_ids] = _softmax(net.head(vec).float().cpu().numpy())
         return out
+
+
+class TrainingRun:
+    """One training run of a :class:`FineTuner`, from a fresh network to the checkpoint it keeps.
+
+    Built ready to train: the network seeded, texts cut into windows, the frozen layers' outputs
+    cached, the head started from a linear probe, the optimiser and schedule set. :meth:`run` drives
+    :meth:`train_while_improving` (one step per item, evaluating at set points, as spaCy's loop of
+    that name) until a stopping rule fires, then restores the best checkpoint and scores the result.
+    """
+
+    def __init__(
+        self,
+        tuner: FineTuner,
+        texts: Sequence[str],
+        y: np.ndarray,
+        train_idx: np.ndarray,
+        val_idx: np.ndarray,
+        seed: int,
+        on_step: Callable[[int, int, str], None] | None = None,
+    ):
+        torch = torch_module()
+        torch.manual_seed(seed)
+        self.rng = np.random.default_rng(seed)  # batch order: the only other randomness
+        self.tuner, self.y, self.train_idx, self.on_step = tuner, y, train_idx, on_step
+        tuner.net = self.net = net = tuner.new_net()
+        self.r = r = tuner.recipe.scaled(net.hidden_size)
+        assert r.epochs is not None and r.patience is not None  # scaled() fills them in
+        self.epochs, self.patience = r.epochs, r.patience
+        if r.reinit_layers:
+            for layer in net.layers[net.n_layers - r.reinit_layers :]:
+                layer.apply(net.model._init_weights)
+        self.report = RunReport(
+            frozen_layers=net.freeze,
+            trained_layers=net.n_layers - net.freeze,
+            max_tokens=r.max_tokens,
+            long_texts=r.long_texts,
+        )
+        self.win = win = windows(net.tokenizer, texts, r.max_tokens, r.long_texts, r.head_fraction)
+        self.report.truncated = win.truncated
+        self.report.n_train, self.report.n_val = len(train_idx), len(val_idx)
+        in_train = np.isin(win.owner, train_idx)
+        self.train_w, self.val_w = np.flatnonzero(in_train), np.flatnonzero(~in_train)
+        self.pooler = Pooler(win.owner)
+        self.lengths = [len(w) for w in win.ids]
+        self.cached = self._cache_frozen()
+        self._set_up_training()
+        self.step, self.running = (
+            0,
+            [0, 0, 0.0],
+        )  # steps so far; correct, seen and loss since the last evaluation
+        self.best_state: dict[str, Any] | None = None
+        self.best, self.since_best = (
+            (-1.0, float("inf")),
+            0,
+        )  # (balanced accuracy, loss) of the best checkpoint
+
+    def _cache_frozen(self) -> list | None:
+        """The frozen layers' output for every window, computed once (epochs reuse it); None without."""
+        torch = torch_module()
+        net, win = self.net, self.win
+        start = time.perf_counter()
+        cached: list | None = None
+        if net.freeze:
+            net.model.eval()
+            cached = [None] * len(win.ids)
+            with torch.inference_mode():
+                for batch in length_batches([len(s) for s in win.ids], 32, None):
+                    ids, mask = _pad([win.ids[i] for i in batch], net.tokenizer.pad_token_id or 0, net.device)
+                    with autocast(self.r.precision, net.device):
+                        states = net.bottom(ids, mask)
+                    for row, i in enumerate(batch):
+                        cached[i] = states[row, : int(mask[row].sum())].to(torch.float16).clone()
+                    if self.on_step:
+                        self.on_step(0, 0, "caching frozen layers")
+        self.report.cache_seconds = time.perf_counter() - start
+        log.info(
+            "%d windows, %d frozen layers cached in %.1fs",
+            len(win.ids),
+            net.freeze,
+            self.report.cache_seconds,
+        )
+        return cached
+
+    def _set_up_training(self) -> None:
+        """The head's start (a linear probe), the loss, the optimiser, the schedule and evaluation points."""
+        torch = torch_module()
+        r, net, n_classes = self.r, self.net, self.tuner.n_classes
+        if r.linear_probe_init:
+            self._linear_probe()
+        weights = None
+        if r.class_weights:
+            c = np.bincount(self.y[self.train_idx], minlength=n_classes).astype(float)
+            weights = torch.tensor(
+                len(self.train_idx) / (n_classes * np.maximum(c, 1)), dtype=torch.float32, device=net.device
+            )
+        self.loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
+        self.optimizer = torch.optim.AdamW(self._param_groups(), weight_decay=r.weight_decay)
+        self.steps_per_epoch = math.ceil(len(self.train_w) / r.batch_size)
+        self.total = self.steps_per_epoch * self.epochs
+        schedule = functools.partial(_warmup_then_decay, warmup=int(r.warmup * self.total), total=self.total)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        # Evaluate at the end of each epoch and, with evals_per_epoch > 1, at even points within it.
+        per_epoch = r.evals_per_epoch
+        self.eval_at = {round(self.steps_per_epoch * k / per_epoch) for k in range(1, per_epoch + 1)}
+        if not len(self.val_w):
+            self.eval_at = set()
+
+    def _pooled(self, batch: np.ndarray):
+        """Pooled vectors of these windows' texts (through the trained layers only when some are cached)."""
+        net = self.net
+        with autocast(self.r.precision, net.device):
+            if self.cached is not None:
+                hidden, mask = _pad([self.cached[i] for i in batch], 0.0, net.device)
+                states = net.top(hidden, mask)
+            else:
+                ids, mask = _pad(
+                    [self.win.ids[i] for i in batch], net.tokenizer.pad_token_id or 0, net.device
+                )
+                states = net.forward_tokens(ids, mask)
+            return self.pooler(states, mask, batch)
+
+    def evaluate(self, which: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Logits of the texts of windows ``which``, and those texts' indices."""
+        torch = torch_module()
+        net = self.net
+        net.model.eval()
+        net.head.eval()
+        logits, owners = [], []
+        with torch.inference_mode():
+            for batch in _whole_text_batches(self.win.owner, which, batch_size, self.lengths):
+                vec, text_ids = self._pooled(batch)
+                logits.append(net.head(vec).float().cpu().numpy())
+                owners.append(text_ids)
+        return np.concatenate(logits), np.concatenate(owners)
+
+    def train_while_improving(self) -> Iterator[bool]:
+        """Train one batch per step, epoch after epoch; after each step, yield whether it was evaluated."""
+        for epoch in range(self.epochs):
+            for batch in length_batches(
+                [len(self.win.ids[i]) for i in self.train_w], self.r.batch_size, self.rng
+            ):
+                self._train_step(self.train_w[batch])
+                if self.on_step:
+                    self.on_step(self.step, self.total, f"epoch {epoch + 1}/{self.epochs}")
+                evaluated = self.step - epoch * self.steps_per_epoch in self.eval_at
+                if evaluated:
+                    self._evaluate()
+                yield evaluated
+
+    def _train_step(self, batch: np.ndarray) -> None:
+        torch = torch_module()
+        net, r = self.net, self.r
+        net.model.train()
+        net.head.train()
+        vec, text_ids = self._pooled(batch)
+        logits = net.head(vec)
+        target = torch.as_tensor(self.y[text_ids], device=net.device)
+        loss = self.loss_fn(logits, target) if r.objective == "classify" else _pair_loss(vec, target)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.trainable_parameters(), r.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        self.running[0] += int((logits.argmax(1) == target).sum())
+        self.running[1] += len(target)
+        self.running[2] += loss.item() * len(target)
+
+    def _evaluate(self) -> None:
+        """Score the validation rows, record the point, and keep the weights when they are the best yet."""
+        if self.r.objective == "contrastive":  # the head follows the embeddings: refit it
+            self._linear_probe()
+        val_bal, val_loss, val_acc = _scores(*self.evaluate(self.val_w), self.y)
+        self.report.history.append(
+            {
+                "step": self.step,
+                "epoch": round(self.step / self.steps_per_epoch, 3),
+                "train_loss": self.running[2] / max(1, self.running[1]),
+                "train_accuracy": self.running[0] / max(1, self.running[1]),
+                "val_loss": val_loss,
+                "val_accuracy": val_acc,
+                "val_balanced_accuracy": val_bal,
+                "lr": float(self.scheduler.get_last_lr()[0]),
+                "seconds": round(time.perf_counter() - self.run_start + self.report.cache_seconds, 2),
+            }
+        )
+        log.info("evaluation %s", self.report.history[-1])
+        self.running = [0, 0, 0.0]
+        if (val_bal, -val_loss) > (self.best[0], -self.best[1]):
+            self._checkpoint(val_bal, val_loss)
+        else:
+            self.since_best += 1
+
+    def _checkpoint(self, val_bal: float, val_loss: float) -> None:
+        self.best = (val_bal, val_loss)
+        self.best_state = self.net.trained_state()
+        self.report.best_step, self.report.best_epoch = self.step, self.step / self.steps_per_epoch
+        self.since_best = 0
+
+    def _stop_reason(self, evaluated: bool, stop_after: int | None, deadline: float | None) -> str | None:
+        """Why training stops after this step, if it does (of several reasons, the last one given)."""
+        reason = None
+        if evaluated and self.r.early_stopping and self.since_best >= self.patience:
+            reason = f"early stopping: no better validation balanced accuracy in {self.patience} evaluations"
+        if stop_after is not None and self.step >= stop_after:
+            reason = f"refit: stopped at step {self.step}, epoch {self.step / self.steps_per_epoch:.2f}"
+        if deadline is not None and time.perf_counter() > deadline:
+            reason = "time budget reached; kept the best checkpoint so far"
+        return reason
+
+    def run(self, deadline: float | None, stop_epoch: float | None = None) -> RunReport:
+        """Train until a stopping rule fires (or the epoch cap), keep the best checkpoint, score it."""
+        stop_after = max(1, round(stop_epoch * self.steps_per_epoch)) if stop_epoch is not None else None
+        self.run_start = time.perf_counter()
+        stopped = f"epoch cap ({self.epochs})"
+        for evaluated in self.train_while_improving():
+            reason = self._stop_reason(evaluated, stop_after, deadline)
+            if reason:
+                stopped = reason
+                break
+        self._restore_best()
+        self.report.stopped = stopped
+        self._score_final()
+        return self.report
+
+    def _restore_best(self) -> None:
+        """Back to the best checkpoint; without one (or when not asked to), the last step is the one kept."""
+        if self.r.restore_best and self.best_state is not None:
+            self.net.load_trained_state(self.best_state)
+        else:
+            self.report.best_step, self.report.best_epoch = self.step, self.step / self.steps_per_epoch
+
+    def _score_final(self) -> None:
+        """The kept network's scores on its validation rows (with their probabilities) and training rows."""
+        report, y = self.report, self.y
+        if self.r.objective == "contrastive" and not len(self.val_w):  # no evaluation refitted the head: now
+            self._linear_probe()
+        if len(self.val_w):
+            val_logits, val_texts = self.evaluate(self.val_w)
+            report.val_balanced_accuracy, report.val_loss, report.val_accuracy = _scores(
+                val_logits, val_texts, y
+            )
+            order = np.argsort(val_texts)
+            report.val_proba = _softmax(val_logits)[order].tolist()
+        train_logits, train_texts = self.evaluate(self.train_w)
+        report.train_accuracy = float((train_logits.argmax(1) == y[train_texts]).mean())
+        report.train_balanced_accuracy = _scores(train_logits, train_texts, y)[0]
+
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """The head at a higher rate; encoder layers at rates decaying with depth when asked."""
+        r, net, lr = self.r, self.net, self.r.lr
+        assert lr is not None  # scaled() fills it in
+        groups: list[dict[str, Any]] = [
+            {"params": list(net.head.parameters()), "lr": lr * HEAD_LR_MULTIPLIER}
+        ]
+        stack = net._stack[2] + "." if net._stack else None
+        by_depth: dict[int, list] = {}
+        for name, p in net.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            if stack and name.startswith(stack):
+                depth = int(name[len(stack) :].split(".")[0])
+            else:  # embeddings sit below the first layer; anything else (final norms) at the top
+                depth = -1 if name.startswith("embeddings.") else net.n_layers - 1
+            by_depth.setdefault(depth, []).append(p)
+        for depth, params in sorted(by_depth.items()):
+            groups.append({"params": params, "lr": lr * r.layer_decay ** (net.n_layers - 1 - depth)})
+        return groups
+
+    def _linear_probe(self) -> None:
+        """Start the head from a logistic regression on the untrained top's pooled features."""
+        torch = torch_module()
+        from sklearn.linear_model import LogisticRegression
+
+        net, n_classes = self.net, self.tuner.n_classes
+        captured: dict[str, Any] = {}
+        linear = net.head[1]
+        hook = linear.register_forward_hook(
+            lambda m, inp, out: captured.setdefault("x", []).append(inp[0].float().cpu().numpy())
+        )
+        try:
+            _, owners = self.evaluate(self.train_w)
+        finally:
+            hook.remove()
+        x = np.concatenate(captured["x"])
+        target = self.y[owners]
+        coef = np.zeros((n_classes, x.shape[1]))
+        intercept = np.full(n_classes, -10.0)  # classes absent from training stay unlikely
+        present = np.unique(target)
+        if len(present) > 1:
+            weight = "balanced" if self.r.class_weights else None
+            probe = LogisticRegression(C=1.0, max_iter=2000, class_weight=weight).fit(x, target)
+            if len(present) == 2:  # one weight vector for two classes: split it symmetrically
+                coef[present] = np.vstack([-probe.coef_[0] / 2, probe.coef_[0] / 2])
+                intercept[present] = [-probe.intercept_[0] / 2, probe.intercept_[0] / 2]
+            else:
+                coef[present], intercept[present] = probe.coef_, probe.intercept_
+        else:
+            intercept[present] = 0.0
+        with torch.no_grad():
+            linear.weight.copy_(torch.as_tensor(coef, dtype=torch.float32))
+            linear.bias.copy_(torch.as_tensor(intercept, dtype=torch.float32))
+
+
+def _scores(logits: np.ndarray, texts: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """Balanced accuracy (what the run is steered by), log loss and accuracy on these texts."""
+    proba = _softmax(logits)
+    truth = y[texts]
+    pred = proba.argmax(1)
+    acc = float((pred == truth).mean())
+    balanced = float(np.mean([(pred[truth == c] == c).mean() for c in np.unique(truth)]))
+    loss = float(-np.log(np.clip(proba[np.arange(len(truth)), truth], 1e-7, 1)).mean())
+    return balanced, loss, acc
+
+
+def _warmup_then_decay(step: int, warmup: int, total: int) -> float:
+    """The learning-rate factor at ``step``: linear warmup over ``warmup`` steps, then linear decay to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
 
 
 def _pair_loss(vec, target):

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import numpy as np
 
@@ -33,10 +33,7 @@ from fewlabel.evaluation.scores import (
 from fewlabel.evaluation.threshold import balanced_accuracy, best_threshold, crossfit_decisions
 from fewlabel.model_dir.store import TrainedModel
 from fewlabel.strategies import get_strategy_class, make_strategy
-from fewlabel.strategies.base import Strategy, fit_memo
-
-if TYPE_CHECKING:
-    from fewlabel.strategies.self_training import SelfTrained
+from fewlabel.strategies.base import HoldoutRun, HoldoutStrategy, Strategy, fit_memo
 
 # A 95% interval wider than this (in accuracy) is too wide to act on; the user is told so.
 WIDE_INTERVAL = 0.10
@@ -143,11 +140,15 @@ SELF_TRAINING = {"threshold": 0.9, "rounds": 3}
 SELF_TRAINING_SLOW = {"threshold": 0.9, "rounds": 1}
 
 
+def _is_slow(name: str) -> bool:
+    """Whether the strategy registered as ``name`` is scored on a hold-out split of its own run."""
+    return issubclass(get_strategy_class(name), HoldoutStrategy)
+
+
 def _self_trained(name: str, params: dict[str, Any], unlabelled: list[str]) -> Strategy:
     from fewlabel.strategies.self_training import SelfTrained
 
-    slow = get_strategy_class(name).evaluation == "holdout"
-    settings = dict(SELF_TRAINING_SLOW, per_class=len(unlabelled)) if slow else SELF_TRAINING
+    settings = dict(SELF_TRAINING_SLOW, per_class=len(unlabelled)) if _is_slow(name) else SELF_TRAINING
     return SelfTrained(unlabelled, strategy=name, strategy_params=params, **settings)
 
 
@@ -179,6 +180,55 @@ def _factories(config: TrainConfig, unlabelled: list[str] | None = None) -> dict
     }
 
 
+@dataclass
+class _Run:
+    """One ``train`` call: its data as arrays, folds, settings and deadline, and what it has found so far."""
+
+    data: LabelledTexts
+    config: TrainConfig
+    start: float
+    notes: list[str]
+    slow_backbones: list[str]  # the backbones slow strategies may run with, most accurate first
+    unlabelled: UnlabelledTexts | None = None
+    on_result: Callable[[CVResult], None] | None = None
+    results: dict[str, CVResult] = field(default_factory=dict)  # every strategy scored, in order
+    nested: CVResult | None = None  # nested CV of auto's choice among the cross-validated strategies
+    fitted: dict[str, Strategy] = field(default_factory=dict)  # slow strategies, fitted once on every row
+    runs: dict[str, HoldoutRun] = field(default_factory=dict)  # what each slow strategy's run measured
+    warnings: list[str] = field(default_factory=list)  # about those runs
+    labels: list[str] = field(init=False)
+    texts: list[str] = field(init=False)
+    y: np.ndarray = field(init=False)
+    folds: list[tuple[np.ndarray, np.ndarray]] = field(init=False)
+    pool: list[str] | None = field(init=False)  # the unlabelled texts every strategy self-trains on
+    factories: dict[str, Callable[[], Strategy]] = field(init=False)
+    deadline: float = field(init=False)
+    imbalanced: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.labels = self.data.classes
+        index = {label: i for i, label in enumerate(self.labels)}
+        self.y = np.array([index[label] for label in self.data.labels])
+        self.texts = self.data.texts
+        self.folds = folds_for(self.y, self.config.folds, self.config.seed)
+        self.pool = self.unlabelled.texts if self.unlabelled is not None else None
+        self.factories = _factories(self.config, self.pool)
+        self.deadline = self.start + 60 * self.config.budget_minutes
+        self.imbalanced = is_imbalanced(np.bincount(self.y, minlength=self.n_classes).tolist())
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class _Choice:
+    """The strategy chosen so far, and the result its estimate comes from."""
+
+    name: str
+    estimate: CVResult
+
+
 def _warnings(result: TrainResult) -> list[str]:
     out = []
     est = Estimate(result.expected["value"], result.expected["ci95_low"], result.expected["ci95_high"])
@@ -197,28 +247,35 @@ def _warnings(result: TrainResult) -> list[str]:
     return out
 
 
-def _decide(
-    config: TrainConfig,
-    chosen: CVResult,
-    estimate: CVResult,
-    temperature: float,
-    folds: list[tuple[np.ndarray, np.ndarray]],
-    imbalanced: bool,
-    labels: list[str],
-    notes: list[str],
-) -> tuple[float | None, np.ndarray]:
+def _calibrate(run: _Run, chosen: str) -> tuple[float, dict[str, Any]]:
+    """Temperature fitted on the chosen strategy's predictions for texts it had not seen, and its record."""
+    result = run.results[chosen]
+    temperature = fit_temperature(result.oof_proba, result.y)
+    return temperature, {
+        "method": "temperature",
+        "temperature": temperature,
+        "fitted_on": f"{'held-out' if chosen in run.fitted else 'out-of-fold'} probabilities of {chosen} "
+        f"({len(result.y)} texts)",
+        "before": reliability(result.oof_proba, result.y),
+        "after": reliability(apply_temperature(result.oof_proba, temperature), result.y),
+    }
+
+
+def _decide(run: _Run, choice: _Choice, temperature: float) -> tuple[float | None, np.ndarray]:
     """The decision threshold (two classes), and the answers the estimate is scored on.
 
     Tuned by default on imbalanced data (``config.tune_threshold`` None), on calibrated out-of-fold
     (or held-out) probabilities of the chosen strategy; the estimate's answers are cross-fitted (each
     fold answered with a threshold chosen on the other folds) and its scores replaced by theirs.
     """
-    if not _tunes_threshold(config, imbalanced, len(labels)):
+    config, labels, notes, estimate = run.config, run.labels, run.notes, choice.estimate
+    chosen = run.results[choice.name]
+    if not _tunes_threshold(config, run.imbalanced, len(labels)):
         if config.tune_threshold and len(labels) != 2:
             notes.append("Decision threshold not tuned: that is done for two classes only.")
         return None, estimate.oof_proba.argmax(axis=1)
     threshold = best_threshold(apply_temperature(chosen.oof_proba, temperature)[:, 1], chosen.y)
-    pred, tuned = _crossfit(estimate, folds, config.seed, temperature)
+    pred, tuned = _crossfit(estimate, run.folds, config.seed, temperature)
     argmax = estimate.scores.balanced_accuracy.value
     rows = f"{len(chosen.y)} {'held-out' if chosen.protocol == 'holdout' else 'out-of-fold'} predictions"
     if tuned.balanced_accuracy.value <= argmax:
@@ -323,243 +380,139 @@ def train(
         config = replace(config, model=model)
         notes.append(f"Backbone {model}: {why}.")
     with fit_memo():
-        return _train(data, output, config, on_result, start, notes, slow_backbones, unlabelled)
+        return _train(_Run(data, config, start, notes, slow_backbones, unlabelled, on_result), output)
 
 
-def _train(
-    data: LabelledTexts,
-    output: str | Path | None,
-    config: TrainConfig,
-    on_result: Callable[[CVResult], None] | None,
-    start: float,
-    notes: list[str],
-    slow_backbones: list[str],
-    unlabelled: UnlabelledTexts | None = None,
-) -> TrainResult:
-    labels = data.classes
-    index = {label: i for i, label in enumerate(labels)}
-    y = np.array([index[label] for label in data.labels])
-    texts = data.texts
-    n_classes = len(labels)
-    folds = folds_for(y, config.folds, config.seed)
-    pool = unlabelled.texts if unlabelled is not None else None
-    factories = _factories(config, pool)
-    deadline = start + 60 * config.budget_minutes
-    slow = [name for name in factories if get_strategy_class(name).evaluation == "holdout"]
-    fast = {name: f for name, f in factories.items() if name not in slow}
-
-    imbalanced = is_imbalanced(np.bincount(y, minlength=n_classes).tolist())
-    tune_threshold = _tunes_threshold(config, imbalanced, n_classes)
-    results: dict[str, CVResult] = {}
-    chosen: str | None = None
-    estimate: CVResult | None = None
-    nested: CVResult | None = None
-    if fast:
-        chosen, estimate = _cross_validate_fast(
-            fast, texts, y, n_classes, folds, config, results, notes, on_result, tune_threshold
-        )
-        nested = estimate if estimate.name == "auto" else None
-    fitted: dict[str, Strategy] = {}
-    warnings: list[str] = []
-    for name in slow:
-        remaining = deadline - time.perf_counter() - FINAL_STEPS_SECONDS
-        backbone, skip = _slow_plan(name, config, texts, remaining, slow_backbones, pool)
-        if skip:
-            notes.append(skip)
-            continue
-        if config.augment:
-            notes.append(
-                f"{name}: trained on the real texts only (augmentation applies to cross-validated strategies)."
-            )
-        params = {**config.params_for(name), "time_budget_s": max(remaining, 30.0)}
-        if "backbone" not in config.strategy_params.get(name, {}):
-            params["backbone"] = backbone
-        strategy = (_self_trained(name, params, pool) if pool else make_strategy(name, **params)).fit(
-            texts, y, n_classes
-        )
-        held_out = _holdout_result(name, strategy, y, config.seed)
-        results[name] = held_out
-        fitted[name] = strategy
-        if on_result:
-            on_result(held_out)
-        run = strategy.report_  # type: ignore[attr-defined]  # slow strategies (fine-tuning, or self-training around it) have one
-        notes.extend(f"{name}: {restart}." for restart in run.restarts)
-        if run.stopped:
-            notes.append(f"{name}: {run.stopped} (best checkpoint after epoch {run.best_epoch:.1f}).")
-        if run.truncated:
-            notes.append(
-                f"{name}: {run.truncated} text(s) longer than {run.max_tokens} tokens ({run.long_texts})."
-            )
-        if run.refit:
-            notes.append(f"{name}: {run.refit}.")
-        warnings.extend(f"{name}: {flag}" for flag in run.flags)
-        if chosen is None or estimate is None:
-            chosen, estimate = name, held_out
-            continue
-        rival = _score_on_same_rows(factories[chosen], texts, y, n_classes, run.val_index)
-        mine = held_out.scores.balanced_accuracy.value
-        notes.append(
-            f"On the same {len(run.val_index)} held-out rows, balanced accuracy: {name} {mine:.1%}, "
-            f"{chosen} {rival:.1%}"
-            f" ({name if mine > rival else chosen} kept)."
-        )
-        if mine > rival:
-            chosen, estimate = name, held_out
-    assert chosen is not None and estimate is not None
-
-    # Temperature fitted on the chosen strategy's predictions for texts it had not seen.
-    chosen_result = results[chosen]
-    temperature = fit_temperature(chosen_result.oof_proba, chosen_result.y)
-    calibration = {
-        "method": "temperature",
-        "temperature": temperature,
-        "fitted_on": f"{'held-out' if chosen in fitted else 'out-of-fold'} probabilities of {chosen} "
-        f"({len(chosen_result.y)} texts)",
-        "before": reliability(chosen_result.oof_proba, chosen_result.y),
-        "after": reliability(apply_temperature(chosen_result.oof_proba, temperature), chosen_result.y),
-    }
-    threshold, estimate_pred = _decide(
-        config, chosen_result, estimate, temperature, folds, imbalanced, labels, notes
-    )
-    chance = _chance_warning(estimate, data, imbalanced)
-    if chance and config.strict:
+def _train(run: _Run, output: str | Path | None) -> TrainResult:
+    """Score the candidates, choose, calibrate, decide, check, diagnose, refit, and save when asked."""
+    choice = _run_slow(run, _cross_validate_fast(run))
+    temperature, calibration = _calibrate(run, choice.name)
+    threshold, estimate_pred = _decide(run, choice, temperature)
+    chance = _chance_warning(choice.estimate, run.data, run.imbalanced)
+    if chance and run.config.strict:
         raise FewlabelError(f"{chance} Nothing was saved (strict mode).")
-    cv_results = {k: v for k, v in results.items() if v.protocol == "cv"}
-    diagnostics: dict[str, Any] = {}
-    out_of_time = time.perf_counter() > deadline - FINAL_STEPS_SECONDS
-    if config.diagnostics and cv_results and out_of_time:
-        notes.append(
-            f"Diagnostics skipped: the {config.budget_minutes:g}-minute budget is spent "
-            "(`fewlabel train ... --budget-minutes` to allow more)."
-        )
-    elif config.diagnostics and cv_results:
-        diag_for = chosen if chosen in cv_results else choose(cv_results)
-        if diag_for != chosen:
-            notes.append(
-                f"Diagnostics (learning curve, label issues) come from {diag_for}'s cross-validation: "
-                f"{chosen} is too slow to refit on every fold."
-            )
-        diagnostics = _diagnostics(data, config, factories, results, diag_for, y, folds, chance)
-    elif config.diagnostics:
-        notes.append("No diagnostics: they need cross-validation, and only slow strategies ran.")
-    final = fitted[chosen] if chosen in fitted else factories[chosen]().fit(texts, y, n_classes)
+    diagnostics = _diagnostics_if_asked(run, choice.name, chance)
     result = TrainResult(
-        config=config,
-        labels=labels,
-        results=results,
-        chosen=chosen,
-        estimate=estimate,
-        majority=majority_baseline(y),
-        strategy=final,
+        config=run.config,
+        labels=run.labels,
+        results=run.results,
+        chosen=choice.name,
+        estimate=choice.estimate,
+        majority=majority_baseline(run.y),
+        strategy=_final_fit(run, choice.name),
         seconds=0.0,
         calibration=calibration,
         diagnostics=diagnostics,
+        expected=_expected(run, choice, estimate_pred, diagnostics),
+        runs={name: held.record for name, held in run.runs.items()},
+        nested=run.nested,
+        threshold=threshold,
+        estimate_pred=estimate_pred,
+        imbalanced=run.imbalanced,
+        chance_warning=chance,
     )
-    result.threshold = threshold
-    result.estimate_pred = estimate_pred
-    result.imbalanced = imbalanced
-    result.chance_warning = chance
-    # The headline: accuracy on balanced data; balanced accuracy on imbalanced data, where always
-    # answering the common class would score its share on accuracy.
-    metric = "balanced_accuracy" if imbalanced else "accuracy"
-    if chosen in fitted:
-        result.expected = holdout_accuracy(estimate, metric)
-    elif imbalanced:
-        fold_values = [balanced_accuracy(y[val], estimate_pred[val], n_classes) for _, val in folds]
-        result.expected = expected_accuracy(
-            estimate, len(y), len(folds), None, metric=metric, fold_values=fold_values
-        )
-    else:
-        result.expected = expected_accuracy(
-            estimate, len(y), len(folds), _curve_gain(diagnostics, chosen, len(y))
-        )
-    result.nested = nested
-    result.runs = {
-        name: {k: v for k, v in s.report_.to_dict().items() if k not in ("val_index", "val_proba")}  # type: ignore[attr-defined]  # as above
-        for name, s in fitted.items()
-    }
-    if pool:
-        assert unlabelled is not None  # pool holds its texts
-        self_trained = cast("SelfTrained", final)  # with unlabelled texts every candidate is self-trained
-        result.unlabelled = {
-            "source": unlabelled.source,
-            "rows": unlabelled.rows,
-            "texts": len(pool),
-            "left_out": {
-                "empty": unlabelled.empty,
-                "repeated": unlabelled.repeated,
-                "labelled": unlabelled.labelled,
-            },
-            "sha256": final.params["unlabelled_sha256"],
-            "pseudo_labels_in_final_model": self_trained.pseudo_labelled_,
-            "added_per_round": self_trained.added_per_round_,
-        }
-        notes.append(
-            f"The saved model was fitted on the {len(texts)} labelled texts and {self_trained.pseudo_labelled_} "
-            f"pseudo-labelled ones (added per round: {', '.join(map(str, self_trained.added_per_round_))})."
-        )
-    result.notes = notes
+    result.unlabelled = _self_training_summary(run, result.strategy)
+    result.notes = run.notes
     # The imbalance first (as the CLI says before training), and a model at chance last of all.
     result.warnings = [
-        *filter(None, [data.imbalance()]),
-        *data.report.warnings,
-        *warnings,
+        *filter(None, [run.data.imbalance()]),
+        *run.data.report.warnings,
+        *run.warnings,
         *_warnings(result),
         *filter(None, [chance]),
     ]
-    result.seconds = time.perf_counter() - start
+    result.seconds = time.perf_counter() - run.start
     if output is not None:
-        result.model_dir = save(result, data, Path(output))
+        result.model_dir = save(result, run.data, Path(output))
     return result
 
 
-def _cross_validate_fast(
-    factories: dict[str, Callable[[], Strategy]],
-    texts: list[str],
-    y: np.ndarray,
-    n_classes: int,
-    folds: list[tuple[np.ndarray, np.ndarray]],
-    config: TrainConfig,
-    results: dict[str, CVResult],
-    notes: list[str],
-    on_result: Callable[[CVResult], None] | None,
-    tune_threshold: bool = False,
-) -> tuple[str, CVResult]:
+def _cross_validate_fast(run: _Run) -> _Choice | None:
     """Cross-validate the strategies cheap enough to refit per fold; nested CV when choosing among them."""
-    # Embedding strategies encode every text once here; all fits after that hit the cache.
+    factories = {name: f for name, f in run.factories.items() if not _is_slow(name)}
+    if not factories:
+        return None
+    config, texts, y, folds = run.config, run.texts, run.y, run.folds
+    _embed_once(run, factories)
+    tune_threshold = _tunes_threshold(config, run.imbalanced, run.n_classes)
+    nested = config.strategy == "auto" and len(factories) > 1
+    total = len(folds) * len(factories) + (len(folds) if nested else 0)
+    with progress.bar("Cross-validating", total) as advance:
+        for name, factory in factories.items():
+            result = cross_validate(
+                factory, texts, y, run.n_classes, folds, name, config.seed, on_fold=advance
+            )
+            run.results[name] = result
+            if tune_threshold:  # each candidate judged by the answers it would give
+                _with_threshold(result, folds, config.seed)
+            if run.on_result:
+                run.on_result(result)
+        chosen = choose(run.results)
+        estimate = run.results[chosen]
+        if nested:
+            estimate = nested_cross_validate(
+                factories, texts, y, run.n_classes, folds, config.inner_folds, config.seed, on_fold=advance
+            )
+            if run.on_result:
+                run.on_result(estimate)
+    run.nested = estimate if estimate.name == "auto" else None
+    return _Choice(chosen, estimate)
+
+
+def _embed_once(run: _Run, factories: dict[str, Callable[[], Strategy]]) -> None:
+    """Embedding strategies encode every text once here; all fits after that hit the cache."""
     for name in factories:
         probe = factories[name]()
         if hasattr(probe, "embed"):
             encode_start = time.perf_counter()
-            probe.embed(texts)
+            probe.embed(run.texts)
             seconds = time.perf_counter() - encode_start
             how = (
                 "from the on-disk cache"
                 if seconds < 1
                 else "now cached on disk; a rerun on these texts skips this"
             )
-            notes.append(f"Embeddings of {len(texts)} texts with {config.model}: {seconds:.1f}s ({how}).")
+            run.notes.append(
+                f"Embeddings of {len(run.texts)} texts with {run.config.model}: {seconds:.1f}s ({how})."
+            )
             break
-    nested = config.strategy == "auto" and len(factories) > 1
-    total = len(folds) * len(factories) + (len(folds) if nested else 0)
-    with progress.bar("Cross-validating", total) as advance:
-        for name, factory in factories.items():
-            results[name] = cross_validate(
-                factory, texts, y, n_classes, folds, name, config.seed, on_fold=advance
-            )
-            if tune_threshold:  # each candidate judged by the answers it would give
-                _with_threshold(results[name], folds, config.seed)
-            if on_result:
-                on_result(results[name])
-        chosen = choose(results)
-        estimate = results[chosen]
-        if nested:
-            estimate = nested_cross_validate(
-                factories, texts, y, n_classes, folds, config.inner_folds, config.seed, on_fold=advance
-            )
-            if on_result:
-                on_result(estimate)
-    return chosen, estimate
+
+
+def _run_slow(run: _Run, choice: _Choice | None) -> _Choice:
+    """Fit each slow strategy the budget allows, score it on the rows it held out, keep the better one."""
+    for name in [name for name in run.factories if _is_slow(name)]:
+        strategy = _fit_slow(run, name)
+        if strategy is None:
+            continue
+        held = strategy.holdout_run()
+        result = _holdout_result(name, strategy.describe(), held, run.y, run.config.seed)
+        run.results[name], run.fitted[name], run.runs[name] = result, strategy, held
+        if run.on_result:
+            run.on_result(result)
+        run.notes.extend(f"{name}: {note}" for note in held.notes)
+        run.warnings.extend(f"{name}: {flag}" for flag in held.flags)
+        choice = _Choice(name, result) if choice is None else _paired_choice(run, choice, name, held)
+    assert choice is not None  # every strategy was either cross-validated or fitted
+    return choice
+
+
+def _fit_slow(run: _Run, name: str) -> Strategy | None:
+    """A slow strategy fitted on every labelled row within the budget left; None when the plan skips it."""
+    config = run.config
+    remaining = run.deadline - time.perf_counter() - FINAL_STEPS_SECONDS
+    backbone, skip = _slow_plan(name, config, run.texts, remaining, run.slow_backbones, run.pool)
+    if skip:
+        run.notes.append(skip)
+        return None
+    if config.augment:
+        run.notes.append(
+            f"{name}: trained on the real texts only (augmentation applies to cross-validated strategies)."
+        )
+    params = {**config.params_for(name), "time_budget_s": max(remaining, 30.0)}
+    if "backbone" not in config.strategy_params.get(name, {}):
+        params["backbone"] = backbone
+    strategy = _self_trained(name, params, run.pool) if run.pool else make_strategy(name, **params)
+    return strategy.fit(run.texts, run.y, run.n_classes)
 
 
 def _slow_plan(
@@ -571,11 +524,16 @@ def _slow_plan(
     unlabelled: list[str] | None = None,
 ) -> tuple[str, str | None]:
     """The backbone a slow strategy runs with, or why ``auto`` leaves it out (too few rows, no time)."""
-    from fewlabel.finetuning import estimated_seconds as one_run
+    from fewlabel.strategies.self_training import estimated_seconds as self_training_seconds
 
-    def estimated_seconds(texts: list[str], backbone: str) -> float:
-        # Self-training fits twice: on the labelled texts, then with the pseudo-labelled ones too.
-        return one_run(texts, backbone) + (one_run([*texts, *unlabelled], backbone) if unlabelled else 0.0)
+    slow = get_strategy_class(name)
+    assert issubclass(slow, HoldoutStrategy)  # only slow strategies are planned
+
+    def estimated_seconds(backbone: str) -> float:
+        if unlabelled:  # the teacher's fit, then the student's with the pseudo-labelled texts too
+            rounds = int(SELF_TRAINING_SLOW["rounds"])
+            return self_training_seconds(slow, texts, backbone, unlabelled, rounds)
+        return slow.estimated_seconds(texts, backbone)
 
     pinned = config.strategy_params.get(name, {}).get("backbone")
     candidates = [pinned] if pinned else backbones
@@ -587,31 +545,41 @@ def _slow_plan(
             f"early on or to score it (it joins auto from {MIN_ROWS_FOR_HOLDOUT} texts)."
         )
     for backbone in candidates:
-        if estimated_seconds(texts, backbone) <= remaining:
+        if estimated_seconds(backbone) <= remaining:
             return backbone, None
-    needed = estimated_seconds(texts, candidates[-1])
+    needed = estimated_seconds(candidates[-1])
     return candidates[-1], (
         f"{name} left out: about {needed / 60:.0f} min with {candidates[-1]}, and {max(remaining, 0) / 60:.0f} "
         f"min of the {config.budget_minutes:g}-minute budget remain; raise --budget-minutes to include it."
     )
 
 
-def _holdout_result(name: str, strategy: Strategy, y: np.ndarray, seed: int) -> CVResult:
+def _holdout_result(name: str, description: str, held: HoldoutRun, y: np.ndarray, seed: int) -> CVResult:
     """A slow strategy's scores on the validation rows its own run held out."""
-    run = strategy.report_  # type: ignore[attr-defined]  # slow strategies (fine-tuning, or self-training around it) have one
-    rows = np.asarray(run.val_index, dtype=np.int64)
-    proba = np.asarray(run.val_proba, dtype=float)
+    rows = np.asarray(held.val_index, dtype=np.int64)
     return CVResult(
         name,
-        strategy.describe(),
-        proba,
+        description,
+        held.val_proba,
         y[rows],
-        [run.train_accuracy],
-        [run.val_accuracy],
-        run.seconds,
-        score(y[rows], proba, seed),
+        [held.train_accuracy],
+        [held.val_accuracy],
+        held.seconds,
+        score(y[rows], held.val_proba, seed),
         protocol="holdout",
     )
+
+
+def _paired_choice(run: _Run, choice: _Choice, name: str, held: HoldoutRun) -> _Choice:
+    """``name`` if it beats the choice so far on the rows it held out (the other refitted without them)."""
+    rival = _score_on_same_rows(run.factories[choice.name], run.texts, run.y, run.n_classes, held.val_index)
+    mine = run.results[name].scores.balanced_accuracy.value
+    run.notes.append(
+        f"On the same {len(held.val_index)} held-out rows, balanced accuracy: {name} {mine:.1%}, "
+        f"{choice.name} {rival:.1%}"
+        f" ({name if mine > rival else choice.name} kept)."
+    )
+    return _Choice(name, run.results[name]) if mine > rival else choice
 
 
 def _score_on_same_rows(
@@ -625,6 +593,57 @@ def _score_on_same_rows(
     return balanced_accuracy(y[rows], proba.argmax(1), n_classes)
 
 
+def _final_fit(run: _Run, chosen: str) -> Strategy:
+    """The chosen strategy fitted on every row (slow strategies already were)."""
+    if chosen in run.fitted:
+        return run.fitted[chosen]
+    return run.factories[chosen]().fit(run.texts, run.y, run.n_classes)
+
+
+def _expected(
+    run: _Run, choice: _Choice, estimate_pred: np.ndarray, diagnostics: dict[str, Any]
+) -> dict[str, Any]:
+    """The headline estimate: accuracy on balanced data; balanced accuracy on imbalanced data, where
+    always answering the common class would score its share on accuracy."""
+    metric = "balanced_accuracy" if run.imbalanced else "accuracy"
+    estimate, y, folds = choice.estimate, run.y, run.folds
+    if choice.name in run.fitted:
+        return holdout_accuracy(estimate, metric)
+    if run.imbalanced:
+        fold_values = [balanced_accuracy(y[val], estimate_pred[val], run.n_classes) for _, val in folds]
+        return expected_accuracy(estimate, len(y), len(folds), None, metric=metric, fold_values=fold_values)
+    return expected_accuracy(estimate, len(y), len(folds), _curve_gain(diagnostics, choice.name, len(y)))
+
+
+def _self_training_summary(run: _Run, final: Strategy) -> dict[str, Any] | None:
+    """What self-training used and added to the saved model (and a note saying so); None without it."""
+    if not run.pool:
+        return None
+    from fewlabel.strategies.self_training import SelfTrained
+
+    unlabelled = run.unlabelled
+    assert unlabelled is not None  # pool holds its texts
+    assert isinstance(final, SelfTrained)  # with unlabelled texts every candidate is self-trained
+    added = final.summary()
+    run.notes.append(
+        f"The saved model was fitted on the {len(run.texts)} labelled texts and {added.pseudo_labelled} "
+        f"pseudo-labelled ones (added per round: {', '.join(map(str, added.added_per_round))})."
+    )
+    return {
+        "source": unlabelled.source,
+        "rows": unlabelled.rows,
+        "texts": len(run.pool),
+        "left_out": {
+            "empty": unlabelled.empty,
+            "repeated": unlabelled.repeated,
+            "labelled": unlabelled.labelled,
+        },
+        "sha256": final.params["unlabelled_sha256"],
+        "pseudo_labels_in_final_model": added.pseudo_labelled,
+        "added_per_round": added.added_per_round,
+    }
+
+
 def _curve_gain(diagnostics: dict[str, Any], chosen: str, n_rows: int) -> float | None:
     """The learning curve's rise from the folds' training size to all rows, if a curve was fitted."""
     from fewlabel.evaluation.diagnostics import curve_value
@@ -636,16 +655,31 @@ def _curve_gain(diagnostics: dict[str, Any], chosen: str, n_rows: int) -> float 
     return curve_value(curve["fit"], n_rows) - curve_value(curve["fit"], n_fold)
 
 
-def _diagnostics(
-    data: LabelledTexts,
-    config: TrainConfig,
-    factories: dict[str, Callable[[], Strategy]],
-    results: dict[str, CVResult],
-    chosen: str,
-    y: np.ndarray,
-    folds: list[tuple[np.ndarray, np.ndarray]],
-    chance: str | None = None,
-) -> dict[str, Any]:
+def _diagnostics_if_asked(run: _Run, chosen: str, chance: str | None) -> dict[str, Any]:
+    """The diagnostics, when asked for and possible (some strategy cross-validated, time left); else why not."""
+    config, notes = run.config, run.notes
+    cv_results = {k: v for k, v in run.results.items() if v.protocol == "cv"}
+    if not config.diagnostics:
+        return {}
+    if not cv_results:
+        notes.append("No diagnostics: they need cross-validation, and only slow strategies ran.")
+        return {}
+    if time.perf_counter() > run.deadline - FINAL_STEPS_SECONDS:
+        notes.append(
+            f"Diagnostics skipped: the {config.budget_minutes:g}-minute budget is spent "
+            "(`fewlabel train ... --budget-minutes` to allow more)."
+        )
+        return {}
+    diag_for = chosen if chosen in cv_results else choose(cv_results)
+    if diag_for != chosen:
+        notes.append(
+            f"Diagnostics (learning curve, label issues) come from {diag_for}'s cross-validation: "
+            f"{chosen} is too slow to refit on every fold."
+        )
+    return _diagnostics(run, diag_for, chance)
+
+
+def _diagnostics(run: _Run, chosen: str, chance: str | None = None) -> dict[str, Any]:
     """Learning curves (chosen strategy and the TF-IDF baseline), label issues, near-duplicates, mistakes.
 
     Label issues are rows the model disputes; from a model no better than chance (``chance``) that
@@ -653,36 +687,9 @@ def _diagnostics(
     """
     from fewlabel.evaluation import diagnostics as diag
 
-    labels = data.classes
-    curves_for = {chosen: factories[chosen]}
-    if chosen != "tfidf":
-        curves_for["tfidf"] = factories.get("tfidf") or (
-            lambda: make_strategy("tfidf", **config.params_for("tfidf"))
-        )
-    fits = len(folds) * (len(diag.FRACTIONS) - 1) * len(curves_for)
-    curves = {}
-    with progress.bar("Learning curves", fits) as advance:
-        for name, factory in curves_for.items():
-            if name in results:
-                full = results[name].val_accuracy
-            else:
-                full = cross_validate(
-                    factory, data.texts, y, len(labels), folds, name, config.seed
-                ).val_accuracy
-            full_pred = results[name].oof_proba.argmax(axis=1) if name in results else None
-            curves[name] = diag.learning_curve(
-                factory,
-                data.texts,
-                y,
-                len(labels),
-                folds,
-                full,
-                config.seed,
-                on_fit=advance,
-                full_pred=full_pred,
-            )
-            curves[name]["label_more"] = diag.class_to_label(curves[name], labels)
-    oof = results[chosen].oof_proba
+    data, y, labels = run.data, run.y, run.labels
+    curves = _learning_curves(run, chosen)
+    oof = run.results[chosen].oof_proba
     issues = [] if chance else diag.label_issues(oof, y, labels, data.texts, data.rows)
     return {
         "label_issues_withheld": (
@@ -697,6 +704,33 @@ def _diagnostics(
         "near_duplicates": diag.near_duplicates(data.texts, y, labels, data.rows),
         "confident_mistakes": diag.confident_mistakes(oof, y, labels, data.texts, data.rows),
     }
+
+
+def _learning_curves(run: _Run, chosen: str) -> dict[str, Any]:
+    """Learning curves of the chosen strategy and the TF-IDF baseline, each with the class to label more of."""
+    from fewlabel.evaluation import diagnostics as diag
+
+    config, texts, y, labels, folds = run.config, run.texts, run.y, run.labels, run.folds
+    curves_for = {chosen: run.factories[chosen]}
+    if chosen != "tfidf":
+        curves_for["tfidf"] = run.factories.get("tfidf") or (
+            lambda: make_strategy("tfidf", **config.params_for("tfidf"))
+        )
+    fits = len(folds) * (len(diag.FRACTIONS) - 1) * len(curves_for)
+    curves = {}
+    with progress.bar("Learning curves", fits) as advance:
+        for name, factory in curves_for.items():
+            known = run.results.get(name)
+            if known is not None:
+                full, full_pred = known.val_accuracy, known.oof_proba.argmax(axis=1)
+            else:
+                full = cross_validate(factory, texts, y, len(labels), folds, name, config.seed).val_accuracy
+                full_pred = None
+            curves[name] = diag.learning_curve(
+                factory, texts, y, len(labels), folds, full, config.seed, on_fit=advance, full_pred=full_pred
+            )
+            curves[name]["label_more"] = diag.class_to_label(curves[name], labels)
+    return curves
 
 
 def save(result: TrainResult, data: LabelledTexts, output: Path) -> Path:

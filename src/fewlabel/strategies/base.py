@@ -9,6 +9,7 @@ import math
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -75,7 +76,7 @@ class Strategy(ABC):
     defaults: ClassVar[dict[str, Any]] = {}
     uses_backbone: ClassVar[bool] = False
     # "cv": cheap enough to refit on every fold; "holdout": scored on a validation split of its own
-    # run (``report_.val_index`` / ``report_.val_proba``), because refitting per fold takes too long.
+    # run (see :class:`HoldoutStrategy`), because refitting per fold takes too long.
     evaluation: ClassVar[str] = "cv"
 
     def __init__(self, **params: Any):
@@ -211,6 +212,10 @@ class Strategy(ABC):
         """One line for tables: the name and the settings that matter."""
         return self.name
 
+    def holdout_run(self) -> HoldoutRun:
+        """What this fit measured on the rows it held out; only ``holdout`` strategies hold rows out."""
+        raise FewlabelError(f"strategy {self.name!r} is cross-validated: its fit holds no rows out")
+
     def use_precision(self, precision: str) -> None:
         """Predict with ``fp32``, ``bf16`` or ``auto`` matrix products where the strategy runs a network."""
         del precision  # strategies that run no network of their own have nothing to change
@@ -218,6 +223,45 @@ class Strategy(ABC):
     def attach_encoder(self, encoder: Any) -> None:
         """Use ``encoder`` (anything with ``encode(texts)``) instead of the backbone; no-op without one."""
         del encoder  # strategies that embed nothing have nothing to replace
+
+
+@dataclass(frozen=True)
+class HoldoutRun:
+    """What a slow strategy's fit measured on the validation rows it held out of its own training.
+
+    Training scores a :class:`HoldoutStrategy` on these rows instead of cross-validating it.
+    """
+
+    val_index: list[int]  # rows of the fitted texts held out for validation, ascending
+    val_proba: np.ndarray  # their class probabilities, shape (len(val_index), n_classes)
+    train_accuracy: float
+    val_accuracy: float
+    seconds: float  # the training run that was scored
+    notes: tuple[str, ...] = ()  # sentences on how the run went (restarts, early stop, truncation, refit)
+    flags: tuple[str, ...] = ()  # warnings about the run (collapse, memorising)
+    record: dict[str, Any] = field(default_factory=dict)  # JSON-ready account of the run (metrics.json)
+
+
+class HoldoutStrategy(Strategy):
+    """A strategy too slow to refit on every fold: it validates on a split of its own training run.
+
+    Training asks, before fitting, :meth:`estimated_seconds` (to keep within the time budget) and,
+    after fitting, :meth:`holdout_run` (to score it, compare it and report how the run went). It
+    fits with the settings ``backbone`` and ``time_budget_s`` (seconds the fit may take), so ``defaults``
+    must name both. A new slow strategy implements this and is registered like any other; training
+    needs no change.
+    """
+
+    evaluation: ClassVar[str] = "holdout"
+
+    @classmethod
+    @abstractmethod
+    def estimated_seconds(cls, texts: Sequence[str], backbone: str) -> float:
+        """Rough seconds one fit on ``texts`` with ``backbone`` takes here (for budget decisions)."""
+
+    @abstractmethod
+    def holdout_run(self) -> HoldoutRun:
+        """What the last fit measured on the rows it held out."""
 
 
 def _pinned(where: Path, saved: object, given: str | None) -> str:

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import fields
+from collections.abc import Sequence
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from fewlabel.errors import FewlabelError, ModelDirError
-from fewlabel.strategies.base import Strategy
+from fewlabel.strategies.base import HoldoutRun, HoldoutStrategy
 
 _RECIPE_KEYS = (
     "lr", "epochs", "patience", "batch_size", "max_tokens", "long_texts", "head_fraction",
@@ -25,10 +26,9 @@ _RECIPE_KEYS = (
 )  # fmt: skip
 
 
-class FineTunedEncoder(Strategy):
+class FineTunedEncoder(HoldoutStrategy):
     name = "finetune"
     uses_backbone = True
-    evaluation = "holdout"  # too slow to refit per fold: scored on its own validation split
     recipe_preset = "robust"
     defaults: ClassVar[dict[str, Any]] = {
         "backbone": "minilm",
@@ -82,6 +82,37 @@ class FineTunedEncoder(Strategy):
         self.n_classes_ = int(n_classes)
         self._fit(list(texts), np.asarray(y, dtype=np.int64), (list(extra_texts), np.asarray(extra_y)))
         return self
+
+    @classmethod
+    def estimated_seconds(cls, texts: Sequence[str], backbone: str) -> float:
+        """Rough seconds of a run of the default recipe (see :func:`fewlabel.finetuning.estimated_seconds`)."""
+        from fewlabel.finetuning import estimated_seconds
+
+        return estimated_seconds(texts, backbone)
+
+    def holdout_run(self) -> HoldoutRun:
+        """The run's validation rows and scores, how it went, and its record with the resolved recipe."""
+        self._check_fitted()
+        run = self.report_
+        notes = [f"{restart}." for restart in run.restarts]
+        if run.stopped:
+            notes.append(f"{run.stopped} (best checkpoint after epoch {run.best_epoch:.1f}).")
+        if run.truncated:
+            notes.append(f"{run.truncated} text(s) longer than {run.max_tokens} tokens ({run.long_texts}).")
+        if run.refit:
+            notes.append(f"{run.refit}.")
+        record = {k: v for k, v in run.to_dict().items() if k not in ("val_index", "val_proba")}
+        record["recipe"] = asdict(self.tuner_.resolved_recipe())
+        return HoldoutRun(
+            val_index=list(run.val_index),
+            val_proba=np.asarray(run.val_proba, dtype=float),
+            train_accuracy=run.train_accuracy,
+            val_accuracy=run.val_accuracy,
+            seconds=run.seconds,
+            notes=tuple(notes),
+            flags=tuple(run.flags),
+            record=record,
+        )
 
     def _predict_proba(self, texts: list[str]) -> np.ndarray:
         return self.tuner_.predict_proba(texts)
@@ -143,7 +174,7 @@ class FineTunedEncoder(Strategy):
         # A model trained on a GPU predicts wherever it is loaded: the device is chosen afresh.
         assert self.n_classes_ is not None  # load() sets it before calling _load
         tuner = FineTuner(resolve(self.backbone_ref()).location, self.n_classes_, self.recipe(device="auto"))
-        tuner.net = tuner._new_net()
+        tuner.net = tuner.new_net()
         try:
             tuner.net.load_trained_state(state)
         except (RuntimeError, KeyError, ValueError, FewlabelError) as err:

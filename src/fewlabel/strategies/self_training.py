@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fewlabel.errors import FewlabelError
-from fewlabel.strategies.base import Strategy, texts_digest
+from fewlabel.strategies.base import HoldoutStrategy, Strategy, texts_digest
 from fewlabel.strategies.wrapper import Wrapper
 
 
@@ -89,6 +89,29 @@ def self_train(
             factory(), texts, y, [unlabelled[int(i)] for i in pseudo_index], pseudo_labels, n_classes
         )
     return SelfTrainingResult(strategy, pseudo_index, pseudo_labels, added)
+
+
+@dataclass(frozen=True)
+class SelfTrainingSummary:
+    """What self-training added to the fit: pseudo-labelled texts in all, and per round."""
+
+    pseudo_labelled: int
+    added_per_round: list[int]
+
+
+def estimated_seconds(
+    strategy: type[HoldoutStrategy],
+    texts: Sequence[str],
+    backbone: str,
+    unlabelled: Sequence[str],
+    rounds: int,
+) -> float:
+    """Rough seconds of self-training a slow strategy: the teacher's fit on the labelled texts, then
+    one fit per round with (at most) every unlabelled text added."""
+    seconds = strategy.estimated_seconds(texts, backbone)
+    for _ in range(rounds):
+        seconds += strategy.estimated_seconds([*texts, *unlabelled], backbone)
+    return seconds
 
 
 def _fit_with(
@@ -162,8 +185,11 @@ class SelfTrained(Wrapper):
         self.inner_ = result.strategy
         self.pseudo_labelled_ = int(len(result.pseudo_index))
         self.added_per_round_ = list(result.added_per_round)
-        if hasattr(self.inner_, "report_"):
-            self.report_ = self.inner_.report_
+
+    def summary(self) -> SelfTrainingSummary:
+        """What self-training added to the last fit."""
+        self._check_fitted()
+        return SelfTrainingSummary(self.pseudo_labelled_, list(self.added_per_round_))
 
     def describe(self) -> str:
         return f"{self.inner().describe()} + self-training on {len(self.unlabelled)} unlabelled texts"

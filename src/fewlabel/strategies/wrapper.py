@@ -13,7 +13,7 @@ import numpy as np
 
 from fewlabel.errors import FewlabelError
 from fewlabel.strategies import get_strategy_class, make_strategy
-from fewlabel.strategies.base import Strategy
+from fewlabel.strategies.base import HoldoutRun, Strategy
 
 
 class Wrapper(Strategy):
@@ -43,6 +43,10 @@ class Wrapper(Strategy):
 
     def _predict_proba(self, texts: list[str]) -> np.ndarray:
         return self.inner_.predict_proba(texts)
+
+    def holdout_run(self) -> HoldoutRun:
+        """The wrapped strategy's: a wrapper of a slow strategy is scored on the rows it held out."""
+        return self.fitted.holdout_run()
 
     def save(self, directory: Path) -> None:
         self.fitted.save(directory)
