@@ -22,7 +22,8 @@ from fewlabel.config import TrainConfig
 from fewlabel.data.labelled import LabelledTexts
 from fewlabel.inference.loading import load_model
 from fewlabel.model_dir.manifest import MANIFEST, read_manifest
-from fewlabel.report import render_report
+from fewlabel.model_dir.records import Manifest, Metrics, manifest_record, parse_metrics
+from fewlabel.report import model_card, render_report
 from fewlabel.training import train
 
 ISSUES_HEADER = "row,given_label,suggested_label,given_label_probability,suggested_label_probability,text"
@@ -32,6 +33,14 @@ ENV = {"COLUMNS": "200", "FEWLABEL_PROGRESS": "0"}
 
 def _metrics(model_dir: Path) -> dict:
     return json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))
+
+
+def _records(model_dir: Path) -> tuple[Manifest, Metrics]:
+    """The saved manifest and metrics.json as the records the report takes (what `fewlabel report` reads)."""
+    return (
+        manifest_record(read_manifest(model_dir), str(model_dir)),
+        parse_metrics(_metrics(model_dir), str(model_dir / "metrics.json")),
+    )
 
 
 def _accuracy_text(model_dir: Path) -> str:
@@ -239,8 +248,21 @@ def test_report_escapes_texts_and_labels(tmp_path, reviews):
 
 def test_render_report_from_saved_files(tfidf_model_dir):
     """render_report needs only the manifest and metrics.json (what `fewlabel report` reads)."""
-    page = render_report(read_manifest(tfidf_model_dir), _metrics(tfidf_model_dir))
+    page = render_report(*_records(tfidf_model_dir))
     assert _strip_svg(page) == _strip_svg((tfidf_model_dir / "report.html").read_text(encoding="utf-8"))
+
+
+def test_report_of_metrics_without_diagnostics_lists_no_label_issues(tfidf_model_dir):
+    """``"diagnostics": {}`` (trained with diagnostics off): no label-issue line, section or file named."""
+    manifest, _ = _records(tfidf_model_dir)
+    saved = _metrics(tfidf_model_dir)
+    saved["diagnostics"] = {}
+    metrics = parse_metrics(saved, "metrics.json")
+    page = render_report(manifest, metrics)
+    assert "No learning curve was computed." in _verdict(page)
+    assert "label the model disputes" not in page
+    assert "id='labels'" not in page and "id='learning-curve'" not in page
+    assert "label_issues.csv" not in model_card(manifest, metrics)
 
 
 @pytest.fixture
@@ -258,7 +280,7 @@ def test_render_report_leaves_matplotlib_settings_alone(tfidf_model_dir, restore
     matplotlib = restore_matplotlib
     matplotlib.use("pdf")
     matplotlib.rcParams["font.size"] = 10.0
-    render_report(read_manifest(tfidf_model_dir), _metrics(tfidf_model_dir))
+    render_report(*_records(tfidf_model_dir))
     assert matplotlib.get_backend() == "pdf"
     assert matplotlib.rcParams["font.size"] == 10.0
 

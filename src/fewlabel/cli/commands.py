@@ -146,14 +146,11 @@ def _print_findings(result: TrainResult, console: Console) -> None:
         console.print(escape(f"Recall per class (share of each class found): {per}."), soft_wrap=True)
     curve = (result.diagnostics.get("learning_curve") or {}).get(result.chosen)
     if curve and curve["extrapolation"].get("gain") is not None:
+        from fewlabel.model_dir.records import LearningCurve
         from fewlabel.report import more_labels_sentence
 
-        summary = {
-            "diagnostics": result.diagnostics,
-            "chosen_strategy": result.chosen,
-            "imbalanced": result.imbalanced,
-        }
-        console.print(escape(more_labels_sentence(summary)), soft_wrap=True)
+        sentence = more_labels_sentence(LearningCurve.model_validate(curve), result.imbalanced)
+        console.print(escape(sentence), soft_wrap=True)
     if result.diagnostics:
         conflicting = sum(d["conflicting_labels"] for d in result.diagnostics["near_duplicates"])
         withheld = result.diagnostics.get("label_issues_withheld")

@@ -22,9 +22,11 @@ from fewlabel.errors import ModelDirError
 
 __all__ = [
     "Calibration",
+    "Diagnostics",
     "Estimate",
     "Expected",
     "Interval",
+    "LearningCurve",
     "Manifest",
     "Metrics",
     "RunRecord",
@@ -205,7 +207,7 @@ class Mistake(Record):
 class Diagnostics(Record):
     learning_curve: dict[str, LearningCurve] = Field(default_factory=dict)
     label_issues: list[LabelIssue] = Field(default_factory=list)
-    n_label_issues: int = 0
+    n_label_issues: int | None = None  # None: diagnostics were off (``"diagnostics": {}``)
     label_issues_withheld: str | None = None
     near_duplicates: list[NearDuplicate] = Field(default_factory=list)
     confident_mistakes: list[Mistake] = Field(default_factory=list)
@@ -232,6 +234,7 @@ class RunRecord(Record):
     max_tokens: int = 0
     long_texts: str = ""
     seconds: float = 0.0
+    cache_seconds: float = 0.0  # computing the frozen layers' outputs once, before the first epoch
     stopped: str = ""
     restarts: list[str] = Field(default_factory=list)
     flags: list[str] = Field(default_factory=list)
