@@ -151,8 +151,8 @@ class FewlabelTrain(Adapter):
             # it can differ from the embedding backbone (config.model; minilm on long texts).
             "backbone": result.strategy.params.get("backbone") or result.config.model,
             "embedding_backbone": result.config.model,
-            "reported_accuracy": exp["value"],
-            "reported_ci95": [exp["ci95_low"], exp["ci95_high"]],
+            "reported_accuracy": exp.value,
+            "reported_ci95": [exp.ci95_low, exp.ci95_high],
         }
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:

@@ -45,7 +45,7 @@ def _run(data: LabelledTexts, rows, y, test, seed: int, pool: list[str] | None) 
     index = {c: i for i, c in enumerate(result.labels)}
     proba = result.strategy.predict_proba([data.texts[i] for i in test])
     truth = np.array([index[data.labels[i]] for i in test])
-    acc = result.estimate.scores.accuracy
+    acc = result.evaluation.scores.accuracy
     return {
         "chosen": result.chosen,
         "backbone": getattr(result.strategy, "fitted", result.strategy).params.get("backbone"),
@@ -53,7 +53,7 @@ def _run(data: LabelledTexts, rows, y, test, seed: int, pool: list[str] | None) 
         "estimate": acc.value,
         "estimate_low": acc.low,
         "estimate_high": acc.high,
-        "expected": result.expected,  # the headline estimate and interval the model reports
+        "expected": result.expected.model_dump(),  # the headline estimate and interval the model reports
         "pseudo_labels": (result.unlabelled or {}).get("pseudo_labels_in_final_model"),
         "seconds": seconds,
         "load_1min_at_start": load,

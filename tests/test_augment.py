@@ -147,6 +147,6 @@ def test_train_with_augment_saves_a_plain_model(wordnet, reviews_csv, tmp_path):
     assert "EDA" in result.results["tfidf"].description
     model = load_model(tmp_path / "m")
     assert isinstance(model.strategy, TfidfLogReg)
-    assert model.manifest["config"]["augment"] == "eda"
+    assert model.manifest.config["augment"] == "eda"
     with pytest.raises(Exception, match="augment must be eda"):
         TrainConfig(augment="mixup")

@@ -68,8 +68,8 @@ def test_train_writes_model_and_prints_results(runner, tmp_path, reviews_csv):
     assert "Expected accuracy on new texts" in result.stdout
     assert f"Model saved to {out}" in result.stdout
     model = load_model(out)
-    assert model.manifest["strategy"]["name"] == "tfidf"
-    assert model.manifest["config"]["folds"] == 3
+    assert model.manifest.strategy.name == "tfidf"
+    assert model.manifest.config["folds"] == 3
     assert model.predict(NEW_POSITIVE + NEW_NEGATIVE)[0] == ["positive"] * 2 + ["negative"] * 2
 
 
@@ -93,7 +93,7 @@ def test_train_with_unlabelled_texts(runner, tmp_path, reviews_csv, write_csv):
     result = invoke(runner, "train", reviews_csv, *args, "--unlabelled", pool, "--no-diagnostics")
     assert result.exit_code == 0, result.output
     assert "Self-training on 2 unlabelled texts from pool.csv" in result.stdout
-    assert load_model(tmp_path / "m").manifest["unlabelled"]["texts"] == 2
+    assert load_model(tmp_path / "m").manifest.unlabelled["texts"] == 2
     missing = invoke(
         runner, "train", reviews_csv, "-o", tmp_path / "m2", "--unlabelled", tmp_path / "nope.csv"
     )
@@ -238,18 +238,18 @@ def test_demo_end_to_end(runner, tmp_path):
     assert "The saved model on new reviews" in result.stdout
     model = load_model(out)
     manifest = model.manifest
-    assert manifest["training_data"]["rows"] == 440
-    assert manifest["training_data"]["class_counts"] == {"negative": 220, "positive": 220}
-    assert manifest["config"]["model"] == BACKBONE and manifest["config"]["strategy"] == "auto"
+    assert manifest.training_data.rows == 440
+    assert manifest.training_data.class_counts == {"negative": 220, "positive": 220}
+    assert manifest.config["model"] == BACKBONE and manifest.config["strategy"] == "auto"
     metrics = json.loads((out / "metrics.json").read_text())
     assert "finetune" in metrics["strategies"]  # 440 rows: fine-tuning joins auto
-    if manifest["strategy"]["name"] == "finetune":  # kept only if it beat the CV winner on its held-out rows
-        assert manifest["metrics"]["estimate_source"].startswith("the 88 validation rows finetune held out")
+    if manifest.strategy.name == "finetune":  # kept only if it beat the CV winner on its held-out rows
+        assert manifest.metrics.estimate_source.startswith("the 88 validation rows finetune held out")
     else:
-        assert manifest["metrics"]["estimate_source"] == "nested cross-validation of the auto procedure"
-    accuracy = manifest["metrics"]["accuracy"]
-    assert accuracy["value"] > 0.7
-    assert accuracy["ci95_low"] <= accuracy["value"] <= accuracy["ci95_high"]
+        assert manifest.metrics.estimate_source == "nested cross-validation of the auto procedure"
+    accuracy = manifest.metrics.accuracy
+    assert accuracy.value > 0.7
+    assert accuracy.ci95_low <= accuracy.value <= accuracy.ci95_high
     labels, _ = model.predict(["Battery died after two days and support never answered. Returning it."])
     assert labels == ["negative"]
 
@@ -284,4 +284,4 @@ def test_train_auto_with_finetuning_unlabelled_and_long_texts(runner, tmp_path, 
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert "finetune" in metrics["strategies"]  # fine-tuning ran within auto
     assert "longer than 256 tokens (head_tail)" in result.stdout
-    assert manifest["unlabelled"]["texts"] == 5
+    assert manifest.unlabelled["texts"] == 5

@@ -65,8 +65,9 @@ def test_fit_predict_on_lists(fitted, reviews):
 
 def test_estimate_is_the_headline_accuracy_with_its_interval(fitted):
     estimate = fitted.estimate_
-    assert estimate == fitted.result_.expected
-    assert 0.0 <= estimate["ci95_low"] <= estimate["value"] <= estimate["ci95_high"] <= 1.0
+    assert estimate == fitted.result_.expected.headline()
+    assert 0.0 <= estimate.ci95_low <= estimate.value <= estimate.ci95_high <= 1.0
+    assert str(estimate).startswith("accuracy ") and "95% CI" in str(estimate)
     with pytest.raises(AttributeError):
         fitted.estimate_ = {}  # read-only
 
@@ -292,7 +293,7 @@ def test_save_load_round_trip(fitted, reviews, tmp_path):
     assert loaded.get_params()["strategy"] == "tfidf" and loaded.get_params()["folds"] == 3
     assert loaded.chosen_strategy_ == "tfidf"
     for key in ("value", "ci95_low", "ci95_high"):
-        assert loaded.estimate_[key] == pytest.approx(fitted.estimate_[key])
+        assert getattr(loaded.estimate_, key) == pytest.approx(getattr(fitted.estimate_, key))
     with pytest.raises(ValueError, match="loaded from a model directory"):
         loaded.save(tmp_path / "again")
 

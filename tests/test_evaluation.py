@@ -8,7 +8,7 @@ import pytest
 from conftest import encode_labels
 from fewlabel.evaluation.scores import (
     CVResult,
-    Estimate,
+    Interval,
     Scores,
     choose,
     cross_validate,
@@ -203,11 +203,11 @@ def test_nested_cross_validate_one_choice_per_outer_fold(reviews):
 def _cv(name: str, balanced: float, loss: float, accuracy: float | None = None) -> CVResult:
     acc = balanced if accuracy is None else accuracy
     est = Scores(
-        Estimate(acc, acc, acc),
-        Estimate(0.5, 0.5, 0.5),
-        Estimate(loss, loss, loss),
+        Interval(acc, acc, acc),
+        Interval(0.5, 0.5, 0.5),
+        Interval(loss, loss, loss),
         10,
-        balanced_accuracy=Estimate(balanced, balanced, balanced),
+        balanced_accuracy=Interval(balanced, balanced, balanced),
     )
     return CVResult(name, name, np.zeros((10, 2)), np.zeros(10, dtype=int), [1.0], [acc], 0.0, est)
 

@@ -227,10 +227,10 @@ def test_train_scores_finetune_on_its_held_out_rows(reviews, tmp_path):
     data = LabelledTexts.from_lists(texts, labels)
     config = TrainConfig(strategy="finetune", model=BACKBONE, strategy_params={"finetune": FAST})
     result = train(data, tmp_path / "m", config)
-    assert result.chosen == "finetune" and result.estimate.protocol == "holdout"
-    assert len(result.estimate.y) == result.strategy.report_.n_val
-    assert result.expected["value"] == pytest.approx(result.strategy.report_.val_accuracy)
-    assert "held-out" in result.expected["method"]
+    assert result.chosen == "finetune" and result.evaluation.protocol == "holdout"
+    assert len(result.evaluation.y) == result.strategy.report_.n_val
+    assert result.expected.value == pytest.approx(result.strategy.report_.val_accuracy)
+    assert "held-out" in result.expected.method
     model = load_model(tmp_path / "m")
     assert model.predict(["Broke after a week.", "Lovely, works great."])[0] == ["negative", "positive"]
     report = (tmp_path / "m" / "report.html").read_text()

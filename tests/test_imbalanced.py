@@ -71,14 +71,14 @@ def test_train_on_imbalanced_data_tunes_the_threshold_and_reports_balanced_accur
     assert result.imbalanced
     assert result.warnings[0] == imbalanced.imbalance()  # first, as the CLI says before training
     assert result.threshold is not None
-    assert result.expected["metric"] == "balanced_accuracy"
-    assert result.expected["ci95_low"] < result.expected["value"] <= result.expected["ci95_high"]
+    assert result.expected.metric == "balanced_accuracy"
+    assert result.expected.ci95_low < result.expected.value <= result.expected.ci95_high
     assert any(
         n.startswith("Decision threshold: 'positive' when its probability is at least") for n in result.notes
     )
     metrics = result.metrics(imbalanced)
-    assert metrics["imbalanced"] and metrics["decision_threshold"] == result.threshold
-    assert set(metrics["estimate"]["per_class"]) == {"negative", "positive"}
+    assert metrics.imbalanced and metrics.decision_threshold == result.threshold
+    assert set(metrics.estimate.per_class) == {"negative", "positive"}
     # The in-memory model applies the threshold, and finds the rare class on new texts.
     labels, _ = result.model.predict(NEW_NEGATIVE + NEW_POSITIVE)
     assert labels[: len(NEW_NEGATIVE)] == ["negative"] * len(NEW_NEGATIVE)
@@ -90,7 +90,7 @@ def test_the_threshold_is_saved_and_applied_after_loading(result, imbalanced, tm
     save(result, imbalanced, tmp_path / "m")
     model = load_model(tmp_path / "m")
     assert model.threshold == pytest.approx(result.threshold)
-    assert model.manifest["decision"] == {"threshold": result.threshold, "label": "positive"}
+    assert model.manifest.decision.model_dump() == {"threshold": result.threshold, "label": "positive"}
     texts = NEW_NEGATIVE + NEW_POSITIVE + RARE
     proba = model.predict_proba(texts)
     labels, confidence = model.predict(texts)
@@ -109,7 +109,7 @@ def test_threshold_tuning_can_be_turned_off_or_on(imbalanced, reviews):
     balanced = LabelledTexts.from_lists(*reviews)
     plain = train(balanced, None, TrainConfig(strategy="tfidf", model=BACKBONE, folds=3, diagnostics=False))
     assert plain.threshold is None and not plain.imbalanced  # balanced data: off by default
-    assert plain.expected["metric"] == "accuracy"
+    assert plain.expected.metric == "accuracy"
     forced = train(
         balanced,
         None,

@@ -43,7 +43,7 @@ def held_out_check(path: Path, min_accuracy: float, seed: int = 0) -> None:
     result = train(train_data, None, TrainConfig(model=BACKBONE, seed=seed))
     assert result.config.model == BACKBONE
     assert result.chosen in result.config.candidates
-    estimate = result.estimate.scores.accuracy
+    estimate = result.evaluation.scores.accuracy
     assert estimate.low <= estimate.value <= estimate.high
 
     proba = result.strategy.predict_proba([data.texts[i] for i in test_idx])

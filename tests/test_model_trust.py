@@ -615,7 +615,7 @@ def test_save_killed_between_renames_is_rolled_back(tmp_path, tfidf):
     strategy = make_strategy("tfidf").fit(TEXTS, Y)
     save_model(target, strategy, LABELS, {"strategy": {"name": "tfidf"}, "run": 3})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "tfidf"]  # leftovers removed
-    assert load_model(target).manifest["run"] == 3
+    assert load_model(target).manifest.extra("run") == 3
 
 
 def test_next_save_rolls_back_then_replaces(tmp_path, tfidf):
@@ -630,7 +630,7 @@ def test_next_save_rolls_back_then_replaces(tmp_path, tfidf):
     strategy = make_strategy("tfidf").fit(TEXTS, Y)
     save_model(target, strategy, LABELS, {"strategy": {"name": "tfidf"}, "run": 4})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "tfidf"]
-    assert load_model(target).manifest["run"] == 4
+    assert load_model(target).manifest.extra("run") == 4
 
 
 # -- format 1 loads with a warning; upgrade rewrites it -------------------------------------------

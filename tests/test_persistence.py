@@ -134,7 +134,7 @@ def test_saves_into_an_empty_directory(tmp_path, reviews):
     (tmp_path / "empty").mkdir()
     strategy, classes = fitted_tfidf(*reviews)
     save_model(tmp_path / "empty", strategy, classes, {"strategy": {"name": "tfidf"}, "note": 1})
-    assert load_model(tmp_path / "empty").manifest["note"] == 1
+    assert load_model(tmp_path / "empty").manifest.extra("note") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
 
 
@@ -146,7 +146,7 @@ def test_overwrites_existing_model_and_leaves_no_temporaries(tmp_path, reviews, 
     strategy3, classes3 = fitted_tfidf(*three_class)
     save_model(target, strategy3, classes3, {"strategy": {"name": "tfidf"}, "run": 2})
     model = load_model(target)
-    assert model.manifest["run"] == 2 and model.labels == ["cooking", "sport", "weather"]
+    assert model.manifest.extra("run") == 2 and model.labels == ["cooking", "sport", "weather"]
     assert model.predict_proba(["Bake the bread in the oven."]).shape == (1, 3)
     assert not (target / "stale.txt").exists()  # replaced as a whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
@@ -177,7 +177,7 @@ def test_failed_swap_keeps_the_old_model(tmp_path, reviews, monkeypatch):
         save_model(target, strategy, classes, {"strategy": {"name": "tfidf"}, "run": 2})
     monkeypatch.undo()
     assert calls  # the swap was attempted
-    assert load_model(target).manifest["run"] == 1
+    assert load_model(target).manifest.extra("run") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 

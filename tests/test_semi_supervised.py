@@ -109,11 +109,11 @@ def test_train_with_unlabelled_self_trains_per_fold_and_saves_a_plain_model(revi
     vocabulary = result.strategy.fitted.vectorizers_["word"].vocabulary_
     assert unlabelled_only & set(vocabulary)
     # Evaluation is on labelled rows only: one out-of-fold prediction per labelled text.
-    assert len(result.estimate.y) == len(data)
+    assert len(result.evaluation.y) == len(data)
     model = load_model(tmp_path / "m")
     assert isinstance(model.strategy, TfidfLogReg)
-    assert model.manifest["unlabelled"]["texts"] == 6
-    assert model.manifest["strategy"]["params"] == TfidfLogReg().params | model.manifest["strategy"]["params"]
+    assert model.manifest.unlabelled["texts"] == 6
+    assert model.manifest.strategy.params == TfidfLogReg().params | model.manifest.strategy.params
     with pytest.raises(Exception, match="augmentation or unlabelled"):
         train(data, None, TrainConfig(strategy="tfidf", folds=3, augment="eda"), unlabelled=pool)
 

@@ -320,9 +320,9 @@ def test_model_info(client, model):
     assert set(info) == {"strategy", "backbone", "labels", "metrics", "fewlabel_version", "created"}
     assert info["labels"] == model.labels
     assert info["strategy"]["name"] == "tfidf"
-    assert info["metrics"]["accuracy"]["value"] == model.manifest["metrics"]["accuracy"]["value"]
-    assert info["fewlabel_version"] == model.manifest["fewlabel_version"]
-    assert info["created"] == model.manifest["created"]
+    assert info["metrics"]["accuracy"]["value"] == model.manifest.metrics.accuracy.value
+    assert info["fewlabel_version"] == model.manifest.fewlabel_version
+    assert info["created"] == model.manifest.created
 
 
 def test_model_info_shows_no_server_paths(model_dir, tmp_path):

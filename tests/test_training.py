@@ -64,7 +64,7 @@ def test_best_is_resolved_at_training_and_recorded(monkeypatch, reviews):
 
     seen = []
 
-    def fake_best(texts=None):
+    def fake_best(texts=None, languages=None):
         seen.append(len(texts))
         return BACKBONE, "chosen by the test"
 
@@ -73,7 +73,7 @@ def test_best_is_resolved_at_training_and_recorded(monkeypatch, reviews):
     result = train(data, None, TrainConfig(strategy="tfidf", folds=3))
     assert seen == [len(data)]
     assert result.config.model == BACKBONE
-    assert any("chosen by the test" in note for note in result.metrics(data)["notes"])
+    assert any("chosen by the test" in note for note in result.metrics(data).notes)
 
 
 def test_single_strategy_estimate_is_its_cross_validation(reviews):
@@ -82,11 +82,11 @@ def test_single_strategy_estimate_is_its_cross_validation(reviews):
     result = train(data, None, TrainConfig(strategy="tfidf", model=BACKBONE, folds=3), on_result=seen.append)
     assert result.model_dir is None
     assert list(result.results) == ["tfidf"] and result.chosen == "tfidf"
-    assert result.estimate is result.results["tfidf"]
+    assert result.evaluation is result.results["tfidf"]
     assert [r.name for r in seen] == ["tfidf"]
     assert result.labels == ["negative", "positive"]
-    assert result.metrics(data)["estimate"]["source"] == "cross-validation"
-    assert result.estimate.scores.accuracy.value >= 0.75
+    assert result.metrics(data).estimate.source == "cross-validation"
+    assert result.evaluation.scores.accuracy.value >= 0.75
 
 
 def test_auto_uses_nested_cross_validation(reviews):
@@ -95,24 +95,24 @@ def test_auto_uses_nested_cross_validation(reviews):
     config = TrainConfig(model=BACKBONE, folds=3, inner_folds=2, candidates=["tfidf", "embed"])
     result = train(data, None, config, on_result=seen.append)
     assert [r.name for r in seen] == ["tfidf", "embed", "auto"]
-    assert result.estimate.name == "auto"
-    assert len(result.estimate.choices) == 3 and set(result.estimate.choices) <= {"tfidf", "embed"}
+    assert result.evaluation.name == "auto"
+    assert len(result.evaluation.choices) == 3 and set(result.evaluation.choices) <= {"tfidf", "embed"}
     assert result.chosen in {"tfidf", "embed"}
     assert result.strategy.name == result.chosen
     metrics = result.metrics(data)
-    assert metrics["estimate"]["source"] == "nested cross-validation of the auto procedure"
-    assert metrics["estimate"]["choices_per_fold"] == result.estimate.choices
-    assert set(metrics["strategies"]) == {"tfidf", "embed"}
-    assert metrics["data"]["sha256"] == data.fingerprint()
-    assert sum(map(sum, metrics["estimate"]["confusion_matrix"])) == len(data)
-    assert result.estimate.scores.accuracy.value >= 0.8
+    assert metrics.estimate.source == "nested cross-validation of the auto procedure"
+    assert metrics.estimate.choices_per_fold == result.evaluation.choices
+    assert set(metrics.strategies) == {"tfidf", "embed"}
+    assert metrics.data.sha256 == data.fingerprint()
+    assert sum(map(sum, metrics.estimate.confusion_matrix)) == len(data)
+    assert result.evaluation.scores.accuracy.value >= 0.8
 
 
 def test_training_is_deterministic_for_a_seed(reviews):
     data = LabelledTexts.from_lists(*reviews)
     a = train(data, None, TrainConfig(strategy="tfidf", model=BACKBONE, folds=3, seed=4))
     b = train(data, None, TrainConfig(strategy="tfidf", model=BACKBONE, folds=3, seed=4))
-    assert np.array_equal(a.estimate.oof_proba, b.estimate.oof_proba)
+    assert np.array_equal(a.evaluation.oof_proba, b.evaluation.oof_proba)
 
 
 def test_random_labels_are_warned_about(reviews):
@@ -125,7 +125,7 @@ def test_random_labels_are_warned_about(reviews):
     assert result.chance_warning.startswith("Not clearly better than chance: balanced accuracy")
     assert "Check that the labels match the texts" in result.chance_warning  # balanced: not imbalance
     assert result.diagnostics["n_label_issues"] == 0 and result.diagnostics["label_issues_withheld"]
-    assert result.metrics(data)["at_chance"] == result.chance_warning
+    assert result.metrics(data).at_chance == result.chance_warning
     assert any("tfidf memorises its training folds" in w for w in result.warnings)
     assert any("uncertain" in w for w in result.warnings)
     with pytest.raises(FewlabelError, match="Not clearly better than chance.*Nothing was saved"):
@@ -203,8 +203,8 @@ def test_a_new_slow_strategy_is_scored_on_its_held_out_rows(heldout_tfidf, revie
     texts, labels = reviews
     config = TrainConfig(strategy=heldout_tfidf.name, model=BACKBONE, folds=3)
     result = train(LabelledTexts.from_lists(texts, labels), None, config)
-    assert result.chosen == "heldout-tfidf" and result.estimate.protocol == "holdout"
-    assert len(result.estimate.y) == 10  # every fifth of 48 rows
+    assert result.chosen == "heldout-tfidf" and result.evaluation.protocol == "holdout"
+    assert len(result.evaluation.y) == 10  # every fifth of 48 rows
     assert "heldout-tfidf: stopped when told to." in result.notes
     assert "heldout-tfidf: memorises on purpose" in result.warnings
     assert result.runs == {"heldout-tfidf": {"held_out": 10}}

@@ -26,6 +26,7 @@ from fewlabel.config import DEFAULT_BUDGET_MINUTES
 
 if TYPE_CHECKING:
     from fewlabel.data.labelled import LabelledTexts
+    from fewlabel.model_dir.records import Headline
     from fewlabel.model_dir.store import TrainedModel
     from fewlabel.training import TrainResult
 
@@ -141,12 +142,14 @@ class FewlabelClassifier(ClassifierMixin, BaseEstimator):
         return np.asarray(self.model_.predict_proba(texts))
 
     @property
-    def estimate_(self) -> dict[str, Any]:
-        """Expected accuracy on new data: ``value``, ``ci95_low``, ``ci95_high`` and how they were measured."""
+    def estimate_(self) -> Headline | None:
+        """Expected accuracy (balanced accuracy on imbalanced data) on new data: ``metric``, ``value``,
+        ``ci95_low``, ``ci95_high``; None for a saved model that records none."""
         check_is_fitted(self, "model_")
         if self.result_ is not None:
-            return dict(self.result_.expected)
-        return dict((self.model_.manifest.get("metrics") or {}).get("accuracy") or {})
+            return self.result_.expected.headline()
+        summary = self.model_.manifest.metrics
+        return summary.accuracy if summary is not None else None
 
     @property
     def chosen_strategy_(self) -> str:
@@ -154,7 +157,7 @@ class FewlabelClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         if self.result_ is not None:
             return self.result_.chosen
-        return str(self.model_.manifest["strategy"]["name"])
+        return self.model_.manifest.strategy.name
 
     def save(self, path: str | Path) -> Path:
         """Write the model directory ``fewlabel train -o`` writes (JSON, npz, safetensors; no pickle).
@@ -182,7 +185,7 @@ class FewlabelClassifier(ClassifierMixin, BaseEstimator):
         from fewlabel.inference.loading import load_model
 
         model = load_model(path)
-        config = model.manifest.get("config") or {}
+        config = model.manifest.config or {}
         params = {param: config[field] for param, field in _CONFIG_FIELDS.items() if field in config}
         estimator = cls(**params)
         estimator.classes_ = np.array(model.labels)

@@ -18,8 +18,8 @@ from typing import Any, cast
 
 from fewlabel.model_dir.records import (
     Calibration,
+    ChosenScores,
     Diagnostics,
-    Estimate,
     Interval,
     LearningCurve,
     Manifest,
@@ -496,7 +496,7 @@ def _calibration_section(calibration: Calibration) -> list[str]:
     ]
 
 
-def _errors_section(est: Estimate, labels: list[str], diag: Diagnostics) -> list[str]:
+def _errors_section(est: ChosenScores, labels: list[str], diag: Diagnostics) -> list[str]:
     """The confusion matrix, scores per class and the most confident out-of-fold mistakes."""
     parts = [
         "<h2 id='errors'>Errors to read</h2>",
@@ -627,6 +627,7 @@ def model_card(manifest: Manifest, metrics: Metrics) -> str:
 
 def _training_data(manifest: Manifest, metrics: Metrics) -> tuple[str, str]:
     """The training data's file name and SHA-256: the manifest's copy, else metrics.json's (the same pair)."""
-    if manifest.training_data is not None:
-        return manifest.training_data.source, manifest.training_data.sha256
+    saved = manifest.training_data
+    if saved is not None and saved.source is not None and saved.sha256 is not None:
+        return saved.source, saved.sha256
     return Path(metrics.data.source).name, metrics.data.sha256

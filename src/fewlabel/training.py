@@ -14,11 +14,12 @@ import numpy as np
 from fewlabel import __version__, progress
 from fewlabel.config import TrainConfig
 from fewlabel.data.labelled import LabelledTexts, UnlabelledTexts, is_imbalanced
+from fewlabel.data.language import Languages, detect_languages
 from fewlabel.errors import FewlabelError
 from fewlabel.evaluation.calibration import apply_temperature, fit_temperature, reliability
 from fewlabel.evaluation.scores import (
     CVResult,
-    Estimate,
+    Interval,
     Scores,
     choose,
     cross_validate,
@@ -31,6 +32,18 @@ from fewlabel.evaluation.scores import (
     score,
 )
 from fewlabel.evaluation.threshold import balanced_accuracy, best_threshold, crossfit_decisions
+from fewlabel.model_dir.manifest import FORMAT_VERSION
+from fewlabel.model_dir.records import (
+    BackboneEntry,
+    CalibrationEntry,
+    DecisionEntry,
+    Expected,
+    Manifest,
+    Metrics,
+    StrategyEntry,
+    Summary,
+    TrainingData,
+)
 from fewlabel.model_dir.store import TrainedModel
 from fewlabel.strategies import get_strategy_class, make_strategy
 from fewlabel.strategies.base import HoldoutRun, HoldoutStrategy, Strategy, fit_memo
@@ -55,15 +68,15 @@ class TrainResult:
     labels: list[str]
     results: dict[str, CVResult]
     chosen: str
-    estimate: CVResult
+    evaluation: CVResult  # the scores behind the headline: the chosen strategy's CV or hold-out run
     majority: float
     strategy: Strategy
     seconds: float
+    expected: Expected  # the headline estimate of the saved model, with its interval
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     calibration: dict[str, Any] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
-    expected: dict[str, Any] = field(default_factory=dict)
     runs: dict[str, Any] = field(default_factory=dict)  # what each slow strategy's training run did
     nested: CVResult | None = None  # nested CV of auto's choice among the cross-validated strategies
     model_dir: Path | None = None
@@ -72,65 +85,79 @@ class TrainResult:
     estimate_pred: np.ndarray | None = None  # the answers behind the estimate (threshold cross-fitted)
     imbalanced: bool = False  # the smallest class has under half its fair share of the rows
     chance_warning: str | None = None  # set when the model is not clearly better than chance
+    languages: Languages | None = None  # of the training texts (a sample)
 
-    def decision(self) -> dict[str, Any]:
-        """What turns the final strategy's probabilities into answers: calibration, then threshold."""
-        out: dict[str, Any] = {
-            "calibration": {"method": "temperature", "temperature": self.calibration["temperature"]}
-        }
-        if self.threshold is not None:
-            out["decision"] = {"threshold": self.threshold, "label": self.labels[1]}
-        return out
+    def manifest(self) -> Manifest:
+        """What the saved model's manifest says of its strategy, labels, calibration and threshold."""
+        strategy = getattr(self.strategy, "fitted", self.strategy)  # the model inside any wrapper
+        manifest = Manifest(
+            format_version=FORMAT_VERSION,
+            fewlabel_version=__version__,
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            strategy=StrategyEntry(
+                name=self.chosen, description=self.strategy.describe(), params=strategy.params
+            ),
+            calibration=CalibrationEntry(method="temperature", temperature=self.calibration["temperature"]),
+            labels=list(self.labels),
+        )
+        if self.threshold is None:
+            return manifest  # no threshold: no field
+        return manifest.model_copy(
+            update={"decision": DecisionEntry(threshold=self.threshold, label=self.labels[1])}
+        )
 
     @property
     def model(self) -> TrainedModel:
         """The final model in memory: calibrated probabilities and labels, as the saved model gives."""
         strategy = getattr(self.strategy, "fitted", self.strategy)
-        return TrainedModel(strategy, list(self.labels), self.decision())
+        return TrainedModel(strategy, list(self.labels), self.manifest())
 
     def estimate_source(self) -> str:
-        if self.estimate.protocol == "holdout":
+        if self.evaluation.protocol == "holdout":
             return (
-                f"the {len(self.estimate.y)} validation rows {self.chosen} held out "
+                f"the {len(self.evaluation.y)} validation rows {self.chosen} held out "
                 "(also used for early stopping, so slightly optimistic)"
             )
-        if self.estimate.name == "auto":
+        if self.evaluation.name == "auto":
             return "nested cross-validation of the auto procedure"
         return "cross-validation"
 
-    def metrics(self, data: LabelledTexts) -> dict[str, Any]:
+    def metrics(self, data: LabelledTexts) -> Metrics:
+        """Every number the run measured, as written to ``metrics.json``."""
         pred = (
-            self.estimate_pred if self.estimate_pred is not None else self.estimate.oof_proba.argmax(axis=1)
+            self.estimate_pred if self.estimate_pred is not None else self.evaluation.oof_proba.argmax(axis=1)
         )
-        return {
-            "estimate": {
-                "source": self.estimate_source(),
-                **self.estimate.to_dict(),
-                **per_class(self.estimate.y, pred, self.labels),
-            },
-            "expected_accuracy": self.expected,
-            "chosen_strategy": self.chosen,
-            "at_chance": self.chance_warning,
-            "imbalanced": self.imbalanced,
-            "decision_threshold": self.threshold,
-            "calibration": self.calibration,
-            "majority_baseline_accuracy": self.majority,
-            "strategies": {name: r.to_dict() for name, r in self.results.items()},
-            "data": {
-                "source": data.source,
-                "rows": len(data),
-                "class_counts": data.class_counts(),
-                "sha256": data.fingerprint(),
-                **data.report.to_dict(),
-            },
-            "folds": self.config.folds,
-            "seconds": self.seconds,
-            "warnings": list(self.warnings),
-            "notes": list(self.notes),
-            "diagnostics": {k: v for k, v in self.diagnostics.items() if k != "all_label_issues"},
-            "runs": self.runs,
-            "unlabelled": self.unlabelled,
-        }
+        return Metrics.model_validate(
+            {
+                "estimate": {
+                    "source": self.estimate_source(),
+                    **self.evaluation.to_dict(),
+                    **per_class(self.evaluation.y, pred, self.labels),
+                },
+                "expected_accuracy": self.expected,
+                "chosen_strategy": self.chosen,
+                "at_chance": self.chance_warning,
+                "imbalanced": self.imbalanced,
+                "decision_threshold": self.threshold,
+                "calibration": self.calibration,
+                "majority_baseline_accuracy": self.majority,
+                "strategies": {name: r.to_dict() for name, r in self.results.items()},
+                "data": {
+                    "source": data.source,
+                    "rows": len(data),
+                    "class_counts": data.class_counts(),
+                    "sha256": data.fingerprint(),
+                    **data.report.to_dict(),
+                },
+                "folds": self.config.folds,
+                "seconds": self.seconds,
+                "warnings": list(self.warnings),
+                "notes": list(self.notes),
+                "diagnostics": {k: v for k, v in self.diagnostics.items() if k != "all_label_issues"},
+                "runs": self.runs,
+                "unlabelled": self.unlabelled,
+            }
+        )
 
 
 # Self-training settings: cross-validated strategies add the most confident predictions in up to 3
@@ -231,8 +258,8 @@ class _Choice:
 
 def _warnings(result: TrainResult) -> list[str]:
     out = []
-    est = Estimate(result.expected["value"], result.expected["ci95_low"], result.expected["ci95_high"])
-    what = "balanced accuracy" if result.expected.get("metric") == "balanced_accuracy" else "accuracy"
+    est = Interval(result.expected.value, result.expected.ci95_low, result.expected.ci95_high)
+    what = "balanced accuracy" if result.expected.metric == "balanced_accuracy" else "accuracy"
     if est.high - est.low > WIDE_INTERVAL:
         out.append(
             f"The {what} estimate is uncertain (95% interval {est.low:.1%} to {est.high:.1%}): "
@@ -367,23 +394,47 @@ def train(
             "predictions on them as labels, inside each training fold only; the estimates below "
             "are on labelled rows, as always."
         )
+    config, slow_backbones, languages, language = _backbones(data, config, notes)
+    run = _Run(data, config, start, notes, slow_backbones, unlabelled, on_result)
+    run.warnings.extend(filter(None, [language]))
+    with fit_memo():
+        result = _train(run, output, languages)
+    return result
+
+
+def _backbones(
+    data: LabelledTexts, config: TrainConfig, notes: list[str]
+) -> tuple[TrainConfig, list[str], Languages, str | None]:
+    """The backbone ``best`` resolves to (recorded concretely, so the saved config says what ran), the
+    ones slow strategies may use, the texts' languages, and a warning when the backbone does not cover them."""
+    from fewlabel.encoders.backbones import best_available, is_installed, language_warning
+
+    languages = detect_languages(data.texts)
     slow_backbones = [config.model]
     if config.model == "best":
-        from fewlabel.encoders.backbones import is_installed
-
-        # Slow strategies pick their own: the most accurate backbone whose run fits the budget.
-        slow_backbones = [b for b in ("mpnet", "minilm") if b == "minilm" or is_installed(b)]
-        from fewlabel.encoders.backbones import best_available
-
-        # Resolved here, from the texts, and recorded concretely so the saved config says what ran.
-        model, why = best_available(data.texts)
+        model, why = best_available(data.texts, languages)
         config = replace(config, model=model)
         notes.append(f"Backbone {model}: {why}.")
-    with fit_memo():
-        return _train(_Run(data, config, start, notes, slow_backbones, unlabelled, on_result), output)
+        # Slow strategies pick their own: the most accurate backbone whose run fits the budget (the
+        # multilingual one alone when the texts need it).
+        english = [b for b in ("mpnet", "minilm") if b == "minilm" or is_installed(b)]
+        slow_backbones = [model] if model == "embeddinggemma" else english
+    uses_backbone = config.strategy != "tfidf"
+    return (
+        config,
+        slow_backbones,
+        languages,
+        language_warning(config.model, languages) if uses_backbone else None,
+    )
 
 
-def _train(run: _Run, output: str | Path | None) -> TrainResult:
+def language_check(data: LabelledTexts, config: TrainConfig) -> str | None:
+    """The warning :func:`train` will give when its backbone does not cover the texts' languages, to
+    say before training starts; None when it does (or the strategy uses no backbone)."""
+    return _backbones(data, config, [])[3]
+
+
+def _train(run: _Run, output: str | Path | None, languages: Languages | None = None) -> TrainResult:
     """Score the candidates, choose, calibrate, decide, check, diagnose, refit, and save when asked."""
     choice = _run_slow(run, _cross_validate_fast(run))
     temperature, calibration = _calibrate(run, choice.name)
@@ -397,7 +448,7 @@ def _train(run: _Run, output: str | Path | None) -> TrainResult:
         labels=run.labels,
         results=run.results,
         chosen=choice.name,
-        estimate=choice.estimate,
+        evaluation=choice.estimate,
         majority=majority_baseline(run.y),
         strategy=_final_fit(run, choice.name),
         seconds=0.0,
@@ -412,6 +463,7 @@ def _train(run: _Run, output: str | Path | None) -> TrainResult:
         chance_warning=chance,
     )
     result.unlabelled = _self_training_summary(run, result.strategy)
+    result.languages = languages
     result.notes = run.notes
     # The imbalance first (as the CLI says before training), and a model at chance last of all.
     result.warnings = [
@@ -600,19 +652,19 @@ def _final_fit(run: _Run, chosen: str) -> Strategy:
     return run.factories[chosen]().fit(run.texts, run.y, run.n_classes)
 
 
-def _expected(
-    run: _Run, choice: _Choice, estimate_pred: np.ndarray, diagnostics: dict[str, Any]
-) -> dict[str, Any]:
+def _expected(run: _Run, choice: _Choice, estimate_pred: np.ndarray, diagnostics: dict[str, Any]) -> Expected:
     """The headline estimate: accuracy on balanced data; balanced accuracy on imbalanced data, where
     always answering the common class would score its share on accuracy."""
     metric = "balanced_accuracy" if run.imbalanced else "accuracy"
     estimate, y, folds = choice.estimate, run.y, run.folds
     if choice.name in run.fitted:
-        return holdout_accuracy(estimate, metric)
+        return Expected.model_validate(holdout_accuracy(estimate, metric))
     if run.imbalanced:
         fold_values = [balanced_accuracy(y[val], estimate_pred[val], run.n_classes) for _, val in folds]
-        return expected_accuracy(estimate, len(y), len(folds), None, metric=metric, fold_values=fold_values)
-    return expected_accuracy(estimate, len(y), len(folds), _curve_gain(diagnostics, choice.name, len(y)))
+        found = expected_accuracy(estimate, len(y), len(folds), None, metric=metric, fold_values=fold_values)
+    else:
+        found = expected_accuracy(estimate, len(y), len(folds), _curve_gain(diagnostics, choice.name, len(y)))
+    return Expected.model_validate(found)
 
 
 def _self_training_summary(run: _Run, final: Strategy) -> dict[str, Any] | None:
@@ -736,52 +788,48 @@ def _learning_curves(run: _Run, chosen: str) -> dict[str, Any]:
 def save(result: TrainResult, data: LabelledTexts, output: Path) -> Path:
     from fewlabel.encoders.backbones import manifest_entry, resolve
     from fewlabel.model_dir.store import save_model
-
-    metrics = result.metrics(data)
-    # Augmentation and self-training wrap a strategy while fitting; the model is the wrapped one.
-    strategy = getattr(result.strategy, "fitted", result.strategy)
-    backbone = strategy.params.get("backbone")
-    manifest = {
-        "fewlabel_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "strategy": {
-            "name": result.chosen,
-            "description": result.strategy.describe(),
-            "params": strategy.params,
-        },
-        "backbone": manifest_entry(resolve(backbone)) if backbone else None,
-        **result.decision(),
-        "unlabelled": result.unlabelled,
-        "text_column": data.text_column,
-        "label_column": data.label_column,
-        "config": result.config.to_dict(),
-        "metrics": {
-            "accuracy": {
-                k: metrics["expected_accuracy"][k] for k in ("metric", "value", "ci95_low", "ci95_high")
-            },
-            "cv_accuracy": metrics["estimate"]["accuracy"],
-            "balanced_accuracy": metrics["estimate"]["balanced_accuracy"],
-            "at_chance": result.chance_warning,
-            "macro_f1": metrics["estimate"]["macro_f1"],
-            "log_loss": metrics["estimate"]["log_loss"],
-            "majority_baseline_accuracy": result.majority,
-            "estimate_source": metrics["estimate"]["source"],
-            "ece_before_calibration": result.calibration["before"]["ece"],
-            "ece_after_calibration": result.calibration["after"]["ece"],
-        },
-        "training_data": {
-            "source": Path(data.source).name,
-            "rows": len(data),
-            "sha256": data.fingerprint(),
-            "class_counts": data.class_counts(),
-        },
-    }
     from fewlabel.report import model_card, render_report
 
-    full = {**manifest, "labels": result.labels}
-    extra = {"report.html": render_report(full, metrics), "README.md": model_card(full, metrics)}
+    metrics = result.metrics(data)
+    backbone = result.model.strategy.params.get("backbone")
+    manifest = result.manifest().model_copy(
+        update={
+            "backbone": BackboneEntry.model_validate(manifest_entry(resolve(backbone))) if backbone else None,
+            "unlabelled": result.unlabelled,
+            "text_column": data.text_column,
+            "label_column": data.label_column,
+            "config": result.config.to_dict(),
+            "metrics": _summary(result, metrics),
+            "training_data": TrainingData(
+                source=Path(data.source).name,
+                rows=len(data),
+                sha256=data.fingerprint(),
+                class_counts=data.class_counts(),
+            ),
+        }
+    )
+    extra = {"report.html": render_report(manifest, metrics), "README.md": model_card(manifest, metrics)}
     if result.diagnostics:
         from fewlabel.evaluation.diagnostics import label_issues_csv
 
         extra["label_issues.csv"] = label_issues_csv(result.diagnostics["all_label_issues"])
-    return save_model(output, result.strategy, result.labels, manifest, {"metrics.json": metrics}, extra)
+    return save_model(
+        output, result.strategy, result.labels, manifest, {"metrics.json": metrics.to_json()}, extra
+    )
+
+
+def _summary(result: TrainResult, metrics: Metrics) -> Summary:
+    """The manifest's copy of the headline numbers."""
+    est, expected = metrics.estimate, metrics.expected_accuracy
+    return Summary(
+        accuracy=expected.headline(),
+        cv_accuracy=est.accuracy,
+        balanced_accuracy=est.balanced_accuracy,
+        at_chance=result.chance_warning,
+        macro_f1=est.macro_f1,
+        log_loss=est.log_loss,
+        majority_baseline_accuracy=result.majority,
+        estimate_source=est.source,
+        ece_before_calibration=metrics.calibration.before.ece,
+        ece_after_calibration=metrics.calibration.after.ece,
+    )

@@ -26,7 +26,7 @@ from fewlabel.data.labelled import MAX_TEXT_CHARS, LabelledTexts, load_labelled,
 from fewlabel.errors import FewlabelError
 from fewlabel.evaluation.scores import CVResult
 from fewlabel.model_dir.store import check_target
-from fewlabel.training import TrainResult, train
+from fewlabel.training import TrainResult, language_check, train
 
 DEMO_BUDGET_MINUTES = 5.0
 RECALL_SPREAD = 0.10  # per-class recall is printed when the classes' recalls differ by this much
@@ -66,7 +66,7 @@ def results_table(result: TrainResult) -> Table:
         held = " (held out)" if r.protocol == "holdout" else ""
         row(r, f"{name}{held}{marker}", "bold" if marker else None)
     if result.nested is not None:
-        row(result.nested, "auto (nested CV)", "bold green" if result.estimate is result.nested else None)
+        row(result.nested, "auto (nested CV)", "bold green" if result.evaluation is result.nested else None)
     chance = _pct(1 / len(result.labels))
     table.add_row("majority class", _pct(result.majority), "", chance, "", "", "", "", style="dim")
     return table
@@ -120,18 +120,19 @@ def _print_expected(result: TrainResult, console: Console) -> None:
     """The chosen strategy and the accuracy (or balanced accuracy) to expect, against the baseline."""
     exp = result.expected
     chosen = result.results[result.chosen]
+    gain = exp.learning_curve_gain or 0.0
     adjustment = (
-        f" (cross-validated {_pct(exp['cv_accuracy'])} + {100 * exp['learning_curve_gain']:.1f} pts for training on all rows)"
-        if exp["learning_curve_gain"] > 0
+        f" (cross-validated {_pct(exp.cv_accuracy)} + {100 * gain:.1f} pts for training on all rows)"
+        if gain > 0
         else ""
     )
-    if exp.get("metric") == "balanced_accuracy":
+    if exp.metric == "balanced_accuracy":
         headline, baseline = "balanced accuracy (the mean recall per class)", 1 / len(result.labels)
     else:
         headline, baseline = "accuracy", result.majority
     console.print(
         f"Chosen: [bold]{escape(chosen.description)}[/]. Expected {headline} on new texts like these: "
-        f"[bold green]{_pct(exp['value'])}[/] (95% CI {_pct(exp['ci95_low'])} to {_pct(exp['ci95_high'])}){adjustment}, "
+        f"[bold green]{_pct(exp.value)}[/] (95% CI {_pct(exp.ci95_low)} to {_pct(exp.ci95_high)}){adjustment}, "
         f"against {_pct(baseline)} for always answering the most common class.",
         soft_wrap=True,
     )
@@ -139,7 +140,7 @@ def _print_expected(result: TrainResult, console: Console) -> None:
 
 def _print_findings(result: TrainResult, console: Console) -> None:
     """Recall per class when uneven, whether more labels would help, and label issues."""
-    recall = result.estimate.scores.recall
+    recall = result.evaluation.scores.recall
     found = [r for r in recall if not np.isnan(r)]
     if result.imbalanced or (found and max(found) - min(found) >= RECALL_SPREAD):
         per = ", ".join(f"{label} {_pct(r)}" for label, r in zip(result.labels, recall, strict=True))
@@ -230,11 +231,12 @@ def train_command(
     pool = (
         load_unlabelled(unlabelled, unlabelled_column, labelled=labelled) if unlabelled is not None else None
     )
-    imbalance = labelled.imbalance()
-    if imbalance:  # said before the minutes of training, not only after
-        console.print(f"[bold yellow]Warning:[/] {escape(imbalance)}", soft_wrap=True)
+    # Said before the minutes of training, not only after: data the tool was not built for.
+    said_before = [w for w in (labelled.imbalance(), language_check(labelled, config)) if w]
+    for warning in said_before:
+        console.print(f"[bold yellow]Warning:[/] {escape(warning)}", soft_wrap=True)
     result = train(labelled, output, config, unlabelled=pool)
-    print_training(result, labelled, console, said_before=[imbalance] if imbalance else [])
+    print_training(result, labelled, console, said_before=said_before)
     return result
 
 
@@ -290,9 +292,11 @@ def export_command(model_dir: Path, quantize: str | None, force: bool) -> dict[s
         return export_onnx(model_dir, quantize)
 
 
-def print_evaluation(metrics: dict, console: Console) -> None:
+def print_evaluation(evaluation: dict, console: Console) -> None:
+    """What `fewlabel evaluate` measured (its JSON output): scores with intervals, per class, baseline."""
     table = Table(
-        title=escape(f"{metrics['model']} on {metrics['data']} ({metrics['n']} texts)"), title_justify="left"
+        title=escape(f"{evaluation['model']} on {evaluation['data']} ({evaluation['n']} texts)"),
+        title_justify="left",
     )
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -304,19 +308,19 @@ def print_evaluation(metrics: dict, console: Console) -> None:
         ("log_loss", "log loss"),
     ]
     for key, name in rows:
-        m = metrics[key]
+        m = evaluation[key]
         table.add_row(name, f"{m['value']:.3f}", f"{m['ci95_low']:.3f}-{m['ci95_high']:.3f}")
-    table.add_row("majority baseline", f"{metrics['majority_baseline_accuracy']:.3f}", "", style="dim")
+    table.add_row("majority baseline", f"{evaluation['majority_baseline_accuracy']:.3f}", "", style="dim")
     console.print(table)
     per = Table(title="Per class", title_justify="left")
     for col in ("label", "precision", "recall", "F1", "support"):
         per.add_column(col, justify="left" if col == "label" else "right")
-    for label, m in metrics["per_class"].items():
+    for label, m in evaluation["per_class"].items():
         per.add_row(
             escape(label), f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"])
         )
     console.print(per)
-    est = metrics.get("cv_estimate_at_training")
+    est = evaluation.get("cv_estimate_at_training")
     if est:
         console.print(
             f"Cross-validated estimate at training time: {est['value']:.3f} "

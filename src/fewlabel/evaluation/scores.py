@@ -23,7 +23,7 @@ EPS = 1e-7
 
 
 @dataclass
-class Estimate:
+class Interval:
     value: float
     low: float
     high: float
@@ -44,12 +44,12 @@ class Scores:
     data, while its plain accuracy can look excellent. On balanced data the two are the same figure.
     """
 
-    accuracy: Estimate
-    macro_f1: Estimate
-    log_loss: Estimate
+    accuracy: Interval
+    macro_f1: Interval
+    log_loss: Interval
     n: int
-    balanced_accuracy: Estimate = field(
-        default_factory=lambda: Estimate(float("nan"), float("nan"), float("nan"))
+    balanced_accuracy: Interval = field(
+        default_factory=lambda: Interval(float("nan"), float("nan"), float("nan"))
     )
     recall: list[float] = field(default_factory=list)  # per class, in label order
 
@@ -142,11 +142,11 @@ def score(y: np.ndarray, proba: np.ndarray, seed: int = 0, pred: np.ndarray | No
     present = [c for c in range(n_classes) if (y == c).any()]
     recall = [float((pred[y == c] == c).mean()) if (y == c).any() else float("nan") for c in range(n_classes)]
 
-    def est(value: float, boot: np.ndarray, floor: tuple[float, float] | None = None) -> Estimate:
+    def est(value: float, boot: np.ndarray, floor: tuple[float, float] | None = None) -> Interval:
         low, high = np.percentile(boot, [2.5, 97.5])
         if floor is not None:
             low, high = min(low, floor[0]), max(high, floor[1])
-        return Estimate(float(value), float(low), float(high))
+        return Interval(float(value), float(low), float(high))
 
     balanced = float(np.mean([recall[c] for c in present]))
     return Scores(

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fewlabel.errors import FewlabelError
+from fewlabel.model_dir.records import Manifest
 
 try:
     import ray
@@ -163,7 +164,7 @@ class RayPredictor:
     def predict(
         self,
         chunks: Iterator[Table],
-        manifest: dict[str, Any],
+        manifest: Manifest,
         text_column: str | None,
         threshold: float | None,
     ) -> Iterator[Predicted]:

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from fewlabel.atomic import atomic_directory
 from fewlabel.errors import FewlabelError
-from fewlabel.model_dir.manifest import backbone_ref, file_entries, read_manifest, write_manifest
+from fewlabel.model_dir.manifest import add_files, backbone_ref, load_manifest
+from fewlabel.model_dir.records import Manifest
 
 if TYPE_CHECKING:
     from fewlabel.encoders.backbones import Backbone
@@ -128,32 +129,28 @@ def export_onnx(model_dir: str | Path, quantize: str | None = None) -> dict[str,
     from fewlabel.encoders.sentence import load_sentence_model
 
     model_dir = Path(model_dir)
-    manifest = read_manifest(model_dir)
-    backbone = _exportable_backbone(model_dir, manifest)
+    backbone = _exportable_backbone(model_dir, load_manifest(model_dir))
     max_tokens = int(load_sentence_model(backbone).max_seq_length)
     final = model_dir / ONNX_DIR
     with atomic_directory(final) as tmp_dir:
         settings = _export_into(tmp_dir, backbone, max_tokens, quantize)
-    manifest["files"] = {**manifest.get("files", {}), **file_entries(final, under=ONNX_DIR)}
-    manifest["onnx"] = {"dir": ONNX_DIR, **settings}
-    write_manifest(model_dir, manifest)
+    add_files(model_dir, ONNX_DIR, {"onnx": {"dir": ONNX_DIR, **settings}})
     return {"onnx": str(final / "encoder.onnx"), "bytes": (final / "encoder.onnx").stat().st_size, **settings}
 
 
-def _exportable_backbone(model_dir: Path, manifest: dict[str, Any]) -> Backbone:
+def _exportable_backbone(model_dir: Path, manifest: Manifest) -> Backbone:
     """The model's backbone, from the store; FewlabelError when the model has no encoder to export."""
     from fewlabel.encoders.backbones import find
 
-    backbone_entry = manifest.get("backbone")
-    if not backbone_entry:
+    name = manifest.strategy.name
+    if manifest.backbone is None:
         raise FewlabelError(
-            f"{model_dir}: strategy {manifest['strategy']['name']!r} uses no neural encoder; it is already fast "
-            "and has nothing to export"
+            f"{model_dir}: strategy {name!r} uses no neural encoder; it is already fast and has nothing to export"
         )
-    if manifest["strategy"]["name"] in ("finetune", "setfit"):
+    if name in ("finetune", "setfit"):
         raise FewlabelError(
             f"{model_dir}: ONNX export covers frozen-encoder strategies (embed, ensemble); a "
-            f"{manifest['strategy']['name']} model runs with PyTorch (`predict` and `serve` use it as it is)"
+            f"{name} model runs with PyTorch (`predict` and `serve` use it as it is)"
         )
     backbone = find(backbone_ref(model_dir, manifest) or "")  # pinned by hash: from the store only
     if not backbone.is_local:

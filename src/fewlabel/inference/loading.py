@@ -32,7 +32,7 @@ def load_model(directory: str | Path, verify: bool = True, engine: str = "auto")
     strategy, manifest = model.strategy, model.manifest
     if engine == "torch-bf16":
         strategy.use_precision("bf16")
-    onnx = manifest.get("onnx")
+    onnx = manifest.onnx
     if engine == "onnx" and not onnx:
         raise ModelDirError(
             f"{directory}: has no ONNX encoder; run `fewlabel export {directory} --format onnx`"
@@ -42,8 +42,8 @@ def load_model(directory: str | Path, verify: bool = True, engine: str = "auto")
         try:
             from fewlabel.encoders.onnx import OnnxEncoder
 
-            # onnx["dir"] is a checked relative path, and its files are listed and verified.
-            strategy.attach_encoder(OnnxEncoder(directory / onnx["dir"]))
+            # onnx.dir is a checked relative path, and its files are listed and verified.
+            strategy.attach_encoder(OnnxEncoder(directory / onnx.dir))
             attached = True
         except ImportError:
             if engine == "onnx":

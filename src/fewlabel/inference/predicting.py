@@ -53,6 +53,7 @@ from fewlabel.inference.rows import (
     long_texts,
     table_texts,
 )
+from fewlabel.model_dir.records import Manifest
 from fewlabel.model_dir.store import TrainedModel
 
 
@@ -226,8 +227,8 @@ def stream_table(
         raise
 
 
-def _model_fingerprint(manifest: dict[str, Any]) -> str:
-    files = manifest.get("files", {})
+def _model_fingerprint(manifest: Manifest) -> str:
+    files = manifest.to_json().get("files", {})
     return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
 
 
@@ -426,10 +427,12 @@ Predict = Callable[[Iterator[Table]], Iterator[Predicted]]
 def _predict_with_model(run: _Run, engine: str, runner: str, ray_address: str | None) -> dict[str, Any]:
     if runner == "ray":
         from fewlabel.inference.distributed import RayPredictor
-        from fewlabel.model_dir.manifest import read_manifest, verify_files
+        from fewlabel.model_dir.manifest import MANIFEST, read_manifest, verify_files
+        from fewlabel.model_dir.records import manifest_record
 
-        manifest = read_manifest(run.model_dir)
-        verify_files(Path(run.model_dir), manifest)  # here, before any worker starts
+        checked = read_manifest(run.model_dir)
+        verify_files(Path(run.model_dir), checked)  # here, before any worker starts
+        manifest = manifest_record(checked, str(Path(run.model_dir) / MANIFEST))
         check_temperature(manifest, run.model_dir)
         with RayPredictor(run.model_dir, engine=engine, address=ray_address) as cluster:
             return _write_predictions(
@@ -444,8 +447,8 @@ def _predict_with_model(run: _Run, engine: str, runner: str, ray_address: str | 
     )
 
 
-def _write_predictions(run: _Run, manifest: dict[str, Any], predict: Predict) -> dict[str, Any]:
-    if ABSTAIN in manifest["labels"] and run.threshold is not None:
+def _write_predictions(run: _Run, manifest: Manifest, predict: Predict) -> dict[str, Any]:
+    if ABSTAIN in manifest.labels and run.threshold is not None:
         raise DataError(f"the model has a class named {ABSTAIN!r}; --threshold cannot mark abstentions")
 
     def count_long(table: Table) -> int:
@@ -637,12 +640,9 @@ def evaluate_file(
     model = load_model(model_dir)
     check_temperature(model.manifest, model_dir)
     table = read_table(data_path, format, sheet)
-    text_column = text_column or (
-        model.manifest.get("text_column") if model.manifest.get("text_column") in table.columns else None
-    )
-    label_column = label_column or (
-        model.manifest.get("label_column") if model.manifest.get("label_column") in table.columns else None
-    )
+    trained = model.manifest
+    text_column = text_column or (trained.text_column if trained.text_column in table.columns else None)
+    label_column = label_column or (trained.label_column if trained.label_column in table.columns else None)
     data = labelled_from_table(table, text_column, label_column, dedupe=False, min_per_class=1, min_classes=1)
     unknown = sorted(set(data.labels) - set(model.labels))
     if unknown:
@@ -663,5 +663,9 @@ def evaluate_file(
         "majority_baseline_accuracy": majority,
         "labels": model.labels,
         **per_class(y, pred, model.labels),
-        "cv_estimate_at_training": model.manifest.get("metrics", {}).get("accuracy"),
+        "cv_estimate_at_training": (
+            trained.metrics.accuracy.model_dump(exclude_unset=True)
+            if trained.metrics and trained.metrics.accuracy
+            else None
+        ),
     }

@@ -12,6 +12,7 @@ from typing import Any
 from fewlabel.data.files import TEXT_COLUMN_NAMES, Table, find_column
 from fewlabel.data.labelled import MAX_TEXT_CHARS
 from fewlabel.errors import ModelDirError
+from fewlabel.model_dir.records import Manifest
 
 PRED_COLUMN = "predicted_label"
 CONF_COLUMN = "confidence"
@@ -19,14 +20,14 @@ BATCH = 512
 ABSTAIN = "ABSTAIN"
 
 
-def _text_column(table: Table, manifest: dict[str, Any], wanted: str | None) -> str:
-    trained_on = manifest.get("text_column")
-    if wanted is None and trained_on in table.columns:
+def _text_column(table: Table, manifest: Manifest, wanted: str | None) -> str:
+    trained_on = manifest.text_column
+    if wanted is None and trained_on is not None and trained_on in table.columns:
         return trained_on
     return find_column(table, wanted, TEXT_COLUMN_NAMES, "texts", "--text-column")
 
 
-def table_texts(table: Table, manifest: dict[str, Any], text_column: str | None) -> list[str]:
+def table_texts(table: Table, manifest: Manifest, text_column: str | None) -> list[str]:
     """The text of every row (stripped; empty where the row has none), from the model's text column.
 
     A text is cut at ``MAX_TEXT_CHARS``, as in training: one huge field must not take gigabytes
@@ -36,19 +37,17 @@ def table_texts(table: Table, manifest: dict[str, Any], text_column: str | None)
     return [(row.get(column) or "").strip()[:MAX_TEXT_CHARS] for row in table.rows]
 
 
-def long_texts(table: Table, manifest: dict[str, Any], text_column: str | None) -> int:
+def long_texts(table: Table, manifest: Manifest, text_column: str | None) -> int:
     """How many of the table's texts :func:`table_texts` cuts."""
     column = _text_column(table, manifest, text_column)
     values = (row.get(column) or "" for row in table.rows)
     return sum(1 for v in values if len(v) > MAX_TEXT_CHARS and len(v.strip()) > MAX_TEXT_CHARS)
 
 
-def check_temperature(manifest: dict[str, Any], model_dir: str | Path) -> None:
+def check_temperature(manifest: Manifest, model_dir: str | Path) -> None:
     """Refuse a calibration temperature that is not a positive number: it would give NaN confidences."""
-    calibration = manifest.get("calibration") or {}
-    temperature = calibration.get("temperature", 1.0) if isinstance(calibration, dict) else calibration
-    valid = isinstance(temperature, int | float) and not isinstance(temperature, bool)
-    if not valid or not math.isfinite(temperature) or temperature <= 0:
+    temperature = manifest.temperature
+    if not math.isfinite(temperature) or temperature <= 0:
         raise ModelDirError(
             f"{model_dir}: fewlabel.json gives the calibration temperature as {temperature!r}; it must be "
             "a positive number. Train the model again (or set it to 1.0 for uncalibrated confidences)."

@@ -208,7 +208,7 @@ def suggest_file(
         model = load_model(model_dir)
         check_temperature(model.manifest, model_dir)
         table = read_table(input_path, format, sheet)
-        column = _text_column(table, text_column, model.manifest.get("text_column"))
+        column = _text_column(table, text_column, model.manifest.text_column)
         pool = _pool(table, column, exclude_path)
         texts = [(table.rows[i].get(column) or "").strip() for i in pool]
         cut = sum(1 for t in texts if len(t) > MAX_TEXT_CHARS)
@@ -287,14 +287,13 @@ def _pool(table: Table, column: str, exclude_path: str | Path | None) -> list[in
 
 def _represent(model: TrainedModel, texts: list[str], seed: int) -> tuple[np.ndarray, np.ndarray, str]:
     """The model's probabilities for ``texts``, vectors of them for distances, and what the vectors are."""
-    backbone = model.manifest.get("backbone")
-    if backbone and model.backbone_ref:
+    if model.manifest.backbone and model.backbone_ref:
         from fewlabel.encoders.sentence import get_encoder
 
         # One cached encoder for both the probabilities and the distances: each text is encoded once.
         encoder = get_encoder(model.backbone_ref, cache=True)  # pinned by hash: from the store only
         model.strategy.attach_encoder(encoder)
-        return model.predict_proba(texts), encoder.encode(texts), f"{backbone['name']} embeddings"
+        return model.predict_proba(texts), encoder.encode(texts), f"{model.manifest.backbone.name} embeddings"
     return model.predict_proba(texts), lsa_vectors(texts, seed=seed), "TF-IDF + LSA of the pool"
 
 

@@ -23,12 +23,14 @@ from typing import Any, NoReturn
 
 from fewlabel.atomic import file_sha256, recover_directory, write_text
 from fewlabel.errors import FewlabelError, ModelDirError
+from fewlabel.model_dir.records import Manifest, manifest_record
 from fewlabel.strategies.files import array_info, parse_json
 
 FORMAT = "fewlabel-model"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 MANIFEST = "fewlabel.json"
+METRICS = "metrics.json"
 # Documents rebuilt by `fewlabel report`; not loaded by anything, so not checksummed.
 REGENERATED = ("report.html", "README.md")
 STRATEGY_DIR = "strategy"
@@ -80,6 +82,19 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     content = json.loads(json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, **body}))
     content["digest"] = manifest_digest(content)
     write_text(directory / MANIFEST, json.dumps(content, indent=2, ensure_ascii=False))
+
+
+def load_manifest(directory: str | Path, warn_old: bool = True) -> Manifest:
+    """The checked manifest of a model directory as a typed :class:`Manifest` (see :func:`read_manifest`)."""
+    return manifest_record(read_manifest(directory, warn_old), str(Path(directory) / MANIFEST))
+
+
+def add_files(directory: Path, under: str, fields: dict[str, Any]) -> None:
+    """Record the files now written below ``directory/under`` (e.g. an ONNX export) and set ``fields``
+    in the manifest, rewritten atomically with a new digest."""
+    manifest = read_manifest(directory)
+    manifest["files"] = {**manifest.get("files", {}), **file_entries(directory / under, under=under)}
+    write_manifest(directory, {**manifest, **fields})
 
 
 def read_manifest(directory: str | Path, warn_old: bool = True) -> dict[str, Any]:
@@ -363,12 +378,14 @@ def verify_files(directory: Path, manifest: dict[str, Any], hashes: bool = True)
             )
 
 
-def backbone_ref(directory: Path, manifest: dict[str, Any]) -> str | None:
+def backbone_ref(directory: Path, manifest: Manifest | dict[str, Any]) -> str | None:
     """The pinned backbone (``NAME@sha256:HEX``) a model's manifest names; None when it names none.
 
     A format 1 manifest names its backbone by name only: ``minilm`` and ``mpnet`` are pinned to the
     installed ones; a directory or Hub id is refused (loading never reads either).
     """
+    if isinstance(manifest, Manifest):
+        manifest = manifest.to_json()
     entry = manifest.get("backbone")
     if not entry:
         return None

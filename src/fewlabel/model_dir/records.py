@@ -21,17 +21,27 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from fewlabel.errors import ModelDirError
 
 __all__ = [
+    "BackboneEntry",
     "Calibration",
+    "CalibrationEntry",
+    "ChosenScores",
+    "DecisionEntry",
     "Diagnostics",
-    "Estimate",
     "Expected",
+    "FileEntry",
+    "Headline",
     "Interval",
     "LearningCurve",
     "Manifest",
     "Metrics",
+    "OnnxEntry",
     "RunRecord",
     "Scores",
+    "StrategyEntry",
     "StrategyScores",
+    "Summary",
+    "TrainingData",
+    "manifest_record",
     "parse_metrics",
 ]
 
@@ -84,7 +94,7 @@ class ClassScores(Record):
     support: int
 
 
-class Estimate(StrategyScores):
+class ChosenScores(StrategyScores):
     """The chosen strategy's scores that the headline rests on, with where they come from."""
 
     source: str
@@ -92,17 +102,37 @@ class Estimate(StrategyScores):
     per_class: dict[str, ClassScores] = Field(default_factory=dict)
 
 
-class Expected(Record):
-    """The headline: accuracy (balanced accuracy on imbalanced data) expected of the saved model."""
+class Headline(Record):
+    """The estimate: accuracy (balanced accuracy on imbalanced data) expected on new texts, with its
+    95% interval. The one estimate type fewlabel reports (``TrainResult.expected``,
+    ``FewlabelClassifier.estimate_``, the manifest's ``metrics.accuracy``)."""
 
     metric: Literal["accuracy", "balanced_accuracy"] = "accuracy"
     value: float
+    ci95_low: float | None = None
+    ci95_high: float | None = None
+
+    def __str__(self) -> str:
+        what = self.metric.replace("_", " ")
+        if self.ci95_low is None or self.ci95_high is None:
+            return f"{what} {self.value:.1%}"
+        return f"{what} {self.value:.1%} (95% CI {self.ci95_low:.1%} to {self.ci95_high:.1%})"
+
+
+class Expected(Headline):
+    """The headline estimate with how it was measured (``metrics.json``'s ``expected_accuracy``)."""
+
     ci95_low: float
     ci95_high: float
     cv_accuracy: float
     learning_curve_gain: float | None = None
     fold_sd: float | None = None
     method: str
+
+    def headline(self) -> Headline:
+        return Headline(
+            metric=self.metric, value=self.value, ci95_low=self.ci95_low, ci95_high=self.ci95_high
+        )
 
 
 # -- calibration ----------------------------------------------------------------------------------
@@ -141,6 +171,7 @@ class DataSummary(Record):
     long_texts: int
     cut_texts: int
     warnings: list[str] = Field(default_factory=list)
+    languages: dict[str, Any] | None = None  # {"sampled": n, "shares": {"fr": 0.58, ...}}
 
 
 class CurvePoint(Record):
@@ -263,7 +294,7 @@ class Unlabelled(Record):
 class Metrics(Record):
     """``metrics.json``: every number a training run measured."""
 
-    estimate: Estimate
+    estimate: ChosenScores
     expected_accuracy: Expected
     chosen_strategy: str
     at_chance: str | None = None
@@ -282,8 +313,9 @@ class Metrics(Record):
     unlabelled: Unlabelled | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON-ready dict written to ``metrics.json``."""
-        return self.model_dump(mode="json")
+        """The JSON-ready dict written to ``metrics.json``: the fields given, as given (a model trained
+        without diagnostics writes ``"diagnostics": {}``, not empty tables that would claim none found)."""
+        return self.model_dump(mode="json", exclude_unset=True)
 
 
 def parse_metrics(data: Any, where: str) -> Metrics:
@@ -334,37 +366,34 @@ class OnnxEntry(Record):
     quantize: str | None = None
 
 
-class Headline(Record):
-    """The headline figure: accuracy (balanced accuracy on imbalanced data) with its interval."""
-
-    metric: Literal["accuracy", "balanced_accuracy"] = "accuracy"
-    value: float
-    ci95_low: float
-    ci95_high: float
-
-
 class Summary(Record):
-    """The manifest's copy of the numbers people look for first (all of them are in metrics.json)."""
+    """The manifest's copy of the numbers people look for first (all of them are in metrics.json).
+
+    Informational only (loading and predicting never need it), so every field may be missing: a
+    model from an older fewlabel still loads.
+    """
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    accuracy: Headline
-    cv_accuracy: Interval
+    accuracy: Headline | None = None
+    cv_accuracy: Interval | None = None
     balanced_accuracy: Interval | None = None
     at_chance: str | None = None
-    macro_f1: Interval
-    log_loss: Interval
-    majority_baseline_accuracy: float
-    estimate_source: str
+    macro_f1: Interval | None = None
+    log_loss: Interval | None = None
+    majority_baseline_accuracy: float | None = None
+    estimate_source: str | None = None
     ece_before_calibration: float | None = None
     ece_after_calibration: float | None = None
 
 
 class TrainingData(Record):
-    source: str
-    rows: int
-    sha256: str
-    class_counts: dict[str, int]
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    source: str | None = None
+    rows: int | None = None
+    sha256: str | None = None
+    class_counts: dict[str, int] = Field(default_factory=dict)
 
 
 class FileEntry(Record):

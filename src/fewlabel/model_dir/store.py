@@ -30,16 +30,21 @@ from fewlabel.errors import FewlabelError, ModelDirError
 from fewlabel.model_dir.manifest import (
     FORMAT_VERSION,
     MANIFEST,
+    MAX_MANIFEST_BYTES,
+    METRICS,
     STRATEGY_DIR,
     backbone_ref,
     file_entries,
     is_model_dir,
+    load_manifest,
     read_manifest,
     verify_files,
     write_manifest,
 )
+from fewlabel.model_dir.records import Manifest, Metrics, manifest_record, parse_metrics
 from fewlabel.strategies import get_strategy_class
 from fewlabel.strategies.base import Strategy
+from fewlabel.strategies.files import parse_json
 
 
 @dataclass
@@ -48,7 +53,7 @@ class TrainedModel:
 
     strategy: Strategy
     labels: list[str]
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @property
     def backbone_ref(self) -> str | None:
@@ -57,7 +62,7 @@ class TrainedModel:
 
     @property
     def temperature(self) -> float:
-        return float((self.manifest.get("calibration") or {}).get("temperature", 1.0))
+        return self.manifest.temperature
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Calibrated class probabilities, columns in the order of ``labels``."""
@@ -68,8 +73,8 @@ class TrainedModel:
     @property
     def threshold(self) -> float | None:
         """Two classes: the probability of ``labels[1]`` from which it is the answer (None: 0.5)."""
-        decision = self.manifest.get("decision")
-        return float(decision["threshold"]) if decision else None
+        decision = self.manifest.decision
+        return decision.threshold if decision else None
 
     def decide(self, proba: np.ndarray) -> np.ndarray:
         """The answer (a label index) for each row of calibrated probabilities."""
@@ -105,7 +110,7 @@ def save_model(
     directory: str | Path,
     strategy: Strategy,
     labels: list[str],
-    manifest: dict[str, Any],
+    manifest: Manifest | dict[str, Any],
     extra_json: dict | None = None,
     extra_files: dict[str, str] | None = None,
 ) -> Path:
@@ -117,6 +122,8 @@ def save_model(
     """
     directory = Path(directory)
     check_target(directory)
+    if isinstance(manifest, Manifest):
+        manifest = manifest.to_json()
     with atomic_directory(directory) as tmp:
         strategy.save(tmp / STRATEGY_DIR)
         for name, content in (extra_json or {}).items():
@@ -196,17 +203,26 @@ def rebuild_documents(directory: str | Path) -> Path:
     from fewlabel.report import model_card, render_report
 
     directory = Path(directory)
-    manifest = read_manifest(directory)
-    try:
-        metrics = json.loads((directory / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise ModelDirError(f"{directory}: cannot read metrics.json ({err})") from None
+    manifest = load_manifest(directory)
+    metrics = read_metrics(directory)
     for name, text in (
         ("report.html", render_report(manifest, metrics)),
         ("README.md", model_card(manifest, metrics)),
     ):
         write_text(directory / name, text)
     return directory / "report.html"
+
+
+def read_metrics(directory: str | Path) -> Metrics:
+    """A model's ``metrics.json`` as :class:`Metrics`; ModelDirError naming the file and field if damaged."""
+    path = Path(directory) / METRICS
+    try:
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ModelDirError(f"{path}: larger than {MAX_MANIFEST_BYTES >> 20} MB; damaged metrics")
+        data = path.read_bytes()
+    except OSError as err:
+        raise ModelDirError(f"{Path(directory)}: cannot read {METRICS} ({err.strerror or err})") from None
+    return parse_metrics(parse_json(data, str(path), damaged="damaged metrics, retrain the model"), str(path))
 
 
 def read_model(directory: str | Path, verify: bool = True) -> TrainedModel:
@@ -226,7 +242,8 @@ def read_model(directory: str | Path, verify: bool = True) -> TrainedModel:
 
 
 def _load_strategy(directory: Path, manifest: dict[str, Any], ref: str | None) -> TrainedModel:
-    name, labels = manifest["strategy"]["name"], list(manifest["labels"])
+    record = manifest_record(manifest, str(directory / MANIFEST))
+    name, labels = record.strategy.name, list(record.labels)
     cls = get_strategy_class(name)
     if cls.uses_backbone and ref is None:
         raise ModelDirError(
@@ -243,4 +260,4 @@ def _load_strategy(directory: Path, manifest: dict[str, Any], ref: str | None) -
             f"{directory}: the strategy answers {strategy.n_classes_} classes but the manifest names "
             f"{len(labels)} labels"
         )
-    return TrainedModel(strategy, labels, manifest)
+    return TrainedModel(strategy, labels, record)

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from fewlabel import __version__
 from fewlabel.errors import FewlabelError
 from fewlabel.inference.loading import ENGINES
-from fewlabel.model_dir.manifest import read_manifest
+from fewlabel.model_dir.manifest import load_manifest
 from fewlabel.serve.http_errors import handle_http_exception, handle_validation_error, http_exception
 from fewlabel.serve.limits import BodyLimit, Limits, texts_to_predict
 from fewlabel.serve.schemas import (
@@ -71,7 +71,7 @@ def create_app(
         max_queued_chars: most characters accepted and not yet answered; beyond, requests get a 503.
     """
     model_dir = Path(model_dir)
-    manifest = read_manifest(model_dir)
+    manifest = load_manifest(model_dir)
     check_servable(model_dir, manifest)
     limits = Limits(max_texts, max_chars, max_body_bytes)
     batching = Batching(max_batch, batch_wait_ms / 1000, max_batch_chars, max_queued_texts, max_queued_chars)

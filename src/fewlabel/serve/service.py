@@ -21,6 +21,7 @@ from fastapi import FastAPI, HTTPException, Request
 
 from fewlabel.errors import FewlabelError, ModelDirError
 from fewlabel.inference.loading import load_model
+from fewlabel.model_dir.records import Manifest, Record
 from fewlabel.model_dir.store import TrainedModel
 from fewlabel.serve.batching import LONG_TEXT, MicroBatcher, Overloaded, ServiceStopping
 from fewlabel.serve.http_errors import http_exception, unavailable
@@ -42,37 +43,39 @@ def _hide_paths(value: Any) -> Any:
     return value
 
 
-def model_info(manifest: dict[str, Any]) -> dict[str, Any]:
+def model_info(manifest: Manifest) -> dict[str, Any]:
     """What ``GET /model`` tells: the model's identity and expected accuracy, never a path on this server."""
-    strategy = manifest.get("strategy") or {}
+
+    def fields(record: Record | None) -> dict[str, Any] | None:
+        return record.model_dump(mode="json", exclude_unset=True) if record is not None else None
+
     info = {
-        "strategy": {k: strategy[k] for k in ("name", "description", "params") if k in strategy},
-        "backbone": manifest.get("backbone"),
-        "labels": list(manifest.get("labels", [])),
-        "metrics": manifest.get("metrics") or {},
-        "fewlabel_version": manifest.get("fewlabel_version"),
-        "created": manifest.get("created"),
+        "strategy": fields(manifest.strategy),
+        "backbone": fields(manifest.backbone),
+        "labels": list(manifest.labels),
+        "metrics": fields(manifest.metrics) or {},
+        "fewlabel_version": manifest.fewlabel_version,
+        "created": manifest.created,
     }
     return _hide_paths(info)
 
 
-def check_servable(model_dir: Path, manifest: dict[str, Any]) -> None:
+def check_servable(model_dir: Path, manifest: Manifest) -> None:
     """Refuse, before serving, a model whose answers would break the response schema or be wrong."""
-    labels = manifest["labels"]
-    if not labels or not all(isinstance(label, str) for label in labels) or len(set(labels)) < len(labels):
+    labels = manifest.labels
+    if not labels or len(set(labels)) < len(labels):
         raise ModelDirError(
             f"{model_dir}: the service answers labels as distinct JSON strings, but the model's labels are "
             f"{str(labels)[:200]}; retrain it with text labels"
         )
-    temperature = (manifest.get("calibration") or {}).get("temperature", 1.0)
+    temperature = manifest.temperature
     if not _finite_number(temperature) or temperature <= 0:
         raise ModelDirError(
             f"{model_dir}: the calibration temperature must be a positive number, got {temperature!r} "
             "(0 or less gives no probabilities or reverses them); retrain the model"
         )
-    decision = manifest.get("decision")
-    if decision is not None:
-        threshold = decision.get("threshold") if isinstance(decision, dict) else None
+    if manifest.decision is not None:
+        threshold = manifest.decision.threshold
         if not _finite_number(threshold) or not 0 <= threshold <= 1:
             raise ModelDirError(
                 f"{model_dir}: the decision threshold must be a probability between 0 and 1, got "
@@ -133,7 +136,7 @@ class Batching:
 class Service:
     """The model served and its batcher: loaded when the app starts (:meth:`lifespan`), dropped when it stops."""
 
-    def __init__(self, model_dir: Path, manifest: dict[str, Any], engine: str, batching: Batching):
+    def __init__(self, model_dir: Path, manifest: Manifest, engine: str, batching: Batching):
         self.model_dir = model_dir
         self.manifest = manifest
         self.engine = engine
@@ -146,9 +149,7 @@ class Service:
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
         model = load_model(self.model_dir, engine=self.engine)
         # An encoder truncates a text to its first few hundred tokens; tfidf reads all of it.
-        batcher = self.batching.batcher(
-            model.predict_proba, LONG_TEXT if self.manifest.get("backbone") else None
-        )
+        batcher = self.batching.batcher(model.predict_proba, LONG_TEXT if self.manifest.backbone else None)
         await batcher.start()
         try:
             # Loads whatever the model loads lazily (a backbone) before the first request has to wait.
@@ -157,7 +158,7 @@ class Service:
             log.info(
                 "serving %s (%s), labels %s",
                 self.model_dir.name,
-                model.manifest["strategy"]["name"],
+                model.manifest.strategy.name,
                 model.labels,
             )
             yield
