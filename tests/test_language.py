@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from fewlabel.data.language import MIN_CHARS, detect_languages
@@ -74,3 +76,46 @@ def test_best_prefers_the_multilingual_backbone_for_non_english_texts(monkeypatc
     assert (
         backbones.best_available(FRENCH, detect_languages(FRENCH))[0] == "mpnet"
     )  # and the warning says why not
+
+
+def _french_reviews(write_csv, path):
+    positive = [
+        "Un livre magnifique, je le recommande à tous mes amis sans hésiter.",
+        "Très belle histoire, les personnages sont attachants et le style est fluide.",
+        "Excellent roman, je l'ai dévoré en une soirée, quelle belle surprise.",
+        "Une lecture passionnante du début à la fin, bravo à l'auteur.",
+        "Superbe livre, émouvant et drôle à la fois, je le relirai avec plaisir.",
+        "Un vrai bonheur de lecture, l'intrigue est haletante et bien construite.",
+    ]
+    negative = [
+        "Un livre ennuyeux, je n'ai pas réussi à le finir tellement c'est lent.",
+        "Très déçu, l'histoire est plate et les personnages sans intérêt.",
+        "Mauvaise traduction, des fautes à chaque page, c'est illisible.",
+        "Je ne recommande pas ce roman, la fin est bâclée et sans surprise.",
+        "Une perte de temps, rien ne se passe pendant trois cents pages.",
+        "Livre arrivé abîmé et contenu décevant, je regrette cet achat.",
+    ]
+    rows = [[t, "positive"] for t in positive] + [[t, "negative"] for t in negative]
+    return write_csv(path, ["text", "label"], rows)
+
+
+def test_train_says_first_that_an_english_backbone_does_not_cover_french(write_csv, tmp_path):
+    from typer.testing import CliRunner
+
+    from conftest import BACKBONE
+    from fewlabel.cli.main import app
+
+    data = _french_reviews(write_csv, tmp_path / "fr.csv")
+    args = ["train", str(data), "--folds", "3", "--no-diagnostics", "--model", BACKBONE]
+    runner = CliRunner(env={"COLUMNS": "200", "FEWLABEL_PROGRESS": "0"})
+    embed = runner.invoke(app, [*args, "-o", str(tmp_path / "embed"), "-s", "embed"])
+    assert embed.exit_code == 0, embed.output
+    first = embed.stdout.strip().splitlines()[0]
+    assert first.startswith("Warning: 100% of the texts are not in English (French 100%)"), embed.stdout
+    assert "embeddinggemma" in embed.stdout and "tfidf" in embed.stdout
+    assert embed.stdout.count("not in English") == 1  # said before training, not again after
+    tfidf = runner.invoke(app, [*args, "-o", str(tmp_path / "tfidf"), "-s", "tfidf"])
+    assert tfidf.exit_code == 0, tfidf.output
+    assert "not in English" not in tfidf.stdout  # TF-IDF reads any language
+    metrics = json.loads((tmp_path / "tfidf" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["data"]["languages"] == {"sampled": 12, "shares": {"fr": 1.0}}

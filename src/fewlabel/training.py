@@ -148,6 +148,7 @@ class TrainResult:
                     "class_counts": data.class_counts(),
                     "sha256": data.fingerprint(),
                     **data.report.to_dict(),
+                    **({"languages": self.languages.to_dict()} if self.languages is not None else {}),
                 },
                 "folds": self.config.folds,
                 "seconds": self.seconds,

@@ -162,7 +162,7 @@ Backbone = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="Backbone: best (mpnet if installed, else minilm), minilm, mpnet, a directory or a Hub id.",
+        help="Backbone: best (mpnet if installed, else minilm; embeddinggemma when installed and the texts are mostly not in English), minilm, mpnet, embeddinggemma, a directory or a Hub id.",
     ),
 ]
 Folds = Annotated[int, typer.Option(help="Cross-validation folds (2 to 20).")]
