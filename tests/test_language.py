@@ -119,3 +119,21 @@ def test_train_says_first_that_an_english_backbone_does_not_cover_french(write_c
     assert "not in English" not in tfidf.stdout  # TF-IDF reads any language
     metrics = json.loads((tmp_path / "tfidf" / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["data"]["languages"] == {"sampled": 12, "shares": {"fr": 1.0}}
+
+
+def test_on_a_cpu_best_does_not_fine_tune_the_multilingual_backbone(monkeypatch):
+    from fewlabel import training
+    from fewlabel.config import TrainConfig
+    from fewlabel.data.labelled import LabelledTexts
+
+    monkeypatch.setattr(backbones, "is_installed", lambda name: name in ("mpnet", "embeddinggemma"))
+    data = LabelledTexts.from_lists(FRENCH + DUTCH, ["positive", "negative"] * 3 + ["positive"])
+    notes: list[str] = []
+    config, slow, languages, warning = training._backbones(data, TrainConfig(), notes)
+    assert config.model == "embeddinggemma" and warning is None  # it covers French and Dutch
+    assert slow == [] and any("too large to fine-tune on a CPU" in note for note in notes)
+    texts = data.texts * 40  # enough rows for a hold-out split
+    backbone, skip = training._slow_plan("finetune", config, texts, 1e6, slow)
+    assert skip is not None and skip.startswith("finetune left out")
+    by_name = TrainConfig(strategy="finetune", model="embeddinggemma")
+    assert training._slow_plan("finetune", by_name, texts, 1e6, slow) == ("embeddinggemma", None)

@@ -419,7 +419,7 @@ def _backbones(
         # Slow strategies pick their own: the most accurate backbone whose run fits the budget (the
         # multilingual one alone when the texts need it).
         english = [b for b in ("mpnet", "minilm") if b == "minilm" or is_installed(b)]
-        slow_backbones = [model] if model == "embeddinggemma" else english
+        slow_backbones = _multilingual_slow(model, notes) if model == "embeddinggemma" else english
     uses_backbone = config.strategy != "tfidf"
     return (
         config,
@@ -427,6 +427,22 @@ def _backbones(
         languages,
         language_warning(config.model, languages) if uses_backbone else None,
     )
+
+
+def _multilingual_slow(model: str, notes: list[str]) -> list[str]:
+    """The backbones slow strategies may use when ``best`` chose a multilingual one: that one on a GPU;
+    none on a CPU, where fine-tuning it (308M parameters) took 17 minutes and 17 GB of memory for
+    500 reviews (benchmarks/results/run-20261130T185054Z.json) and English ones would not read the texts."""
+    from fewlabel.encoders.device import resolve_device
+
+    if resolve_device("auto").type == "cuda":
+        return [model]
+    notes.append(
+        f"Fine-tuning left out of auto: {model} is too large to fine-tune on a CPU within the budget "
+        "(17 min and 17 GB of memory for 500 reviews here), and the English backbones would not read "
+        "these texts; on a GPU it joins."
+    )
+    return []
 
 
 def language_check(data: LabelledTexts, config: TrainConfig) -> str | None:
@@ -589,9 +605,11 @@ def _slow_plan(
         return slow.estimated_seconds(texts, backbone)
 
     pinned = config.strategy_params.get(name, {}).get("backbone")
-    candidates = [pinned] if pinned else backbones
+    candidates = [pinned] if pinned else backbones or [config.model]
     if config.strategy != "auto":
         return candidates[0], None  # asked for by name: run it, within the budget
+    if not backbones and not pinned:
+        return config.model, f"{name} left out: no backbone to fine-tune within this run (see above)."
     if len(texts) < MIN_ROWS_FOR_HOLDOUT:
         return candidates[0], (
             f"{name} left out: with {len(texts)} texts its validation split would be too small to stop "
