@@ -432,7 +432,7 @@ def _backbones(
 def _multilingual_slow(model: str, notes: list[str]) -> list[str]:
     """The backbones slow strategies may use when ``best`` chose a multilingual one: that one on a GPU;
     none on a CPU, where fine-tuning it (308M parameters) took 17 minutes and 17 GB of memory for
-    500 reviews (benchmarks/results/run-20261130T185054Z.json) and English ones would not read the texts."""
+    500 reviews (benchmarks/results/run-20261130T185054Z-gemma-finetune-cpu.json) and English ones would not read the texts."""
     from fewlabel.encoders.device import resolve_device
 
     if resolve_device("auto").type == "cuda":
