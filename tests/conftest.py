@@ -295,3 +295,20 @@ def multi_label_rows() -> list[tuple[str, str]]:
 def multi_csv(tmp_path, write_csv) -> Path:
     """The multi-label fixture set as a CSV with columns text and labels."""
     return write_csv(tmp_path / "multi.csv", ["text", "labels"], [list(r) for r in multi_label_rows()])
+
+
+@pytest.fixture(scope="session")
+def multi_model_dir(tmp_path_factory) -> Path:
+    """A multi-label tfidf model trained on the multi-label fixture set (session-wide; do not modify)."""
+    from fewlabel.config import TrainConfig
+    from fewlabel.data.multilabel import MultiLabelledTexts
+    from fewlabel.multilabel import train_multilabel
+
+    rows = multi_label_rows()
+    data = MultiLabelledTexts(
+        [t for t, _ in rows], [sorted(filter(None, lab.split("|"))) for _, lab in rows], list(range(2, 42))
+    )
+    data.label_column = "labels"
+    out = tmp_path_factory.mktemp("models") / "multi-tfidf"
+    train_multilabel(data, out, TrainConfig(strategy="tfidf", model=BACKBONE, folds=4))
+    return out
