@@ -115,10 +115,26 @@ def test_predict_refuses_single_label_options(multi_model_dir, extra, message):
     assert_one_line_error(result, message)
 
 
-def test_evaluate_refuses_clearly_and_report_rebuilds(multi_model_dir, multi_csv, tmp_path):
+def test_evaluate_scores_a_multi_label_model(multi_model_dir, multi_csv, tmp_path):
+    result = invoke("evaluate", multi_model_dir, multi_csv, "--json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert found["task"] == "multi-label" and found["n"] == 40
+    assert found["micro_f1"]["value"] > 0.9 and found["majority_baseline"]["micro_f1"]["value"] == 0.0
+    assert found["per_label"]["food"]["support"] == 20
+    assert found["cv_estimate_at_training"]["value"] > 0.9
+    shown = invoke("evaluate", multi_model_dir, multi_csv)
+    assert shown.exit_code == 0 and "Hamming loss" in shown.stdout and "Per label" in shown.stdout
+    unknown = tmp_path / "u.csv"
+    unknown.write_text("text,labels\nthe pasta,food|drama\n")
+    assert_one_line_error(
+        invoke("evaluate", multi_model_dir, unknown), "'drama'", "not among the model's labels"
+    )
+
+
+def test_report_rebuilds(multi_model_dir, tmp_path):
     import shutil
 
-    assert_one_line_error(invoke("evaluate", multi_model_dir, multi_csv), "multi-label model", "metrics.json")
     copy = tmp_path / "m"
     shutil.copytree(multi_model_dir, copy)
     (copy / "report.html").unlink()

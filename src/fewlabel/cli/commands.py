@@ -329,6 +329,11 @@ def export_command(model_dir: Path, quantize: str | None, force: bool) -> dict[s
 
 def print_evaluation(evaluation: dict, console: Console) -> None:
     """What `fewlabel evaluate` measured (its JSON output): scores with intervals, per class, baseline."""
+    if evaluation.get("task") == "multi-label":
+        from fewlabel.cli.multilabel_output import print_multilabel_evaluation
+
+        print_multilabel_evaluation(evaluation, console)
+        return
     table = Table(
         title=escape(f"{evaluation['model']} on {evaluation['data']} ({evaluation['n']} texts)"),
         title_justify="left",

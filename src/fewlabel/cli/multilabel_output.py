@@ -84,3 +84,38 @@ def print_multilabel_training(result: MultiLabelResult, data: MultiLabelledTexts
     console.print(f"Took {result.seconds:.1f}s.")
     if result.not_better:  # the last line, where nobody can miss it
         console.print(f"[bold red]Warning:[/] {escape(result.not_better)}", soft_wrap=True)
+
+
+def print_multilabel_evaluation(evaluation: dict, console: Console) -> None:
+    """What `fewlabel evaluate` measured on a multi-label model (its JSON output)."""
+    table = Table(
+        title=escape(f"{evaluation['model']} on {evaluation['data']} ({evaluation['n']} texts)"),
+        title_justify="left",
+    )
+    for col in ("metric", "value", "95% CI", "each label's majority"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for key, name in (
+        ("micro_f1", "micro-F1"),
+        ("macro_f1", "macro-F1"),
+        ("subset_accuracy", "subset accuracy"),
+        ("hamming_loss", "Hamming loss"),
+    ):
+        m, base = evaluation[key], evaluation["majority_baseline"][key]
+        table.add_row(
+            name, f"{m['value']:.3f}", f"{m['ci95_low']:.3f}-{m['ci95_high']:.3f}", f"{base['value']:.3f}"
+        )
+    console.print(table)
+    per = Table(title="Per label", title_justify="left")
+    for col in ("label", "precision", "recall", "F1", "support"):
+        per.add_column(col, justify="left" if col == "label" else "right")
+    for label, m in evaluation["per_label"].items():
+        per.add_row(
+            escape(label), f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"])
+        )
+    console.print(per)
+    est = evaluation.get("cv_estimate_at_training")
+    if est:
+        console.print(
+            f"Cross-validated micro-F1 at training time: {est['value']:.3f} "
+            f"(95% CI {est['ci95_low']:.3f}-{est['ci95_high']:.3f})."
+        )

@@ -99,8 +99,14 @@ def multi_labelled_from_table(
     skip_empty: bool = False,
     normalize_labels: bool = False,
     min_per_label: int = 2,
+    dedupe: bool = True,
+    min_labels: int = 2,
 ) -> MultiLabelledTexts:
-    """Check and clean a table into :class:`MultiLabelledTexts`; see the module docstring for the rules."""
+    """Check and clean a table into :class:`MultiLabelledTexts`; see the module docstring for the rules.
+
+    ``dedupe`` and ``min_labels`` (labels needed overall) are for training; scoring a model on a
+    labelled file turns them off (every row counts, a file may hold one label).
+    """
     if not separator.strip():
         raise DataError(f"the label separator must be a visible character, got {separator!r}")
     text_col = find_column(table, text_column, TEXT_COLUMN_NAMES, "texts", "--text-column")
@@ -114,9 +120,10 @@ def multi_labelled_from_table(
     report = DataReport(rows_read=len(table.rows))
     texts, label_sets, rows = _filled_rows(table, text_col, label_col, separator, skip_empty, report)
     label_sets = _check_variants(label_sets, table.path, label_col, normalize_labels, report)
-    texts, label_sets, rows = _dedupe(texts, label_sets, rows, table.path, report)
+    if dedupe:
+        texts, label_sets, rows = _dedupe(texts, label_sets, rows, table.path, report)
     data = MultiLabelledTexts(texts, label_sets, rows, table.path, text_col, label_col, separator, report)
-    _check_labels(data, min_per_label)
+    _check_labels(data, min_per_label, min_labels)
     report.note_lengths(texts)
     report.rows_used = len(texts)
     return data
@@ -211,11 +218,11 @@ def _dedupe(
     return [texts[i] for i in keep], [label_sets[i] for i in keep], [rows[i] for i in keep]
 
 
-def _check_labels(data: MultiLabelledTexts, min_per_label: int) -> None:
-    """At least two labels; each on at least ``min_per_label`` texts and missing from as many."""
+def _check_labels(data: MultiLabelledTexts, min_per_label: int, min_labels: int = 2) -> None:
+    """At least ``min_labels`` labels; each on at least ``min_per_label`` texts and missing from as many."""
     counts = data.label_counts()
     where = f"{data.source}: column {data.label_column!r}"
-    if len(counts) < 2:
+    if len(counts) < min_labels:
         found = f"only the label {next(iter(counts))!r}" if counts else "no labels at all"
         raise DataError(
             f"{where} holds {found} (split on {data.separator!r}); multi-label training needs at least two "

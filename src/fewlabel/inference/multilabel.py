@@ -14,6 +14,8 @@ import json
 from collections.abc import Iterator
 from typing import IO, Any
 
+import numpy as np
+
 from fewlabel.data.files import Table
 from fewlabel.errors import DataError
 from fewlabel.inference.rows import BATCH, long_texts, table_texts
@@ -110,3 +112,43 @@ def write_predictions(
                     done["predicted"][label] = done["predicted"].get(label, 0) + 1
             advance(len(table.rows))
     return done
+
+
+def evaluate_multilabel(
+    model: TrainedModel, table: Table, text_column: str | None, label_column: str | None
+) -> dict[str, Any]:
+    """A multi-label model's scores on a labelled table: micro- and macro-F1, subset accuracy and
+    Hamming loss with 95% intervals, per-label scores, and each label's majority as a baseline."""
+    from fewlabel.data.multilabel import multi_labelled_from_table
+    from fewlabel.evaluation.multilabel import majority_predictions, multilabel_scores, per_label
+
+    trained = model.manifest
+    text_column = text_column or (trained.text_column if trained.text_column in table.columns else None)
+    label_column = label_column or (trained.label_column if trained.label_column in table.columns else None)
+    data = multi_labelled_from_table(
+        table,
+        text_column,
+        label_column,
+        separator=trained.label_separator or "|",
+        min_per_label=0,
+        dedupe=False,
+        min_labels=0,
+    )
+    unknown = sorted(set(data.classes) - set(model.labels))
+    if unknown:
+        raise DataError(
+            f"{table.path}: label(s) {', '.join(map(repr, unknown))} are not among the model's labels "
+            f"({', '.join(map(repr, model.labels))}); fix them or train on data that has them"
+        )
+    Y = np.array([[int(label in s) for label in model.labels] for s in data.label_sets], dtype=np.int64)
+    _, proba = model.predict_label_sets(data.texts)
+    pred = (proba >= model.label_thresholds).astype(np.int64)
+    summary = trained.metrics.model_extra if trained.metrics is not None else None
+    return {
+        "task": "multi-label",
+        **multilabel_scores(Y, pred).to_dict(),
+        "labels": model.labels,
+        "per_label": per_label(Y, pred, model.labels),
+        "majority_baseline": multilabel_scores(Y, majority_predictions(Y)).to_dict(),
+        "cv_estimate_at_training": (summary or {}).get("micro_f1"),
+    }

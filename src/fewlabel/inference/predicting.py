@@ -673,13 +673,16 @@ def evaluate_file(
     ``sheet`` chooses the sheet of an Excel workbook (name or 0-based index; default: the first).
     """
     model = load_model(model_dir)
-    if model.multi_label:
-        raise DataError(
-            f"{model_dir}: a multi-label model; `fewlabel evaluate` scores single-label models only. Its "
-            "cross-validated scores are in metrics.json and report.html."
-        )
     check_temperature(model.manifest, model_dir)
     table = read_table(data_path, format, sheet)
+    if model.multi_label:
+        from fewlabel.inference.multilabel import evaluate_multilabel
+
+        return {
+            "data": data_path,
+            "model": str(model_dir),
+            **evaluate_multilabel(model, table, text_column, label_column),
+        }
     trained = model.manifest
     text_column = text_column or (trained.text_column if trained.text_column in table.columns else None)
     label_column = label_column or (trained.label_column if trained.label_column in table.columns else None)
