@@ -40,6 +40,31 @@ def test_train_multi_label_prints_the_table_and_headline(multi_csv, tmp_path):
     assert json.loads((tmp_path / "m" / "fewlabel.json").read_text())["task"] == "multi-label"
 
 
+def test_a_rare_label_is_warned_about_before_training(multi_csv, tmp_path):
+    rows = multi_csv.read_text().splitlines()
+    rows = [rows[0], *(r + ("|rare" if i < 4 else "") for i, r in enumerate(rows[1:]))]
+    multi_csv.write_text("\n".join(rows) + "\n")
+    result = invoke(
+        "train",
+        multi_csv,
+        "-o",
+        tmp_path / "m",
+        "--multi-label",
+        "--strategy",
+        "tfidf",
+        "--folds",
+        "4",
+        "--model",
+        BACKBONE,
+        "-q",
+    )
+    assert result.exit_code == 0, result.output
+    warning = "Label 'rare' is on only 4 texts"
+    assert result.stdout.count(warning) == 1 and result.stdout.index(warning) < result.stdout.index(
+        "micro-F1"
+    )
+
+
 def test_train_without_the_flag_names_it(multi_csv, tmp_path):
     result = invoke("train", multi_csv, "-o", tmp_path / "m", "--model", BACKBONE, "-q")
     assert_one_line_error(result, "--multi-label", "--label-separator", "'labels'")

@@ -274,13 +274,18 @@ def _result(
     return result
 
 
-def _warnings(data: MultiLabelledTexts, result: MultiLabelResult) -> list[str]:
-    """Labels with very few texts, and an estimate too uncertain to act on."""
-    out = [
+def rare_label_warnings(data: MultiLabelledTexts) -> list[str]:
+    """A warning for each label on fewer than FEW_POSITIVES texts."""
+    return [
         f"Label {label!r} is on only {n} texts: its F1 is unreliable, and it is the label where more "
         "examples help most."
         for label, n in data.rare_labels(FEW_POSITIVES).items()
     ]
+
+
+def _warnings(data: MultiLabelledTexts, result: MultiLabelResult) -> list[str]:
+    """Labels with very few texts, and an estimate too uncertain to act on."""
+    out = rare_label_warnings(data)
     micro = result.estimate.micro_f1
     if micro.high - micro.low > WIDE_INTERVAL:
         out.append(

@@ -267,11 +267,15 @@ def train_multilabel_command(
 ) -> MultiLabelResult:
     """Train on multi-label data and print what was found (:mod:`fewlabel.cli.multilabel_output`)."""
     from fewlabel.cli.multilabel_output import print_multilabel_training
-    from fewlabel.multilabel import multi_label_candidates, train_multilabel
+    from fewlabel.multilabel import multi_label_candidates, rare_label_warnings, train_multilabel
 
     multi_label_candidates(config)  # refuse unsupported settings before the first fit
+    # Said before the minutes of training, not only after: labels too rare to learn or score well.
+    said_before = rare_label_warnings(data)
+    for warning in said_before:
+        console.print(f"[bold yellow]Warning:[/] {escape(warning)}", soft_wrap=True)
     result = train_multilabel(data, output, config)
-    print_multilabel_training(result, data, console)
+    print_multilabel_training(result, data, console, said_before)
     return result
 
 

@@ -56,7 +56,9 @@ def label_table(result: MultiLabelResult) -> Table:
     return table
 
 
-def print_multilabel_training(result: MultiLabelResult, data: MultiLabelledTexts, console: Console) -> None:
+def print_multilabel_training(
+    result: MultiLabelResult, data: MultiLabelledTexts, console: Console, said_before: list[str] | None = None
+) -> None:
     counts = ", ".join(f"{k}: {v}" for k, v in data.label_counts().items())
     console.print(
         escape(
@@ -65,7 +67,7 @@ def print_multilabel_training(result: MultiLabelResult, data: MultiLabelledTexts
         soft_wrap=True,
     )
     for warning in result.warnings:
-        if warning != result.not_better:
+        if warning != result.not_better and warning not in (said_before or []):
             console.print(f"[bold yellow]Warning:[/] {escape(warning)}", soft_wrap=True)
     for note in result.notes:
         console.print(escape(note), soft_wrap=True)
