@@ -23,6 +23,7 @@ from fewlabel.evaluation.threshold import CANDIDATES
 from fewlabel.strategies.base import Strategy
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
+BOOTSTRAP_BLOCK = 50  # resamples drawn at once: 50 x rows weights (40 MB for 100,000 rows)
 
 
 def shuffled_folds(n_rows: int, n_folds: int, seed: int) -> Folds:
@@ -100,7 +101,11 @@ def multilabel_scores(Y: np.ndarray, pred: np.ndarray, seed: int = 0) -> MultiSc
     n = len(Y)
     point = _metrics(np.ones((1, n)), Y, pred)
     rng = np.random.default_rng(seed)
-    resampled = _metrics(rng.multinomial(n, np.full(n, 1 / n), size=N_BOOTSTRAP).astype(float), Y, pred)
+    blocks = [  # resamples in blocks: the weights of all 1,000 over a large file would not fit in memory
+        _metrics(rng.multinomial(n, np.full(n, 1 / n), size=size).astype(float), Y, pred)
+        for size in np.diff(np.r_[0:N_BOOTSTRAP:BOOTSTRAP_BLOCK, N_BOOTSTRAP])
+    ]
+    resampled = {key: np.concatenate([b[key] for b in blocks]) for key in point}
 
     def interval(key: str) -> Interval:
         low, high = np.nanpercentile(resampled[key], [2.5, 97.5])
