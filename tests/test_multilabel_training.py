@@ -138,3 +138,17 @@ def test_a_model_no_better_than_the_baseline_is_flagged():
     assert result.warnings[-1] == result.not_better
     with pytest.raises(FewlabelError, match="strict mode"):
         train_multilabel(data, config=TrainConfig(strategy="tfidf", folds=3, model=BACKBONE, strict=True))
+
+
+def test_thresholds_stay_at_one_half_when_tuning_is_off():
+    from conftest import multi_label_rows
+
+    rows = multi_label_rows()
+    data = MultiLabelledTexts(
+        [t for t, _ in rows], [sorted(filter(None, s.split("|"))) for _, s in rows], list(range(40))
+    )
+    result = train_multilabel(data, config=TrainConfig(strategy="tfidf", folds=4, tune_threshold=False))
+    assert set(result.thresholds.values()) == {0.5}
+    best = result.results["tfidf"]
+    assert (best.pred == (best.oof_proba >= 0.5)).all()
+    assert any("in the estimate too" in n for n in result.notes)

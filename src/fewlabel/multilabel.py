@@ -197,7 +197,7 @@ def train_multilabel(
     Y = data.indicator()
     folds = shuffled_folds(len(data), config.folds, config.seed)
     with fit_memo():
-        results = _cross_validate(factories, data.texts, Y, folds, config.seed, on_result)
+        results = _cross_validate(factories, data.texts, Y, folds, config, on_result)
         chosen = max(results, key=lambda n: _score(results[n]).micro_f1.value)
         strategy = factories[chosen]().fit(data.texts, Y)
     if len(results) > 1:
@@ -222,13 +222,16 @@ def _cross_validate(
     texts: list[str],
     Y: np.ndarray,
     folds: list[tuple[np.ndarray, np.ndarray]],
-    seed: int,
+    config: TrainConfig,
     on_result: Callable[[MultiCV], None] | None,
 ) -> dict[str, MultiCV]:
     results = {}
+    tune = config.tune_threshold is not False  # None (the default): tuned, as for every label set
     with progress.bar("Cross-validating", len(folds) * len(factories)) as advance:
         for name, factory in factories.items():
-            results[name] = cross_validate_multilabel(factory, texts, Y, folds, name, seed, advance)
+            results[name] = cross_validate_multilabel(
+                factory, texts, Y, folds, name, config.seed, advance, tune
+            )
             if on_result:
                 on_result(results[name])
     return results
@@ -246,7 +249,7 @@ def _result(
     labels, best = data.classes, results[chosen]
     if config.tune_threshold is False:
         thresholds = np.full(len(labels), 0.5)
-        notes.append("Thresholds left at 0.5 (tune_threshold is off); the estimate still cross-fits them.")
+        notes.append("Thresholds left at 0.5 for every label (tune_threshold is off), in the estimate too.")
     else:
         thresholds = best_thresholds(best.oof_proba, best.Y)
         notes.append(

@@ -164,8 +164,10 @@ def cross_validate_multilabel(
     name: str,
     seed: int = 0,
     on_fold: Callable[[], None] | None = None,
+    tune_thresholds: bool = True,
 ) -> MultiCV:
-    """Out-of-fold probabilities of one strategy, then cross-fitted thresholds and their scores."""
+    """Out-of-fold probabilities of one strategy, then cross-fitted thresholds (or 0.5 for every label
+    without ``tune_thresholds``) and the scores of those answers."""
     start = time.perf_counter()
     oof = np.zeros(Y.shape, dtype=float)
     train_f1, val_f1 = [], []
@@ -178,6 +180,6 @@ def cross_validate_multilabel(
         if on_fold:
             on_fold()
     result = MultiCV(name, factory().describe(), oof, Y, train_f1, val_f1, time.perf_counter() - start)
-    result.pred = crossfit_predictions(oof, Y, folds)
+    result.pred = crossfit_predictions(oof, Y, folds) if tune_thresholds else (oof >= 0.5).astype(Y.dtype)
     result.scores = multilabel_scores(Y, result.pred, seed)
     return result
