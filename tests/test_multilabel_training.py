@@ -135,6 +135,7 @@ def test_a_model_no_better_than_the_baseline_is_flagged():
     data = MultiLabelledTexts(texts, sets, list(range(2, 62)))
     result = train_multilabel(data, config=TrainConfig(strategy="tfidf", folds=3, model=BACKBONE))
     assert result.not_better is not None and "Not clearly better" in result.not_better
+    assert "every label on every text" in result.not_better
     assert result.warnings[-1] == result.not_better
     with pytest.raises(FewlabelError, match="strict mode"):
         train_multilabel(data, config=TrainConfig(strategy="tfidf", folds=3, model=BACKBONE, strict=True))

@@ -48,6 +48,8 @@ from fewlabel.strategies.base import MULTI_LABEL_STRATEGIES, Strategy, fit_memo
 
 # A label on fewer texts than this gets a warning: its F1 swings by tens of points between folds.
 FEW_POSITIVES = 20
+# A model whose micro-F1 interval reaches within this of a trivial answer's is flagged as no better.
+TRIVIAL_MARGIN = 0.05
 # A micro-F1 interval wider than this is too wide to act on; the user is told so.
 WIDE_INTERVAL = 0.10
 
@@ -270,7 +272,8 @@ def _result(
         strategy=strategy,
         notes=notes,
     )
-    result.not_better = _not_better(result.estimate, result.baseline)
+    result.not_better = _not_better(result.estimate, result.baseline, best.Y)
+    notes.extend(filter(None, [_hamming_note(result.estimate, result.baseline)]))
     if result.not_better and config.strict:
         raise FewlabelError(f"{result.not_better} Nothing was saved (strict mode).")
     result.warnings = [*_warnings(data, result), *data.report.warnings, *filter(None, [result.not_better])]
@@ -298,16 +301,34 @@ def _warnings(data: MultiLabelledTexts, result: MultiLabelResult) -> list[str]:
     return out
 
 
-def _not_better(estimate: MultiScores, baseline: MultiScores) -> str | None:
-    """Why the model is no better than answering each label's majority, when it is not clearly better."""
-    micro, hamming = estimate.micro_f1, estimate.hamming_loss
-    if micro.low > baseline.micro_f1.value and hamming.value < baseline.hamming_loss.value:
+def _not_better(estimate: MultiScores, baseline: MultiScores, Y: np.ndarray) -> str | None:
+    """Why the model is no better than a trivial answer, when its micro-F1 interval reaches one.
+
+    Two trivial answers: each label's majority (the baseline reported; usually no label at all, whose
+    micro-F1 is 0) and every label on every text, whose micro-F1 is high when labels are common.
+    """
+    every = float(2 * Y.sum() / (Y.sum() + Y.size)) if Y.size else 0.0  # F1 with recall 1
+    trivial = max(baseline.micro_f1.value, every)
+    micro = estimate.micro_f1
+    if micro.low > trivial + TRIVIAL_MARGIN:
         return None
     return (
-        f"Not clearly better than always answering each label's majority: micro-F1 {micro.value:.1%} "
-        f"(95% interval {micro.low:.1%} to {micro.high:.1%}) against {baseline.micro_f1.value:.1%}, Hamming "
-        f"loss {hamming.value:.3f} against {baseline.hamming_loss.value:.3f}. Do not rely on this model; "
+        f"Not clearly better than a trivial answer: micro-F1 {micro.value:.1%} (95% interval {micro.low:.1%} "
+        f"to {micro.high:.1%}) against {baseline.micro_f1.value:.1%} for always answering each label's "
+        f"majority and {every:.1%} for answering every label on every text. Do not rely on this model; "
         "check that the labels match the texts, and label more."
+    )
+
+
+def _hamming_note(estimate: MultiScores, baseline: MultiScores) -> str | None:
+    """A note when the Hamming loss is not below the baseline's, as F1-tuned thresholds often make it."""
+    mine, base = estimate.hamming_loss.value, baseline.hamming_loss.value
+    if mine < base:
+        return None
+    return (
+        f"Hamming loss {mine:.3f} is not below the {base:.3f} of always answering each label's majority: "
+        "thresholds tuned for each label's F1 answer more labels than that. Where every wrong text-label "
+        "pair costs the same, judge by Hamming loss, not micro-F1."
     )
 
 
