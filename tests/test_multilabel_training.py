@@ -153,3 +153,17 @@ def test_thresholds_stay_at_one_half_when_tuning_is_off():
     best = result.results["tfidf"]
     assert (best.pred == (best.oof_proba >= 0.5)).all()
     assert any("in the estimate too" in n for n in result.notes)
+
+
+def test_an_english_backbone_on_french_texts_is_warned_about_first():
+    from test_language import FRENCH
+
+    texts = [f"{t} (numéro {i})" for i in range(3) for t in FRENCH]
+    sets = [["livre"] if "livre" in t or "histoire" in t else ["service"] for t in texts]
+    data = MultiLabelledTexts(
+        texts, [s + (["envoi"] if i % 2 else []) for i, s in enumerate(sets)], list(range(12))
+    )
+    result = train_multilabel(data, config=TrainConfig(strategy="embed", folds=2, model=BACKBONE))
+    assert "not in English" in result.warnings[0] and "minilm" in result.warnings[0]
+    tfidf = train_multilabel(data, config=TrainConfig(strategy="tfidf", folds=2, model=BACKBONE))
+    assert not any("not in English" in w for w in tfidf.warnings)

@@ -160,16 +160,22 @@ def multi_label_candidates(config: TrainConfig, notes: list[str] | None = None) 
     return names
 
 
-def _resolved(config: TrainConfig, data: MultiLabelledTexts, notes: list[str]) -> TrainConfig:
-    """``best`` replaced by the backbone it stands for, so the saved config says what ran."""
-    if config.model != "best":
-        return config
+def _resolved(
+    config: TrainConfig, data: MultiLabelledTexts, names: list[str], notes: list[str]
+) -> tuple[TrainConfig, str | None]:
+    """``best`` replaced by the backbone it stands for (so the saved config says what ran), and a
+    warning when that backbone does not cover the texts' languages (None without a backbone)."""
     from fewlabel.data.language import detect_languages
-    from fewlabel.encoders.backbones import best_available
+    from fewlabel.encoders.backbones import best_available, language_warning
 
-    model, why = best_available(data.texts, detect_languages(data.texts))
-    notes.append(f"Backbone {model}: {why}.")
-    return replace(config, model=model)
+    if names == ["tfidf"]:
+        return config, None
+    languages = detect_languages(data.texts)
+    if config.model == "best":
+        model, why = best_available(data.texts, languages)
+        notes.append(f"Backbone {model}: {why}.")
+        config = replace(config, model=model)
+    return config, language_warning(config.model, languages)
 
 
 def train_multilabel(
@@ -192,7 +198,7 @@ def train_multilabel(
     names = multi_label_candidates(config, notes)
     if config.diagnostics:
         notes.append("Diagnostics (learning curve, label issues) are single-label only; none were computed.")
-    config = _resolved(config, data, notes)
+    config, language = _resolved(config, data, names, notes)
     factories: dict[str, Callable[[], Strategy]] = {
         n: functools.partial(make_strategy, n, **config.params_for(n)) for n in names
     }
@@ -208,6 +214,7 @@ def train_multilabel(
             "the estimate: choosing the best of several makes it slightly optimistic."
         )
     result = _result(data, config, results, chosen, strategy, notes)
+    result.warnings[:0] = [language] if language else []
     result.seconds = time.perf_counter() - start
     if output is not None:
         result.model_dir = save_multilabel(result, data, Path(output))
