@@ -267,3 +267,48 @@ def assert_one_line_error(result, *fragments: str) -> None:
     assert message.startswith("Error: ") and "\n" not in message, message
     for fragment in fragments:
         assert fragment in message, message
+
+
+# A tiny multi-label set: every subset of three topics (the empty one too) in 5 wordings, 40 texts;
+# each topic is on 20 texts and missing from 20, and a topic's words always mean it (separable).
+TOPIC_WORDS = {
+    "food": ["pasta", "recipe", "oven", "flavour", "dessert"],
+    "sports": ["match", "goal", "team", "coach", "stadium"],
+    "tech": ["laptop", "software", "battery", "screen", "keyboard"],
+}
+TOPIC_SETS = [(), ("food",), ("sports",), ("tech",), ("food", "sports"), ("food", "tech"), ("sports", "tech")]
+TOPIC_SETS.append(("food", "sports", "tech"))
+
+
+def multi_label_rows() -> list[tuple[str, str]]:
+    """(text, labels joined by '|') for the multi-label fixture set."""
+    rows = []
+    for i in range(5):
+        for subset in TOPIC_SETS:
+            words = [f"the {TOPIC_WORDS[t][i]} and the {TOPIC_WORDS[t][(i + 2) % 5]}" for t in subset]
+            text = f"Note {i}: " + ("; ".join(words) if words else f"nothing much happened on day {i}")
+            rows.append((text, "|".join(subset)))
+    return rows
+
+
+@pytest.fixture
+def multi_csv(tmp_path, write_csv) -> Path:
+    """The multi-label fixture set as a CSV with columns text and labels."""
+    return write_csv(tmp_path / "multi.csv", ["text", "labels"], [list(r) for r in multi_label_rows()])
+
+
+@pytest.fixture(scope="session")
+def multi_model_dir(tmp_path_factory) -> Path:
+    """A multi-label tfidf model trained on the multi-label fixture set (session-wide; do not modify)."""
+    from fewlabel.config import TrainConfig
+    from fewlabel.data.multilabel import MultiLabelledTexts
+    from fewlabel.multilabel import train_multilabel
+
+    rows = multi_label_rows()
+    data = MultiLabelledTexts(
+        [t for t, _ in rows], [sorted(filter(None, lab.split("|"))) for _, lab in rows], list(range(2, 42))
+    )
+    data.label_column = "labels"
+    out = tmp_path_factory.mktemp("models") / "multi-tfidf"
+    train_multilabel(data, out, TrainConfig(strategy="tfidf", model=BACKBONE, folds=4))
+    return out

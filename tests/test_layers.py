@@ -28,9 +28,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("fewlabel.config",),
     # The typed records of a model directory: what the report renders and the store writes.
     ("fewlabel.model_dir.records",),
-    ("fewlabel.report",),
+    ("fewlabel.report", "fewlabel.multilabel_report"),
     ("fewlabel.model_dir",),
-    ("fewlabel.training",),
+    ("fewlabel.training", "fewlabel.multilabel"),
     ("fewlabel.inference",),
     ("fewlabel.estimator",),
     ("fewlabel.serve",),

@@ -13,9 +13,11 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     "LabelledTexts",
+    "MultiLabelledTexts",
     "load_labelled",
     "TrainConfig",
     "train",
+    "train_multilabel",
     "load_model",
     "FewlabelClassifier",
     "FewlabelError",
@@ -28,6 +30,8 @@ _LAZY = {
     "load_labelled": "fewlabel.data.labelled",
     "TrainConfig": "fewlabel.config",
     "train": "fewlabel.training",
+    "MultiLabelledTexts": "fewlabel.data.multilabel",
+    "train_multilabel": "fewlabel.multilabel",
     "load_model": "fewlabel.inference.loading",
     "FewlabelClassifier": "fewlabel.estimator",
     "FewlabelError": "fewlabel.errors",
@@ -38,9 +42,11 @@ _LAZY = {
 if TYPE_CHECKING:
     from fewlabel.config import TrainConfig
     from fewlabel.data.labelled import LabelledTexts, load_labelled
+    from fewlabel.data.multilabel import MultiLabelledTexts
     from fewlabel.errors import DataError, FewlabelError, ModelDirError
     from fewlabel.estimator import FewlabelClassifier
     from fewlabel.inference.loading import load_model
+    from fewlabel.multilabel import train_multilabel
     from fewlabel.training import train
 
 

@@ -107,6 +107,11 @@ class FewlabelClassifier(ClassifierMixin, BaseEstimator):
         from fewlabel.data.labelled import LabelledTexts
         from fewlabel.training import train
 
+        if np.ndim(y) == 2 and np.shape(y)[1] > 1:  # a column vector is one label per text
+            raise ValueError(
+                "FewlabelClassifier takes one label per text; for several labels per text (a label "
+                "matrix), use fewlabel.multilabel.train_multilabel (docs/multi-label.md)"
+            )
         labels = _labels(y)
         texts = _texts(X)
         if len(labels) != len(texts):

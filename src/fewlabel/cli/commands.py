@@ -23,9 +23,11 @@ from fewlabel.cli.options import STDOUT
 from fewlabel.config import TrainConfig
 from fewlabel.data.files import parse_sheet
 from fewlabel.data.labelled import MAX_TEXT_CHARS, LabelledTexts, load_labelled, load_unlabelled
+from fewlabel.data.multilabel import DEFAULT_SEPARATOR, MultiLabelledTexts
 from fewlabel.errors import FewlabelError
 from fewlabel.evaluation.scores import CVResult
 from fewlabel.model_dir.store import check_target
+from fewlabel.multilabel import MultiLabelResult
 from fewlabel.training import TrainResult, language_check, train
 
 DEMO_BUDGET_MINUTES = 5.0
@@ -212,12 +214,32 @@ def train_command(
     unlabelled: Path | None,
     unlabelled_column: str | None,
     quiet: bool,
-) -> TrainResult:
+    multi_label: bool = False,
+    label_separator: str = DEFAULT_SEPARATOR,
+) -> TrainResult | MultiLabelResult:
     """Check the output, read the data, train with ``settings`` (:class:`TrainConfig`'s fields) and report."""
     check_model_output(output)  # before reading the data and training, not after
     config = TrainConfig(**settings)
     progress.set_enabled(not quiet)
     console = Console(highlight=False, emoji=False)
+    if multi_label:
+        if unlabelled is not None:
+            raise FewlabelError("--unlabelled is single-label only; train a multi-label model without it")
+        texts = load_labelled(
+            data,
+            text_column,
+            label_column,
+            format=format,
+            sheet=parse_sheet(sheet),
+            skip_empty=skip_empty,
+            normalize_labels=normalize_labels,
+            min_per_class=config.folds,
+            multi_label=True,
+            label_separator=label_separator,
+        )
+        return train_multilabel_command(texts, output, config, console)
+    if label_separator != DEFAULT_SEPARATOR:
+        raise FewlabelError("--label-separator applies with --multi-label only")
     labelled = load_labelled(
         data,
         text_column,
@@ -237,6 +259,23 @@ def train_command(
         console.print(f"[bold yellow]Warning:[/] {escape(warning)}", soft_wrap=True)
     result = train(labelled, output, config, unlabelled=pool)
     print_training(result, labelled, console, said_before=said_before)
+    return result
+
+
+def train_multilabel_command(
+    data: MultiLabelledTexts, output: Path, config: TrainConfig, console: Console
+) -> MultiLabelResult:
+    """Train on multi-label data and print what was found (:mod:`fewlabel.cli.multilabel_output`)."""
+    from fewlabel.cli.multilabel_output import print_multilabel_training
+    from fewlabel.multilabel import multi_label_candidates, rare_label_warnings, train_multilabel
+
+    multi_label_candidates(config)  # refuse unsupported settings before the first fit
+    # Said before the minutes of training, not only after: labels too rare to learn or score well.
+    said_before = rare_label_warnings(data)
+    for warning in said_before:
+        console.print(f"[bold yellow]Warning:[/] {escape(warning)}", soft_wrap=True)
+    result = train_multilabel(data, output, config)
+    print_multilabel_training(result, data, console, said_before)
     return result
 
 
@@ -294,6 +333,11 @@ def export_command(model_dir: Path, quantize: str | None, force: bool) -> dict[s
 
 def print_evaluation(evaluation: dict, console: Console) -> None:
     """What `fewlabel evaluate` measured (its JSON output): scores with intervals, per class, baseline."""
+    if evaluation.get("task") == "multi-label":
+        from fewlabel.cli.multilabel_output import print_multilabel_evaluation
+
+        print_multilabel_evaluation(evaluation, console)
+        return
     table = Table(
         title=escape(f"{evaluation['model']} on {evaluation['data']} ({evaluation['n']} texts)"),
         title_justify="left",

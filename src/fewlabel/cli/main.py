@@ -31,8 +31,10 @@ from fewlabel.cli.options import (
     Format,
     Group,
     LabelColumn,
+    LabelSeparator,
     ModelDir,
     ModelOutput,
+    MultiLabel,
     NormalizeLabels,
     PredictInput,
     PredictOutput,
@@ -149,6 +151,8 @@ def train(
     unlabelled_column: UnlabelledColumn = None,
     tune_threshold: TuneThreshold = TrainConfig.tune_threshold,
     strict: Strict = TrainConfig.strict,
+    multi_label: MultiLabel = False,
+    label_separator: LabelSeparator = "|",  # fewlabel.data.multilabel.DEFAULT_SEPARATOR (not imported: NumPy)
     quiet: Quiet = False,
 ) -> None:
     """Cross-validate strategies, pick the best honestly, refit on all data and save the model."""
@@ -179,6 +183,8 @@ def train(
         normalize_labels=normalize_labels,
         unlabelled=unlabelled,
         unlabelled_column=unlabelled_column,
+        multi_label=multi_label,
+        label_separator=label_separator,
         quiet=quiet,
     )
 

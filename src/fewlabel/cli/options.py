@@ -135,6 +135,18 @@ SkipEmpty = Annotated[
 NormalizeLabels = Annotated[
     bool, typer.Option(help="Merge labels that differ only by case or spaces ('Positive', 'positive ').")
 ]
+MultiLabel = Annotated[
+    bool,
+    typer.Option(
+        "--multi-label",
+        help="Each label cell holds zero or more labels joined by --label-separator ('action|comedy'); "
+        "train a model that answers a set of labels per text (docs/multi-label.md).",
+    ),
+]
+LabelSeparator = Annotated[
+    str,
+    typer.Option("--label-separator", help="With --multi-label: the character joining the labels in a cell."),
+]
 Unlabelled = Annotated[
     Path | None,
     typer.Option(

@@ -14,8 +14,18 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, overload
 
+from fewlabel.data.cleaning import (
+    LONG_TEXT_WORDS as LONG_TEXT_WORDS,
+)
+from fewlabel.data.cleaning import (
+    MAX_TEXT_CHARS,
+    DataReport,
+    clean_text,
+    dedupe_key,
+    rows_list,
+)
 from fewlabel.data.files import (
     LABEL_COLUMN_NAMES,
     TEXT_COLUMN_NAMES,
@@ -26,42 +36,17 @@ from fewlabel.data.files import (
     scalar_to_str,
     table_from_dataframe,
 )
+from fewlabel.data.multilabel import (
+    DEFAULT_SEPARATOR,
+    SEPARATOR_SHARE,
+    MultiLabelledTexts,
+    multi_labelled_from_table,
+    separator_share,
+)
 from fewlabel.errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd
-
-# Texts are cut at this many characters when read: far beyond any encoder's window (a few thousand
-# characters), but it bounds memory if a file holds a stray megabyte-long cell.
-MAX_TEXT_CHARS = 100_000
-# A text above this many words is "long": an encoder with a 256-token window sees only its start.
-LONG_TEXT_WORDS = 200
-
-
-@dataclass
-class DataReport:
-    """What loading did to the data: counts and plain-language warnings."""
-
-    rows_read: int = 0
-    rows_used: int = 0
-    duplicates_merged: int = 0
-    conflicting_rows_removed: list[int] = field(default_factory=list)
-    empty_rows_skipped: list[int] = field(default_factory=list)
-    long_texts: int = 0
-    cut_texts: int = 0
-    warnings: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return {
-            "rows_read": self.rows_read,
-            "rows_used": self.rows_used,
-            "duplicates_merged": self.duplicates_merged,
-            "conflicting_rows_removed": len(self.conflicting_rows_removed),
-            "empty_rows_skipped": len(self.empty_rows_skipped),
-            "long_texts": self.long_texts,
-            "cut_texts": self.cut_texts,
-            "warnings": list(self.warnings),
-        }
 
 
 def is_imbalanced(counts: Sequence[int]) -> bool:
@@ -139,19 +124,6 @@ class LabelledTexts:
         return labelled_from_table(table_from_dataframe(df), text_column, label_column, **kwargs)
 
 
-def _clean_text(text: str) -> str:
-    return text.strip()
-
-
-def _dedupe_key(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def _rows_list(rows: Sequence[int], limit: int = 8) -> str:
-    shown = ", ".join(str(r) for r in rows[:limit])
-    return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
-
-
 def labelled_from_table(
     table: Table,
     text_column: str | None = None,
@@ -178,16 +150,7 @@ def labelled_from_table(
     if dedupe:
         texts, labels, rows = _dedupe(texts, labels, rows, table.path, report)
     _check_classes(Counter(labels), table.path, label_col, min_classes, min_per_class)
-    report.long_texts = sum(1 for t in texts if len(t.split()) > LONG_TEXT_WORDS)
-    if report.long_texts:
-        report.warnings.append(
-            f"{report.long_texts} text(s) are longer than {LONG_TEXT_WORDS} words; embedding strategies read "
-            "only the first ~256 tokens of each, TF-IDF reads them whole."
-        )
-    if report.cut_texts:
-        report.warnings.append(
-            f"{report.cut_texts} text(s) longer than {MAX_TEXT_CHARS:,} characters were cut."
-        )
+    report.note_lengths(texts)
     report.rows_used = len(texts)
     return LabelledTexts(texts, labels, rows, table.path, text_col, label_col, report)
 
@@ -206,7 +169,7 @@ def _filled_rows(
     empty_text: list[int] = []
     empty_label: list[int] = []
     for row, line in zip(table.rows, table.line_numbers, strict=True):
-        text = _clean_text(row.get(text_col, "") or "")
+        text = clean_text(row.get(text_col, "") or "")
         label = (row.get(label_col, "") or "").strip()
         if not text:
             empty_text.append(line)
@@ -223,9 +186,9 @@ def _filled_rows(
     if (empty_text or empty_label) and not skip_empty:
         parts = []
         if empty_text:
-            parts.append(f"empty or whitespace-only {text_col!r} on line(s) {_rows_list(empty_text)}")
+            parts.append(f"empty or whitespace-only {text_col!r} on line(s) {rows_list(empty_text)}")
         if empty_label:
-            parts.append(f"empty {label_col!r} on line(s) {_rows_list(empty_label)}")
+            parts.append(f"empty {label_col!r} on line(s) {rows_list(empty_label)}")
         raise DataError(
             f"{table.path}: {'; '.join(parts)}. Fill them in or remove those rows, "
             "or pass --skip-empty to leave them out."
@@ -234,7 +197,7 @@ def _filled_rows(
         report.empty_rows_skipped = empty_text + empty_label
         report.warnings.append(
             f"{len(report.empty_rows_skipped)} row(s) with an empty text or label were skipped "
-            f"(lines {_rows_list(sorted(report.empty_rows_skipped))})."
+            f"(lines {rows_list(sorted(report.empty_rows_skipped))})."
         )
     return texts, labels, rows
 
@@ -285,7 +248,7 @@ def _dedupe(
 ) -> tuple[list[str], list[str], list[int]]:
     by_key: dict[str, list[int]] = defaultdict(list)
     for i, text in enumerate(texts):
-        by_key[_dedupe_key(text)].append(i)
+        by_key[dedupe_key(text)].append(i)
     keep: list[int] = []
     conflicts: list[tuple[list[int], set[str]]] = []
     for indices in by_key.values():
@@ -304,7 +267,7 @@ def _dedupe(
         )
     if conflicts:
         shown = "; ".join(
-            f"lines {_rows_list(r, 4)} ({' / '.join(sorted(labs))})" for r, labs in conflicts[:5]
+            f"lines {rows_list(r, 4)} ({' / '.join(sorted(labs))})" for r, labs in conflicts[:5]
         )
         more = f" and {len(conflicts) - 5} more groups" if len(conflicts) > 5 else ""
         report.warnings.append(
@@ -322,6 +285,7 @@ def _table_of(source: str | Path | pd.DataFrame, format: str | None, sheet: str 
     return table_from_dataframe(source)
 
 
+@overload
 def load_labelled(
     path: str | Path | pd.DataFrame,
     text_column: str | None = None,
@@ -332,10 +296,60 @@ def load_labelled(
     skip_empty: bool = False,
     normalize_labels: bool = False,
     min_per_class: int = 2,
-) -> LabelledTexts:
+    multi_label: Literal[False] = False,
+    label_separator: str = DEFAULT_SEPARATOR,
+) -> LabelledTexts: ...
+
+
+@overload
+def load_labelled(
+    path: str | Path | pd.DataFrame,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    *,
+    format: str | None = None,
+    sheet: str | int | None = None,
+    skip_empty: bool = False,
+    normalize_labels: bool = False,
+    min_per_class: int = 2,
+    multi_label: Literal[True],
+    label_separator: str = DEFAULT_SEPARATOR,
+) -> MultiLabelledTexts: ...
+
+
+def load_labelled(
+    path: str | Path | pd.DataFrame,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    *,
+    format: str | None = None,
+    sheet: str | int | None = None,
+    skip_empty: bool = False,
+    normalize_labels: bool = False,
+    min_per_class: int = 2,
+    multi_label: bool = False,
+    label_separator: str = DEFAULT_SEPARATOR,
+) -> LabelledTexts | MultiLabelledTexts:
     """Read a labelled data file (or a pandas DataFrame) and check it; raises :class:`DataError` with a
-    fix on bad input. ``sheet`` chooses the sheet of an Excel workbook (name or 0-based index)."""
+    fix on bad input. ``sheet`` chooses the sheet of an Excel workbook (name or 0-based index).
+
+    With ``multi_label``, each label cell holds zero or more labels joined by ``label_separator``
+    (see :mod:`fewlabel.data.multilabel`); ``min_per_class`` is then the least number of texts each
+    label needs. Without it, a file whose label cells often hold the separator is refused: it is
+    almost certainly multi-label.
+    """
     table = _table_of(path, format, sheet)
+    if multi_label:
+        return multi_labelled_from_table(
+            table,
+            text_column,
+            label_column,
+            separator=label_separator,
+            skip_empty=skip_empty,
+            normalize_labels=normalize_labels,
+            min_per_label=min_per_class,
+        )
+    _refuse_multi_label_cells(table, label_column, label_separator)
     return labelled_from_table(
         table,
         text_column,
@@ -344,6 +358,24 @@ def load_labelled(
         normalize_labels=normalize_labels,
         min_per_class=min_per_class,
     )
+
+
+def _refuse_multi_label_cells(table: Table, label_column: str | None, separator: str) -> None:
+    """DataError when many label cells hold the separator: the file looks multi-label."""
+    if not table.rows:
+        return  # labelled_from_table says so
+    try:
+        column = find_column(table, label_column, LABEL_COLUMN_NAMES, "labels", "--label-column")
+    except DataError:
+        return  # labelled_from_table names what is missing
+    share = separator_share(table, column, separator)
+    if share >= SEPARATOR_SHARE:
+        raise DataError(
+            f"{table.path}: {share:.0%} of the cells in column {column!r} hold {separator!r}, as in "
+            "'action|comedy': the file looks multi-label (several labels per text). Train with "
+            "--multi-label (and --label-separator if the labels are joined by another character), or "
+            "give each text a single label."
+        )
 
 
 @dataclass
@@ -391,12 +423,12 @@ def load_unlabelled(
         column = labelled.text_column
     else:
         column = find_column(table, text_column, TEXT_COLUMN_NAMES, "texts", "--unlabelled-column")
-    known = {_dedupe_key(t) for t in labelled.texts} if labelled is not None else set()
+    known = {dedupe_key(t) for t in labelled.texts} if labelled is not None else set()
     out = UnlabelledTexts([], Path(table.path).name, len(table.rows))
     seen: set[str] = set()
     for row in table.rows:
-        text = _clean_text(row.get(column) or "")
-        key = _dedupe_key(text)
+        text = clean_text(row.get(column) or "")
+        key = dedupe_key(text)
         if not key:
             out.empty += 1
         elif key in known:

@@ -129,7 +129,12 @@ def export_onnx(model_dir: str | Path, quantize: str | None = None) -> dict[str,
     from fewlabel.encoders.sentence import load_sentence_model
 
     model_dir = Path(model_dir)
-    backbone = _exportable_backbone(model_dir, load_manifest(model_dir))
+    manifest = load_manifest(model_dir)
+    if manifest.task == "multi-label":
+        raise FewlabelError(
+            f"{model_dir}: a multi-label model; ONNX export works with single-label models only"
+        )
+    backbone = _exportable_backbone(model_dir, manifest)
     max_tokens = int(load_sentence_model(backbone).max_seq_length)
     final = model_dir / ONNX_DIR
     with atomic_directory(final) as tmp_dir:

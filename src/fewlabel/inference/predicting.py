@@ -425,6 +425,10 @@ Predict = Callable[[Iterator[Table]], Iterator[Predicted]]
 
 
 def _predict_with_model(run: _Run, engine: str, runner: str, ray_address: str | None) -> dict[str, Any]:
+    from fewlabel.model_dir.manifest import load_manifest
+
+    if load_manifest(run.model_dir).task == "multi-label":
+        return _predict_multilabel(run, engine, runner)
     if runner == "ray":
         from fewlabel.inference.distributed import RayPredictor
         from fewlabel.model_dir.manifest import MANIFEST, read_manifest, verify_files
@@ -445,6 +449,37 @@ def _predict_with_model(run: _Run, engine: str, runner: str, ray_address: str | 
     return _write_predictions(
         run, model.manifest, lambda chunks: _predict_locally(model, chunks, run.text_column, run.threshold)
     )
+
+
+def _predict_multilabel(run: _Run, engine: str, runner: str) -> dict[str, Any]:
+    """A multi-label model's label sets and per-label confidences (:mod:`fewlabel.inference.multilabel`)."""
+    from fewlabel.inference.multilabel import MultiLabelWriter, write_predictions
+
+    if runner == "ray":
+        raise DataError("the Ray runner is single-label only; predict with a multi-label model locally")
+    if run.threshold is not None:
+        raise DataError(
+            "--threshold is single-label only: a multi-label model answers each label at its own threshold"
+        )
+    model = load_model(run.model_dir, engine=engine)
+    if run.out is None:
+        writer = MultiLabelWriter(model, run.out_fmt, run.stdout or sys.stdout)
+        return {**write_predictions(model, run.chunks, writer, run.text_column), "output": STDOUT}
+    if run.out_fmt == "xlsx":
+        from openpyxl import Workbook
+
+        remove_stale_temporaries(run.out)
+        workbook = Workbook(write_only=True)
+        writer = MultiLabelWriter(model, "xlsx", sheet=_SheetWriter(workbook.create_sheet("predictions")))
+        done = write_predictions(model, run.chunks, writer, run.text_column)
+        with atomic_file(run.out, "wb") as handle:
+            workbook.save(handle)
+    else:
+        with atomic_file(run.out, "w", newline="") as handle:
+            done = write_predictions(
+                model, run.chunks, MultiLabelWriter(model, run.out_fmt, handle), run.text_column
+            )
+    return {**done, "output": str(run.out), "resumed_rows": 0}
 
 
 def _write_predictions(run: _Run, manifest: Manifest, predict: Predict) -> dict[str, Any]:
@@ -640,6 +675,14 @@ def evaluate_file(
     model = load_model(model_dir)
     check_temperature(model.manifest, model_dir)
     table = read_table(data_path, format, sheet)
+    if model.multi_label:
+        from fewlabel.inference.multilabel import evaluate_multilabel
+
+        return {
+            "data": data_path,
+            "model": str(model_dir),
+            **evaluate_multilabel(model, table, text_column, label_column),
+        }
     trained = model.manifest
     text_column = text_column or (trained.text_column if trained.text_column in table.columns else None)
     label_column = label_column or (trained.label_column if trained.label_column in table.columns else None)

@@ -167,6 +167,15 @@ def _normal(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().lower()
 
 
+def _refuse_multi_label(model_dir: str | Path) -> None:
+    from fewlabel.model_dir.manifest import load_manifest
+
+    if load_manifest(model_dir).task == "multi-label":
+        raise DataError(
+            f"{model_dir}: a multi-label model; `fewlabel suggest` works with single-label models only"
+        )
+
+
 def suggest_file(
     model_dir: str | Path,
     input_path: str | Path,
@@ -202,6 +211,7 @@ def suggest_file(
     from fewlabel.inference.loading import load_model
 
     target, out_fmt = _checked_output(input_path, output_path, format, force, stdout)
+    _refuse_multi_label(model_dir)
     if n < 1:
         raise DataError(f"-n must be at least 1, got {n}")
     with _claimed(target):

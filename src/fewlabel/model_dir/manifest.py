@@ -210,6 +210,7 @@ def check_fields(path: Path, manifest: dict[str, Any]) -> None:
     _check_backbone(path, manifest.get("backbone"), version)
     _check_probabilities(path, manifest.get("calibration"), manifest.get("decision"))
     _check_onnx(path, manifest.get("onnx"))
+    _check_task(path, manifest)
     for field in ("config", "metrics", "training_data", "unlabelled"):
         _check_optional(path, manifest, field, dict)
     for field in ("text_column", "label_column", "fewlabel_version", "created"):
@@ -248,6 +249,27 @@ def _check_probabilities(path: Path, calibration: Any, decision: Any) -> None:
         threshold = decision.get("threshold") if isinstance(decision, dict) else None
         if not (isinstance(threshold, int | float) and _is_number(threshold) and 0.0 <= threshold <= 1.0):
             _fail(path, "decision.threshold", "must be a number between 0 and 1")
+
+
+def _check_task(path: Path, manifest: dict[str, Any]) -> None:
+    """A multi-label model has one threshold in [0, 1] per label and a separator; others neither."""
+    task = manifest.get("task", "single-label")
+    if task not in ("single-label", "multi-label"):
+        _fail(path, "task", "must be 'single-label' or 'multi-label'")
+    thresholds, separator = manifest.get("thresholds"), manifest.get("label_separator")
+    if task == "single-label":
+        if thresholds is not None or separator is not None:
+            _fail(path, "thresholds", "belongs to multi-label models only (field 'task')")
+        return
+    if manifest.get("decision") is not None:
+        _fail(path, "decision", "belongs to single-label models only (field 'task')")
+    if not isinstance(thresholds, dict) or set(thresholds) != set(manifest["labels"]):
+        _fail(path, "thresholds", "must give one threshold per label")
+    for label, value in thresholds.items():
+        if not (_is_number(value) and 0.0 <= value <= 1.0):
+            _fail(path, f"thresholds.{label}", "must be a number between 0 and 1")
+    if not (isinstance(separator, str) and _is_name(separator) and separator.strip()):
+        _fail(path, "label_separator", "must be the (visible) character that joins labels")
 
 
 def _check_files(path: Path, files: Any, version: int) -> None:

@@ -31,9 +31,13 @@ __all__ = [
     "FileEntry",
     "Headline",
     "Interval",
+    "LabelScores",
     "LearningCurve",
     "Manifest",
     "Metrics",
+    "MultiLabelMetrics",
+    "MultiLabelScores",
+    "MultiLabelStrategyScores",
     "OnnxEntry",
     "RunRecord",
     "Scores",
@@ -43,6 +47,7 @@ __all__ = [
     "TrainingData",
     "manifest_record",
     "parse_metrics",
+    "parse_multilabel_metrics",
 ]
 
 
@@ -331,6 +336,76 @@ def parse_metrics(data: Any, where: str) -> Metrics:
         ) from None
 
 
+# -- multi-label ----------------------------------------------------------------------------------
+class MultiLabelScores(Record):
+    """Multi-label scores on ``n`` texts, each with its 95% interval (row bootstrap): micro-F1 (over
+    every text-label pair), macro-F1 (the mean of the labels' F1), subset accuracy (the whole label
+    set right) and Hamming loss (the share of text-label pairs wrong)."""
+
+    n: int
+    micro_f1: Interval
+    macro_f1: Interval
+    subset_accuracy: Interval
+    hamming_loss: Interval
+
+
+class MultiLabelStrategyScores(MultiLabelScores):
+    """One strategy's cross-validation, answered with per-label thresholds cross-fitted over the folds."""
+
+    name: str
+    description: str
+    fold_micro_f1: list[float]
+    train_micro_f1: float
+    seconds: float
+
+
+class LabelScores(Record):
+    """One label's precision, recall and F1 (NaN where undefined), its texts, and the saved threshold."""
+
+    precision: float
+    recall: float
+    f1: float
+    support: int
+    threshold: float
+
+
+class MultiLabelMetrics(Record):
+    """``metrics.json`` of a multi-label model: every number its training run measured."""
+
+    task: Literal["multi-label"] = "multi-label"
+    estimate: MultiLabelStrategyScores
+    estimate_source: str
+    chosen_strategy: str
+    per_label: dict[str, LabelScores]
+    thresholds: dict[str, float]
+    baseline: MultiLabelScores  # always answering each label's majority (usually: no label at all)
+    not_better_than_baseline: str | None = None
+    strategies: dict[str, MultiLabelStrategyScores]
+    data: DataSummary  # class_counts: texts per label
+    labels_per_text: float
+    label_separator: str
+    folds: int
+    seconds: float
+    warnings: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+def parse_multilabel_metrics(data: Any, where: str) -> MultiLabelMetrics:
+    """``data`` (parsed JSON) as :class:`MultiLabelMetrics`, or ModelDirError naming the first bad field."""
+    try:
+        return MultiLabelMetrics.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ModelDirError(
+            f"{where}: field {field!r}: {first['msg']} ({err.error_count()} problem(s)); "
+            "damaged metrics, retrain the model"
+        ) from None
+
+
 # -- the manifest ---------------------------------------------------------------------------------
 class StrategyEntry(Record):
     name: str
@@ -429,6 +504,11 @@ class Manifest(Record):
     training_data: TrainingData | None = None
     labels: list[str]
     files: dict[str, FileEntry] = Field(default_factory=dict)
+    # Multi-label models (docs/multi-label.md): each label answered on its own, when its probability
+    # reaches its threshold; predictions joined by the separator the training data used.
+    task: Literal["single-label", "multi-label"] = "single-label"
+    thresholds: dict[str, float] | None = None
+    label_separator: str | None = None
 
     @property
     def temperature(self) -> float:

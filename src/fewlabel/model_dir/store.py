@@ -41,7 +41,14 @@ from fewlabel.model_dir.manifest import (
     verify_files,
     write_manifest,
 )
-from fewlabel.model_dir.records import Manifest, Metrics, manifest_record, parse_metrics
+from fewlabel.model_dir.records import (
+    Manifest,
+    Metrics,
+    MultiLabelMetrics,
+    manifest_record,
+    parse_metrics,
+    parse_multilabel_metrics,
+)
 from fewlabel.strategies import get_strategy_class
 from fewlabel.strategies.base import Strategy
 from fewlabel.strategies.files import parse_json
@@ -64,10 +71,18 @@ class TrainedModel:
     def temperature(self) -> float:
         return self.manifest.temperature
 
+    @property
+    def multi_label(self) -> bool:
+        """Whether the model answers a set of labels per text (see :meth:`predict_label_sets`)."""
+        return self.manifest.task == "multi-label"
+
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Calibrated class probabilities, columns in the order of ``labels``."""
+        """Calibrated class probabilities, columns in the order of ``labels``; multi-label: each
+        label's own probability."""
         from fewlabel.evaluation.calibration import apply_temperature
 
+        if self.multi_label:
+            return self.strategy.predict_proba(list(texts))
         return apply_temperature(self.strategy.predict_proba(list(texts)), self.temperature)
 
     @property
@@ -76,14 +91,39 @@ class TrainedModel:
         decision = self.manifest.decision
         return decision.threshold if decision else None
 
+    @property
+    def label_thresholds(self) -> np.ndarray:
+        """Multi-label: each label's threshold, in the order of ``labels``."""
+        thresholds = self.manifest.thresholds
+        if thresholds is None:
+            raise FewlabelError("a single-label model has no per-label thresholds")
+        return np.array([thresholds[label] for label in self.labels])
+
+    def predict_label_sets(self, texts: Sequence[str]) -> tuple[list[list[str]], np.ndarray]:
+        """Multi-label: the labels of each text (each label whose probability reaches its threshold,
+        in label order; possibly none) and the probabilities, shape (texts, labels)."""
+        if not self.multi_label:
+            raise FewlabelError("a single-label model answers one label per text: use predict()")
+        proba = self.predict_proba(texts)
+        chosen = proba >= self.label_thresholds
+        return [[self.labels[j] for j in np.flatnonzero(row)] for row in chosen], proba
+
     def decide(self, proba: np.ndarray) -> np.ndarray:
         """The answer (a label index) for each row of calibrated probabilities."""
         from fewlabel.evaluation.threshold import decide
 
+        if self.multi_label:
+            raise FewlabelError(
+                "a multi-label model answers a set of labels per text: use predict_label_sets()"
+            )
         return decide(proba, self.threshold)
 
     def predict(self, texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
-        """Predicted labels and the probability of each predicted label."""
+        """Predicted labels and the probability of each predicted label (single-label models)."""
+        if self.multi_label:
+            raise FewlabelError(
+                "a multi-label model answers a set of labels per text: use predict_label_sets()"
+            )
         proba = self.predict_proba(texts)
         if len(proba) == 0:
             return [], np.zeros(0)
@@ -204,11 +244,21 @@ def rebuild_documents(directory: str | Path) -> Path:
 
     directory = Path(directory)
     manifest = load_manifest(directory)
-    metrics = read_metrics(directory)
-    for name, text in (
-        ("report.html", render_report(manifest, metrics)),
-        ("README.md", model_card(manifest, metrics)),
-    ):
+    if manifest.task == "multi-label":
+        from fewlabel.multilabel_report import multilabel_model_card, render_multilabel_report
+
+        found = read_multilabel_metrics(directory)
+        documents = (
+            ("report.html", render_multilabel_report(manifest, found)),
+            ("README.md", multilabel_model_card(manifest, found)),
+        )
+    else:
+        metrics = read_metrics(directory)
+        documents = (
+            ("report.html", render_report(manifest, metrics)),
+            ("README.md", model_card(manifest, metrics)),
+        )
+    for name, text in documents:
         write_text(directory / name, text)
     return directory / "report.html"
 
@@ -216,13 +266,24 @@ def rebuild_documents(directory: str | Path) -> Path:
 def read_metrics(directory: str | Path) -> Metrics:
     """A model's ``metrics.json`` as :class:`Metrics`; ModelDirError naming the file and field if damaged."""
     path = Path(directory) / METRICS
+    return parse_metrics(_metrics_json(directory), str(path))
+
+
+def read_multilabel_metrics(directory: str | Path) -> MultiLabelMetrics:
+    """A multi-label model's ``metrics.json`` as :class:`MultiLabelMetrics` (ModelDirError if damaged)."""
+    return parse_multilabel_metrics(_metrics_json(directory), str(Path(directory) / METRICS))
+
+
+def _metrics_json(directory: str | Path) -> Any:
+    """The parsed ``metrics.json`` of a model directory (ModelDirError if unreadable or too large)."""
+    path = Path(directory) / METRICS
     try:
         if path.stat().st_size > MAX_MANIFEST_BYTES:
             raise ModelDirError(f"{path}: larger than {MAX_MANIFEST_BYTES >> 20} MB; damaged metrics")
         data = path.read_bytes()
     except OSError as err:
         raise ModelDirError(f"{Path(directory)}: cannot read {METRICS} ({err.strerror or err})") from None
-    return parse_metrics(parse_json(data, str(path), damaged="damaged metrics, retrain the model"), str(path))
+    return parse_json(data, str(path), damaged="damaged metrics, retrain the model")
 
 
 def read_model(directory: str | Path, verify: bool = True) -> TrainedModel:
@@ -259,5 +320,10 @@ def _load_strategy(directory: Path, manifest: dict[str, Any], ref: str | None) -
         raise ModelDirError(
             f"{directory}: the strategy answers {strategy.n_classes_} classes but the manifest names "
             f"{len(labels)} labels"
+        )
+    if strategy.multi_label_ != (record.task == "multi-label"):
+        raise ModelDirError(
+            f"{directory}: the manifest's task is {record.task}, but the strategy was fitted "
+            f"{'multi' if strategy.multi_label_ else 'single'}-label"
         )
     return TrainedModel(strategy, labels, record)

@@ -35,8 +35,22 @@ class Prediction(BaseModel):
     probabilities: dict[str, float] = Field(description="The probability of every label; they sum to 1.")
 
 
+class MultiLabelPrediction(BaseModel):
+    """A multi-label model's answer: any number of labels (docs/multi-label.md)."""
+
+    labels: list[str] = Field(
+        description="The labels whose probability reaches their own threshold, in label order; possibly none."
+    )
+    probabilities: dict[str, float] = Field(
+        description="Each label's own probability; they need not sum to 1."
+    )
+
+
 class PredictResponse(BaseModel):
-    predictions: list[Prediction] = Field(description="One prediction per text, in the order given.")
+    predictions: list[Prediction | MultiLabelPrediction] = Field(
+        description="One prediction per text, in the order given: a label (single-label models) or a "
+        "list of labels (multi-label models)."
+    )
 
 
 class ModelInfo(BaseModel):

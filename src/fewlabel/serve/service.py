@@ -188,6 +188,9 @@ class Service:
         if not np.isfinite(proba).all():
             log.error("the model gave probabilities that are not finite numbers: %s", proba[:4].tolist())
             raise http_exception("prediction failed: the model gave probabilities that are not numbers", 500)
+        if model.multi_label:
+            chosen = proba >= model.label_thresholds
+            return [_label_set(row, picked, model.labels) for row, picked in zip(proba, chosen, strict=True)]
         answers = model.decide(proba)
         return [_prediction(row, int(best), model.labels) for row, best in zip(proba, answers, strict=True)]
 
@@ -214,6 +217,14 @@ async def _unless_disconnected(request: Request, work: Awaitable[np.ndarray]) ->
         task.cancel()
         raise http_exception("the client went away", 499)
     return task.result()
+
+
+def _label_set(row: np.ndarray, picked: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    """A multi-label answer: the labels that reach their thresholds, and every label's probability."""
+    return {
+        "labels": [label for label, chosen in zip(labels, picked, strict=True) if chosen],
+        "probabilities": {label: float(p) for label, p in zip(labels, row, strict=True)},
+    }
 
 
 def _prediction(row: np.ndarray, best: int, labels: list[str]) -> dict[str, Any]:

@@ -24,6 +24,11 @@ class NotFittedError(FewlabelError):
     """A strategy was asked to predict or save before it was fitted."""
 
 
+# The strategies that set ``supports_multi_label`` (tests/test_multilabel_strategies.py checks it):
+# named in the error a single-label strategy gives when fitted on a label matrix.
+MULTI_LABEL_STRATEGIES = ("tfidf", "embed", "ensemble")
+
+
 # Fitted state by (strategy, settings, training texts and labels). Cross-validation fits the same
 # thing more than once (the ensemble refits its members; nested CV refits the outer folds); within
 # `fit_memo()` those repeats are lookups. Off outside it, so nothing is kept alive by accident.
@@ -60,6 +65,7 @@ def _memo_key(strategy: Strategy, texts: Sequence[str], y: np.ndarray) -> str:
         ).encode()
     )
     texts_digest(texts, digest)
+    digest.update(repr(y.shape).encode())
     digest.update(np.ascontiguousarray(y).tobytes())
     return digest.hexdigest()
 
@@ -70,6 +76,10 @@ class Strategy(ABC):
     Subclasses set ``name`` and ``defaults``; ``__init__`` only stores parameters (scikit-learn style),
     fitted state lives in attributes ending in ``_``. Labels are class indices ``0..n_classes-1``; the
     mapping to label names belongs to the saved model, not to the strategy.
+
+    A strategy with ``supports_multi_label`` also fits a 0/1 label matrix (texts x labels): one
+    binary head per label on shared features; it then predicts each label's probability on its own
+    (``multi_label_`` is True, and ``n_classes_`` is the number of labels).
     """
 
     name: ClassVar[str]
@@ -78,6 +88,7 @@ class Strategy(ABC):
     # "cv": cheap enough to refit on every fold; "holdout": scored on a validation split of its own
     # run (see :class:`HoldoutStrategy`), because refitting per fold takes too long.
     evaluation: ClassVar[str] = "cv"
+    supports_multi_label: ClassVar[bool] = False
 
     def __init__(self, **params: Any):
         unknown = set(params) - set(self.defaults)
@@ -88,15 +99,20 @@ class Strategy(ABC):
             )
         self.params: dict[str, Any] = {**self.defaults, **params}
         self.n_classes_: int | None = None
+        self.multi_label_: bool = False
 
     def fit(self, texts: Sequence[str], y: np.ndarray, n_classes: int | None = None) -> Strategy:
-        """Fit on ``texts`` with integer labels ``y``; returns self."""
+        """Fit on ``texts`` with integer labels ``y`` (or a 0/1 matrix, texts x labels, for a
+        multi-label fit); returns self."""
         y = np.asarray(y, dtype=np.int64)
         if len(texts) != len(y):
             raise FewlabelError(f"{len(texts)} texts but {len(y)} labels")
         if len(texts) == 0:
             raise FewlabelError("cannot fit on zero texts")
-        self.n_classes_ = int(n_classes if n_classes is not None else y.max() + 1)
+        self.multi_label_ = self._check_multi_label(y)
+        self.n_classes_ = int(
+            y.shape[1] if y.ndim == 2 else n_classes if n_classes is not None else y.max() + 1
+        )
         key = _memo_key(self, texts, y) if _MEMO is not None else None
         if key is not None and _MEMO is not None and key in _MEMO:
             self.__dict__.update(_MEMO[key])  # fitted attributes are never mutated after fit
@@ -109,8 +125,24 @@ class Strategy(ABC):
                 _MEMO.popitem(last=False)
         return self
 
+    def _check_multi_label(self, y: np.ndarray) -> bool:
+        """Whether ``y`` is a label matrix (multi-label fit); FewlabelError where this strategy has none."""
+        if y.ndim == 1:
+            return False
+        if y.ndim != 2 or not np.isin(y, (0, 1)).all():
+            raise FewlabelError(
+                "labels must be class indices, or a 0/1 matrix (texts x labels) for multi-label"
+            )
+        if not self.supports_multi_label:
+            raise FewlabelError(
+                f"strategy {self.name!r} is single-label only; multi-label training works with "
+                f"{', '.join(MULTI_LABEL_STRATEGIES)}"
+            )
+        return True
+
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Class probabilities, shape (len(texts), n_classes); rows sum to 1."""
+        """Class probabilities, shape (len(texts), n_classes); rows sum to 1. Multi-label: each label's
+        own probability (independent sigmoids, rows need not sum to 1)."""
         self._check_fitted()
         if len(texts) == 0:
             return np.zeros((0, self.n_classes_ or 0))
@@ -124,6 +156,8 @@ class Strategy(ABC):
         self._check_fitted()
         directory.mkdir(parents=True, exist_ok=True)
         meta: dict[str, Any] = {"name": self.name, "params": self.params, "n_classes": self.n_classes_}
+        if self.multi_label_:
+            meta["multi_label"] = True  # only then: single-label files stay as they were
         if self.uses_backbone:
             meta["backbone"] = self.backbone_ref()
         (directory / "strategy.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -155,6 +189,7 @@ class Strategy(ABC):
         except FewlabelError as err:
             raise ModelDirError(f"{where}: field 'params': {err}") from None
         strategy._check_params(where)
+        strategy.multi_label_ = _saved_multi_label(where, meta.get("multi_label", False), cls)
         if cls.uses_backbone:
             strategy.backbone_ = _pinned(where, meta.get("backbone"), backbone)
         strategy.n_classes_ = n_classes
@@ -262,6 +297,17 @@ class HoldoutStrategy(Strategy):
     @abstractmethod
     def holdout_run(self) -> HoldoutRun:
         """What the last fit measured on the rows it held out."""
+
+
+def _saved_multi_label(where: Path, saved: object, cls: type[Strategy]) -> bool:
+    """The saved ``multi_label`` field: a boolean, true only for a strategy that supports it."""
+    if not isinstance(saved, bool):
+        raise ModelDirError(f"{where}: field 'multi_label' must be true or false")
+    if saved and not cls.supports_multi_label:
+        raise ModelDirError(
+            f"{where}: field 'multi_label' is true, but strategy {cls.name!r} is single-label only"
+        )
+    return saved
 
 
 def _pinned(where: Path, saved: object, given: str | None) -> str:

@@ -13,12 +13,13 @@ import numpy as np
 
 from fewlabel.errors import ModelDirError
 from fewlabel.strategies.base import Strategy, load_npz
-from fewlabel.strategies.linear import check_head, fit_logreg, head_arrays, logreg_from_arrays
+from fewlabel.strategies.linear import check_head, fit_head, head_arrays, head_from_arrays
 
 
 class EmbeddingLogReg(Strategy):
     name = "embed"
     uses_backbone = True
+    supports_multi_label = True
     defaults = {
         "backbone": "minilm",
         "C": 4.0,  # on unit-norm sentence embeddings; chosen on the shared benchmark sets
@@ -46,7 +47,7 @@ class EmbeddingLogReg(Strategy):
     def _fit(self, texts: list[str], y: np.ndarray) -> None:
         assert self.n_classes_ is not None  # fit() sets it before calling _fit
         self._pin_backbone()
-        self.head_ = fit_logreg(
+        self.head_ = fit_head(
             self.embed(texts), y, self.n_classes_, self.params["C"], self.params["class_weight"]
         )
 
@@ -67,8 +68,8 @@ class EmbeddingLogReg(Strategy):
     def _load(self, directory: Path) -> None:
         arrays = load_npz(directory / "head.npz")
         assert self.n_classes_ is not None  # load() sets it before calling _load
-        check_head(directory / "head.npz", arrays, self.n_classes_)
-        self.head_ = logreg_from_arrays(arrays["coef"], arrays["intercept"], self.n_classes_)
+        check_head(directory / "head.npz", arrays, self.n_classes_, multi_label=self.multi_label_)
+        self.head_ = head_from_arrays(arrays["coef"], arrays["intercept"], self.n_classes_, self.multi_label_)
 
     def describe(self) -> str:
         return f"embed ({self.params['backbone']} embeddings, LR C={self.params['C']:g})"

@@ -19,6 +19,7 @@ from fewlabel.strategies.tfidf import TfidfLogReg
 class EmbedTfidfEnsemble(Strategy):
     name = "ensemble"
     uses_backbone = True
+    supports_multi_label = True
     defaults = {
         "backbone": "minilm",
         "embed_weight": 0.5,  # share of the embedding model in the average
@@ -60,7 +61,7 @@ class EmbedTfidfEnsemble(Strategy):
             EmbeddingLogReg.load(directory / "embed", backbone=self.backbone_ref()),
             TfidfLogReg.load(directory / "tfidf"),
         ]
-        if any(m.n_classes_ != self.n_classes_ for m in self.members_):
+        if any(m.n_classes_ != self.n_classes_ or m.multi_label_ != self.multi_label_ for m in self.members_):
             raise ModelDirError(f"{directory}: the ensemble's members answer other classes than it does")
 
     def attach_encoder(self, encoder) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
 from fewlabel.errors import ModelDirError
@@ -46,19 +47,76 @@ def logreg_from_arrays(coef: np.ndarray, intercept: np.ndarray, n_classes: int) 
     return model
 
 
-def head_arrays(model: LogisticRegression) -> dict[str, np.ndarray]:
+class OneVsRestHead:
+    """One binary logistic regression per label on shared features: each label's own probability."""
+
+    def __init__(self, coef: np.ndarray, intercept: np.ndarray):
+        self.coef_ = np.asarray(coef, dtype=np.float64)  # labels x features
+        self.intercept_ = np.asarray(intercept, dtype=np.float64)  # labels
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Shape (rows, labels): independent sigmoids, so a text may have several labels or none."""
+        return expit(np.asarray(X @ self.coef_.T) + self.intercept_)
+
+
+def fit_one_vs_rest(
+    X, Y: np.ndarray, C: float, class_weight: str | None, solver: str = "lbfgs"
+) -> OneVsRestHead:
+    """A binary :func:`fit_logreg` per column of the 0/1 matrix ``Y``, on the same features ``X``.
+
+    A label every training text has (or none has), which a fold can leave, gets no weights and its
+    smoothed share as a constant probability.
+    """
+    coef = np.zeros((Y.shape[1], X.shape[1]))
+    intercept = np.zeros(Y.shape[1])
+    for j in range(Y.shape[1]):
+        column = Y[:, j]
+        if column.min() == column.max():
+            share = (column.sum() + 0.5) / (len(column) + 1.0)
+            intercept[j] = np.log(share / (1 - share))
+            continue
+        model = fit_logreg(X, column, 2, C, class_weight, solver)
+        coef[j], intercept[j] = model.coef_[0], model.intercept_[0]
+    return OneVsRestHead(coef, intercept)
+
+
+def fit_head(
+    X, y: np.ndarray, n_classes: int, C: float, class_weight: str | None, solver: str = "lbfgs"
+) -> LogisticRegression | OneVsRestHead:
+    """:func:`fit_logreg` for class indices, :func:`fit_one_vs_rest` for a 0/1 label matrix."""
+    if y.ndim == 2:
+        return fit_one_vs_rest(X, y, C, class_weight, solver)
+    return fit_logreg(X, y, n_classes, C, class_weight, solver)
+
+
+def head_from_arrays(
+    coef: np.ndarray, intercept: np.ndarray, n_classes: int, multi_label: bool
+) -> LogisticRegression | OneVsRestHead:
+    """The head saved as ``coef`` and ``intercept`` (checked by :func:`check_head`)."""
+    if multi_label:
+        return OneVsRestHead(coef, intercept)
+    return logreg_from_arrays(coef, intercept, n_classes)
+
+
+def head_arrays(model: LogisticRegression | OneVsRestHead) -> dict[str, np.ndarray]:
     return {"coef": model.coef_, "intercept": model.intercept_}
 
 
 def check_head(
-    path: Path, arrays: dict[str, np.ndarray], n_classes: int, n_features: int | None = None
+    path: Path,
+    arrays: dict[str, np.ndarray],
+    n_classes: int,
+    n_features: int | None = None,
+    multi_label: bool = False,
 ) -> None:
-    """Saved head arrays fit ``n_classes`` (one row for two classes, as scikit-learn keeps them) and
-    ``n_features``, and hold finite numbers; ModelDirError otherwise."""
+    """Saved head arrays fit ``n_classes`` (one row for two classes, as scikit-learn keeps them; one row
+    per label, always, for a multi-label head) and ``n_features``, and hold finite numbers;
+    ModelDirError otherwise."""
     coef, intercept = arrays.get("coef"), arrays.get("intercept")
     if coef is None or intercept is None:
         raise ModelDirError(f"{path}: the head's coef and intercept arrays are missing")
-    rows_ok = coef.ndim == 2 and (coef.shape[0] == n_classes or (n_classes == 2 and coef.shape[0] == 1))
+    one_row = n_classes == 2 and not multi_label
+    rows_ok = coef.ndim == 2 and (coef.shape[0] == n_classes or (one_row and coef.shape[0] == 1))
     if not rows_ok or coef.shape[1] < 1 or intercept.shape != coef.shape[:1]:
         raise ModelDirError(
             f"{path}: head arrays of shapes {list(coef.shape)} and {list(intercept.shape)} do not fit "

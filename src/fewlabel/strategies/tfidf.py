@@ -18,7 +18,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from fewlabel.errors import DataError, ModelDirError
 from fewlabel.strategies.base import Strategy, load_npz
 from fewlabel.strategies.files import read_json
-from fewlabel.strategies.linear import check_head, fit_logreg, head_arrays, logreg_from_arrays
+from fewlabel.strategies.linear import check_head, fit_head, head_arrays, head_from_arrays
 
 _VECTORIZERS = {
     # sublinear tf: a word said five times is not five times the evidence; min_df=1 because with a few
@@ -31,6 +31,7 @@ _VECTORIZERS = {
 
 class TfidfLogReg(Strategy):
     name = "tfidf"
+    supports_multi_label = True
     defaults = {
         "C": 10.0,  # weak regularisation suits sparse TF-IDF rows of unit norm
         "max_features": 200_000,  # per vectorizer; bounds model size on large inputs
@@ -78,7 +79,7 @@ class TfidfLogReg(Strategy):
         X = sp.hstack(blocks, format="csr")
         assert self.n_classes_ is not None  # fit() sets it before calling _fit
         # newton-cg: ~10x faster than lbfgs on ~100k sparse features, same optimum.
-        self.head_ = fit_logreg(
+        self.head_ = fit_head(
             X, y, self.n_classes_, self.params["C"], self.params["class_weight"], "newton-cg"
         )
 
@@ -111,11 +112,12 @@ class TfidfLogReg(Strategy):
             ):
                 raise ModelDirError(f"{path}: idf_{kind} does not fit the {len(vocab)} {kind} n-grams")
         assert self.n_classes_ is not None  # load() sets it before calling _load
-        check_head(path, arrays, self.n_classes_, sum(len(v) for v in vocabularies.values()))
+        n_features = sum(len(v) for v in vocabularies.values())
+        check_head(path, arrays, self.n_classes_, n_features, self.multi_label_)
         self.vectorizers_ = self._vectorizers(vocabularies)
         for kind, vectorizer in self.vectorizers_.items():
             vectorizer.idf_ = arrays[f"idf_{kind}"]
-        self.head_ = logreg_from_arrays(arrays["coef"], arrays["intercept"], self.n_classes_)
+        self.head_ = head_from_arrays(arrays["coef"], arrays["intercept"], self.n_classes_, self.multi_label_)
 
     def describe(self) -> str:
         fitted = getattr(self, "vectorizers_", _VECTORIZERS)
