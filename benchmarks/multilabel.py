@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import collections
 import csv
+import os
 import time
 from pathlib import Path
 
@@ -90,6 +91,7 @@ def one_seed(titles, sets, labels, seed: int, n: int) -> dict:
     config = TrainConfig(model="minilm", seed=seed, candidates=FAST, diagnostics=False)
     out: dict = {
         "seed": seed,
+        "load_1min_at_start": os.getloadavg()[0],  # the machine is shared: timings depend on it
         "labels_per_text": per_text,
         "train_label_counts": dict(collections.Counter(g for s in train_sets for g in s)),
     }
