@@ -9,9 +9,9 @@ string keys.
 from __future__ import annotations
 
 import functools
+import hashlib
 import html
 import io
-import itertools
 import re
 from pathlib import Path
 from typing import Any, cast
@@ -36,21 +36,32 @@ def _pct(x: float | None, digits: int = 1) -> str:
     return "n/a" if x is None else f"{100 * x:.{digits}f}%"
 
 
-STYLE = {"font.size": 9, "svg.fonttype": "none", "axes.spines.top": False, "axes.spines.right": False}
-_svg_count = itertools.count()
+# svg.hashsalt: matplotlib's element ids are random otherwise, and the same metrics would give a
+# different report.html on every `fewlabel report`.
+STYLE = {
+    "font.size": 9,
+    "svg.fonttype": "none",
+    "svg.hashsalt": "fewlabel",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
 
 
 def _svg(fig) -> str:
-    """The figure as inline SVG, its element ids prefixed so several SVGs can share one page."""
+    """The figure as inline SVG, its element ids prefixed so several SVGs can share one page.
+
+    The prefix comes from the SVG's content, so the same figure always renders the same (and two
+    different figures never share ids); the file carries no creation date.
+    """
     import matplotlib
 
     buffer = io.StringIO()
     # cast: matplotlib's stub wants a dict keyed by its literal rc names, STYLE is a plain dict[str, object]
     with matplotlib.rc_context(cast(Any, STYLE)):
-        fig.savefig(buffer, format="svg", bbox_inches="tight")
+        fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buffer.getvalue()
     text = text[text.index("<svg") :]
-    prefix = f"f{next(_svg_count)}-"
+    prefix = f"f{hashlib.sha256(text.encode('utf-8')).hexdigest()[:10]}-"
     text = re.sub(r'\bid="', f'id="{prefix}', text)
     return text.replace("url(#", f"url(#{prefix}").replace('href="#', f'href="#{prefix}')
 
