@@ -213,7 +213,7 @@ def test_a_request_whose_client_went_away_is_cancelled():
     from fastapi import HTTPException
     from starlette.requests import Request
 
-    from fewlabel.serve import _unless_disconnected
+    from fewlabel.serve.service import _unless_disconnected
 
     async def receive():
         return {"type": "http.disconnect"}

@@ -33,7 +33,6 @@ from fewlabel.serve.schemas import (
     PredictResponse,
     ValidationErrorResponse,
 )
-from fewlabel.serve.service import _unless_disconnected as _unless_disconnected  # for tests
 from fewlabel.serve.service import check_servable, model_info
 
 __all__ = [
