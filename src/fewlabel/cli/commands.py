@@ -20,6 +20,7 @@ from rich.text import Text
 
 from fewlabel import progress
 from fewlabel.cli.options import STDOUT
+from fewlabel.cli.tables import print_estimate_at_training, print_per_class
 from fewlabel.config import TrainConfig
 from fewlabel.data.files import parse_sheet
 from fewlabel.data.labelled import MAX_TEXT_CHARS, LabelledTexts, load_labelled, load_unlabelled
@@ -222,34 +223,23 @@ def train_command(
     config = TrainConfig(**settings)
     progress.set_enabled(not quiet)
     console = Console(highlight=False, emoji=False)
+    reading: dict[str, Any] = {
+        "format": format,
+        "sheet": parse_sheet(sheet),
+        "skip_empty": skip_empty,
+        "normalize_labels": normalize_labels,
+        "min_per_class": config.folds,
+    }
     if multi_label:
         if unlabelled is not None:
             raise FewlabelError("--unlabelled is single-label only; train a multi-label model without it")
         texts = load_labelled(
-            data,
-            text_column,
-            label_column,
-            format=format,
-            sheet=parse_sheet(sheet),
-            skip_empty=skip_empty,
-            normalize_labels=normalize_labels,
-            min_per_class=config.folds,
-            multi_label=True,
-            label_separator=label_separator,
+            data, text_column, label_column, **reading, multi_label=True, label_separator=label_separator
         )
         return train_multilabel_command(texts, output, config, console)
     if label_separator != DEFAULT_SEPARATOR:
         raise FewlabelError("--label-separator applies with --multi-label only")
-    labelled = load_labelled(
-        data,
-        text_column,
-        label_column,
-        format=format,
-        sheet=parse_sheet(sheet),
-        skip_empty=skip_empty,
-        normalize_labels=normalize_labels,
-        min_per_class=config.folds,
-    )
+    labelled = load_labelled(data, text_column, label_column, **reading)
     pool = (
         load_unlabelled(unlabelled, unlabelled_column, labelled=labelled) if unlabelled is not None else None
     )
@@ -356,17 +346,5 @@ def print_evaluation(evaluation: dict, console: Console) -> None:
         table.add_row(name, f"{m['value']:.3f}", f"{m['ci95_low']:.3f}-{m['ci95_high']:.3f}")
     table.add_row("majority baseline", f"{evaluation['majority_baseline_accuracy']:.3f}", "", style="dim")
     console.print(table)
-    per = Table(title="Per class", title_justify="left")
-    for col in ("label", "precision", "recall", "F1", "support"):
-        per.add_column(col, justify="left" if col == "label" else "right")
-    for label, m in evaluation["per_class"].items():
-        per.add_row(
-            escape(label), f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"])
-        )
-    console.print(per)
-    est = evaluation.get("cv_estimate_at_training")
-    if est:
-        console.print(
-            f"Cross-validated estimate at training time: {est['value']:.3f} "
-            f"(95% CI {est['ci95_low']:.3f}-{est['ci95_high']:.3f})."
-        )
+    print_per_class(console, "Per class", "label", evaluation["per_class"])
+    print_estimate_at_training(console, "estimate", evaluation.get("cv_estimate_at_training"))

@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fewlabel.cli.tables import print_estimate_at_training, print_per_class
 from fewlabel.data.multilabel import MultiLabelledTexts
 from fewlabel.evaluation.multilabel import MultiScores
 from fewlabel.evaluation.scores import Interval
@@ -107,17 +108,5 @@ def print_multilabel_evaluation(evaluation: dict, console: Console) -> None:
             name, f"{m['value']:.3f}", f"{m['ci95_low']:.3f}-{m['ci95_high']:.3f}", f"{base['value']:.3f}"
         )
     console.print(table)
-    per = Table(title="Per label", title_justify="left")
-    for col in ("label", "precision", "recall", "F1", "support"):
-        per.add_column(col, justify="left" if col == "label" else "right")
-    for label, m in evaluation["per_label"].items():
-        per.add_row(
-            escape(label), f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"])
-        )
-    console.print(per)
-    est = evaluation.get("cv_estimate_at_training")
-    if est:
-        console.print(
-            f"Cross-validated micro-F1 at training time: {est['value']:.3f} "
-            f"(95% CI {est['ci95_low']:.3f}-{est['ci95_high']:.3f})."
-        )
+    print_per_class(console, "Per label", "label", evaluation["per_label"])
+    print_estimate_at_training(console, "micro-F1", evaluation.get("cv_estimate_at_training"))

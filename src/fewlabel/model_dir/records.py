@@ -14,7 +14,7 @@ which runs them before building a :class:`Manifest`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -55,6 +55,9 @@ class Record(BaseModel):
     """A JSON object with exactly these fields; numbers may be NaN (a class absent from a split)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants")
+
+
+R = TypeVar("R", bound=BaseModel)
 
 
 # -- scores ---------------------------------------------------------------------------------------
@@ -323,10 +326,10 @@ class Metrics(Record):
         return self.model_dump(mode="json", exclude_unset=True)
 
 
-def parse_metrics(data: Any, where: str) -> Metrics:
-    """``data`` (parsed JSON) as :class:`Metrics`, or ModelDirError naming the first bad field."""
+def _parsed(record: type[R], data: Any, where: str) -> R:
+    """``data`` (parsed JSON) as ``record``, or ModelDirError naming the first bad field."""
     try:
-        return Metrics.model_validate(data)
+        return record.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "(top level)"
@@ -334,6 +337,11 @@ def parse_metrics(data: Any, where: str) -> Metrics:
             f"{where}: field {field!r}: {first['msg']} ({err.error_count()} problem(s)); "
             "damaged metrics, retrain the model"
         ) from None
+
+
+def parse_metrics(data: Any, where: str) -> Metrics:
+    """``data`` (parsed JSON) as :class:`Metrics`, or ModelDirError naming the first bad field."""
+    return _parsed(Metrics, data, where)
 
 
 # -- multi-label ----------------------------------------------------------------------------------
@@ -395,15 +403,7 @@ class MultiLabelMetrics(Record):
 
 def parse_multilabel_metrics(data: Any, where: str) -> MultiLabelMetrics:
     """``data`` (parsed JSON) as :class:`MultiLabelMetrics`, or ModelDirError naming the first bad field."""
-    try:
-        return MultiLabelMetrics.model_validate(data)
-    except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ModelDirError(
-            f"{where}: field {field!r}: {first['msg']} ({err.error_count()} problem(s)); "
-            "damaged metrics, retrain the model"
-        ) from None
+    return _parsed(MultiLabelMetrics, data, where)
 
 
 # -- the manifest ---------------------------------------------------------------------------------

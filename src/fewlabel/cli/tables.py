@@ -1,0 +1,31 @@
+"""Tables the single- and multi-label commands print alike: scores per class (or label), and the
+estimate a model reported when it was trained."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+
+def print_per_class(console: Console, title: str, first: str, scores: dict[str, dict[str, Any]]) -> None:
+    """Precision, recall, F1 and support of each class (``first`` names the column: label, class)."""
+    table = Table(title=title, title_justify="left")
+    for col in (first, "precision", "recall", "F1", "support"):
+        table.add_column(col, justify="left" if col == first else "right")
+    for name, m in scores.items():
+        table.add_row(
+            escape(name), f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"])
+        )
+    console.print(table)
+
+
+def print_estimate_at_training(console: Console, what: str, estimate: dict[str, Any] | None) -> None:
+    """``Cross-validated <what> at training time: ...``, when the model recorded one."""
+    if estimate:
+        console.print(
+            f"Cross-validated {what} at training time: {estimate['value']:.3f} "
+            f"(95% CI {estimate['ci95_low']:.3f}-{estimate['ci95_high']:.3f})."
+        )
