@@ -326,7 +326,7 @@ class Metrics(Record):
         return self.model_dump(mode="json", exclude_unset=True)
 
 
-def _parsed(record: type[R], data: Any, where: str) -> R:
+def _parsed(record: type[R], data: Any, where: str, damaged: str = "damaged metrics, retrain the model") -> R:
     """``data`` (parsed JSON) as ``record``, or ModelDirError naming the first bad field."""
     try:
         return record.model_validate(data)
@@ -334,8 +334,7 @@ def _parsed(record: type[R], data: Any, where: str) -> R:
         first = err.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "(top level)"
         raise ModelDirError(
-            f"{where}: field {field!r}: {first['msg']} ({err.error_count()} problem(s)); "
-            "damaged metrics, retrain the model"
+            f"{where}: field {field!r}: {first['msg']} ({err.error_count()} problem(s)); {damaged}"
         ) from None
 
 
@@ -524,11 +523,4 @@ class Manifest(Record):
 
 def manifest_record(checked: dict[str, Any], where: str) -> Manifest:
     """A checked manifest dict as :class:`Manifest`; ModelDirError naming the field if it does not fit."""
-    try:
-        return Manifest.model_validate(checked)
-    except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ModelDirError(
-            f"{where}: field {field!r}: {first['msg']}; damaged manifest, retrain or restore the model"
-        ) from None
+    return _parsed(Manifest, checked, where, "damaged manifest, retrain or restore the model")
