@@ -19,12 +19,13 @@ def invoke(*args: object, input: str | None = None):
     return CliRunner().invoke(app, [str(a) for a in args], input=input, env=ENV)
 
 
-def test_train_multi_label_prints_the_table_and_headline(multi_csv, tmp_path):
-    result = invoke(
+def train_tfidf(data, output):
+    """`fewlabel train DATA -o OUTPUT --multi-label` with tfidf, 4 folds, quietly."""
+    return invoke(
         "train",
-        multi_csv,
+        data,
         "-o",
-        tmp_path / "m",
+        output,
         "--multi-label",
         "--strategy",
         "tfidf",
@@ -34,6 +35,10 @@ def test_train_multi_label_prints_the_table_and_headline(multi_csv, tmp_path):
         BACKBONE,
         "-q",
     )
+
+
+def test_train_multi_label_prints_the_table_and_headline(multi_csv, tmp_path):
+    result = train_tfidf(multi_csv, tmp_path / "m")
     assert result.exit_code == 0, result.output
     for fragment in ("micro-F1", "Hamming loss", "each label's majority", "Expected micro-F1", "Model saved"):
         assert fragment in result.stdout, fragment
@@ -44,20 +49,7 @@ def test_a_rare_label_is_warned_about_before_training(multi_csv, tmp_path):
     rows = multi_csv.read_text().splitlines()
     rows = [rows[0], *(r + ("|rare" if i < 4 else "") for i, r in enumerate(rows[1:]))]
     multi_csv.write_text("\n".join(rows) + "\n")
-    result = invoke(
-        "train",
-        multi_csv,
-        "-o",
-        tmp_path / "m",
-        "--multi-label",
-        "--strategy",
-        "tfidf",
-        "--folds",
-        "4",
-        "--model",
-        BACKBONE,
-        "-q",
-    )
+    result = train_tfidf(multi_csv, tmp_path / "m")
     assert result.exit_code == 0, result.output
     warning = "Label 'rare' is on only 4 texts"
     assert result.stdout.count(warning) == 1 and result.stdout.index(warning) < result.stdout.index(
