@@ -71,7 +71,12 @@ def test_best_prefers_the_multilingual_backbone_for_non_english_texts(monkeypatc
     monkeypatch.setattr(backbones, "is_installed", lambda name: name in ("mpnet", "embeddinggemma"))
     model, why = backbones.best_available(FRENCH, detect_languages(FRENCH))
     assert model == "embeddinggemma" and "mostly not in English (French 100%)" in why
-    assert backbones.best_available(ENGLISH, detect_languages(ENGLISH))[0] == "mpnet"
+    # English texts: embeddinggemma too when its encoding fits the budget, mpnet when it does not.
+    assert backbones.best_available(ENGLISH, detect_languages(ENGLISH))[0] == "embeddinggemma"
+    assert backbones.best_available(ENGLISH, detect_languages(ENGLISH), budget_seconds=0.0)[0] == "mpnet"
+    assert (
+        backbones.best_available(FRENCH, detect_languages(FRENCH), budget_seconds=0.0)[0] == "embeddinggemma"
+    )
     monkeypatch.setattr(backbones, "is_installed", lambda name: name == "mpnet")
     assert (
         backbones.best_available(FRENCH, detect_languages(FRENCH))[0] == "mpnet"

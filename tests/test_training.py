@@ -49,7 +49,7 @@ def test_best_backbone_choice(monkeypatch):
     name, why = backbones.best_available(["short text"])
     assert name == "minilm" and "not installed" in why
 
-    monkeypatch.setattr(backbones, "is_installed", lambda name: True)
+    monkeypatch.setattr(backbones, "is_installed", lambda name: name != "embeddinggemma")
     assert backbones.best_available(None)[0] == "mpnet"
     assert backbones.best_available(["A short review."] * 100)[0] == "mpnet"
     long_texts = ["word " * 400] * 2000  # far beyond the time budget for mpnet on a CPU
@@ -58,13 +58,27 @@ def test_best_backbone_choice(monkeypatch):
     assert name == "minilm" and "--model mpnet" in why
 
 
+def test_best_takes_embeddinggemma_when_installed_and_it_fits_the_budget(monkeypatch):
+    from fewlabel.encoders import backbones
+
+    monkeypatch.setattr(backbones, "is_installed", lambda name: True)
+    reviews = ["A fine kettle that boils fast and quietly, though the lid is stiff. " * 5] * 500
+    seconds = backbones.estimated_encode_seconds("embeddinggemma", reviews)
+    name, why = backbones.best_available(reviews, budget_seconds=2.5 * seconds)
+    assert name == "embeddinggemma" and "most accurate" in why
+    # Too slow for a short budget: mpnet, and the note says how to get embeddinggemma anyway.
+    name, why = backbones.best_available(["A short review."] * 100 + reviews, budget_seconds=1.5 * seconds)
+    assert name == "mpnet" and "--model embeddinggemma" in why
+    assert backbones.best_available(None)[0] == "mpnet"  # no texts to price: the known-fast one
+
+
 def test_best_is_resolved_at_training_and_recorded(monkeypatch, reviews):
     """``best`` is resolved from the texts when training starts, and the concrete name is recorded."""
     from fewlabel.encoders import backbones
 
     seen = []
 
-    def fake_best(texts=None, languages=None):
+    def fake_best(texts=None, languages=None, budget_seconds=None):
         seen.append(len(texts))
         return BACKBONE, "chosen by the test"
 

@@ -22,7 +22,8 @@ class TrainConfig:
 
     Attributes:
         strategy: ``auto`` (compare candidates by nested cross-validation) or one registered name.
-        model: backbone for strategies that embed text: ``best`` (``mpnet`` if installed, else ``minilm``),
+        model: backbone for strategies that embed text: ``best`` (``embeddinggemma`` when installed
+            and fast enough, else ``mpnet`` if installed, else ``minilm``),
             ``minilm``, ``mpnet``, a local directory or a Hugging Face Hub id.
         seed: seeds fold assignment and anything random in strategies.
         folds: outer cross-validation folds (5 is the usual bias/variance balance for ~500 texts).

@@ -172,7 +172,7 @@ def _resolved(
         return config, None
     languages = detect_languages(data.texts)
     if config.model == "best":
-        model, why = best_available(data.texts, languages)
+        model, why = best_available(data.texts, languages, budget_seconds=60 * config.budget_minutes)
         notes.append(f"Backbone {model}: {why}.")
         config = replace(config, model=model)
     return config, language_warning(config.model, languages)

@@ -413,13 +413,13 @@ def _backbones(
     languages = detect_languages(data.texts)
     slow_backbones = [config.model]
     if config.model == "best":
-        model, why = best_available(data.texts, languages)
+        model, why = best_available(data.texts, languages, budget_seconds=60 * config.budget_minutes)
         config = replace(config, model=model)
         notes.append(f"Backbone {model}: {why}.")
         # Slow strategies pick their own: the most accurate backbone whose run fits the budget (the
         # multilingual one alone when the texts need it).
         english = [b for b in ("mpnet", "minilm") if b == "minilm" or is_installed(b)]
-        slow_backbones = _multilingual_slow(model, notes) if model == "embeddinggemma" else english
+        slow_backbones = _gemma_slow(model, languages, notes) if model == "embeddinggemma" else english
     uses_backbone = config.strategy != "tfidf"
     return (
         config,
@@ -429,18 +429,26 @@ def _backbones(
     )
 
 
-def _multilingual_slow(model: str, notes: list[str]) -> list[str]:
-    """The backbones slow strategies may use when ``best`` chose a multilingual one: that one on a GPU;
+def _gemma_slow(model: str, languages: Languages, notes: list[str]) -> list[str]:
+    """The backbones slow strategies may use when ``best`` chose embeddinggemma: that one on a GPU;
     none on a CPU, where fine-tuning it (308M parameters) took 17 minutes and 17 GB of memory for
-    500 reviews (benchmarks/results/run-20261130T185054Z-gemma-finetune-cpu.json) and English ones would not read the texts."""
+    500 reviews (benchmarks/results/run-20261130T185054Z-gemma-finetune-cpu.json). Fine-tuning an
+    English backbone instead would not read texts in other languages, and on English ones fine-tuned
+    mpnet scored below frozen embeddinggemma on every benchmark set (BENCHMARKS.md, "EmbeddingGemma")."""
     from fewlabel.encoders.device import resolve_device
 
     if resolve_device("auto").type == "cuda":
         return [model]
+    if languages.non_english_share >= 0.5:
+        why = "and the English backbones would not read these texts; on a GPU it joins."
+    else:
+        why = (
+            "and fine-tuned mpnet scored below frozen embeddinggemma on every English benchmark set "
+            "(BENCHMARKS.md); on a GPU it joins, and --model mpnet fine-tunes mpnet instead."
+        )
     notes.append(
         f"Fine-tuning left out of auto: {model} is too large to fine-tune on a CPU within the budget "
-        "(17 min and 17 GB of memory for 500 reviews here), and the English backbones would not read "
-        "these texts; on a GPU it joins."
+        f"(17 min and 17 GB of memory for 500 reviews here), {why}"
     )
     return []
 
