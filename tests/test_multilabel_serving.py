@@ -1,4 +1,4 @@
-"""Serving a multi-label model, the estimator's refusal of a label matrix, and the other refusals."""
+"""Serving a multi-label model, loading it into the estimator, and the refusals."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import BACKBONE
 from fewlabel.errors import FewlabelError
 from fewlabel.serve import create_app
 
@@ -28,13 +27,19 @@ def test_single_label_responses_are_unchanged(tfidf_model_dir):
         assert set(prediction) == {"label", "confidence", "probabilities"}
 
 
-def test_the_estimator_refuses_a_label_matrix(reviews):
+def test_the_estimator_loads_a_multi_label_model(multi_model_dir):
     from fewlabel.estimator import FewlabelClassifier
+    from fewlabel.inference.loading import load_model
 
-    texts, _ = reviews
-    y = np.zeros((len(texts), 2), dtype=int)
-    with pytest.raises(ValueError, match="one label per text.*train_multilabel"):
-        FewlabelClassifier(strategy="tfidf", backbone=BACKBONE).fit(texts, y)
+    texts = ["the pasta and the goal", "the laptop", "nothing at all"]
+    clf = FewlabelClassifier.load(multi_model_dir)
+    model = load_model(multi_model_dir)
+    assert clf.multilabel_ and list(clf.classes_) == model.labels
+    sets, proba = model.predict_label_sets(texts)
+    expected = np.array([[int(label in s) for label in model.labels] for s in sets])
+    np.testing.assert_array_equal(clf.predict(texts), expected)
+    np.testing.assert_allclose(clf.predict_proba(texts), proba)
+    assert clf.estimate_.metric == "micro_f1" and clf.estimate_.value > 0.9
 
 
 def test_suggest_and_export_refuse_a_multi_label_model(multi_model_dir, tmp_path):

@@ -9,6 +9,14 @@ Input is raw text: X is one text per row (a list, a 1-D array, a pandas Series, 
 DataFrame or 2-D array). Labels may be any hashable values; fewlabel names classes by ``str(label)``
 and orders them by that name, and ``classes_`` follows the same order (so the columns of
 ``predict_proba`` match the saved model's labels).
+
+Multi-label data follows scikit-learn's convention (``OneVsRestClassifier`` on an indicator matrix):
+y is a 0/1 matrix, one row per text and one column per label (a NumPy array, a list of lists, a
+sparse matrix, or a DataFrame whose column names name the labels; otherwise they are ``"0"``,
+``"1"``, ...). ``fit`` then runs :func:`fewlabel.multilabel.train_multilabel` (micro-F1, per-label
+thresholds), ``predict`` answers a 0/1 matrix and ``predict_proba`` each label's own probability,
+columns in the order of y's columns, which ``classes_`` names. Lists of label sets are refused:
+:class:`sklearn.preprocessing.MultiLabelBinarizer` turns them into such a matrix.
 """
 
 from __future__ import annotations
@@ -25,9 +33,12 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from fewlabel.config import DEFAULT_BUDGET_MINUTES
 
 if TYPE_CHECKING:
+    from fewlabel.config import TrainConfig
     from fewlabel.data.labelled import LabelledTexts
+    from fewlabel.data.multilabel import MultiLabelledTexts
     from fewlabel.model_dir.records import Headline
     from fewlabel.model_dir.store import TrainedModel
+    from fewlabel.multilabel import MultiLabelResult
     from fewlabel.training import TrainResult
 
 # The TrainConfig fields this estimator exposes as parameters, under the estimator's own names.
@@ -39,6 +50,12 @@ _CONFIG_FIELDS = {
     "seed": "seed",
     "diagnostics": "diagnostics",
 }
+
+_LABEL_SETS = (
+    "y looks like a list of label sets (the labels of each text); give a 0/1 label matrix instead, one "
+    "column per label: sklearn.preprocessing.MultiLabelBinarizer().fit_transform(y) makes one, and its "
+    "classes_ name the columns"
+)
 
 
 class FewlabelClassifier(ClassifierMixin, BaseEstimator):
@@ -58,12 +75,16 @@ class FewlabelClassifier(ClassifierMixin, BaseEstimator):
     Attributes:
         classes_: the class labels, as given to ``fit`` (original types), in fewlabel's order:
             sorted by ``str(label)``. After :meth:`load` they are the saved label names (strings).
+            Multi-label: the label names (strings), in the order of y's columns.
+        multilabel_: whether ``fit`` was given a label matrix (or :meth:`load` a multi-label model).
         model_: the fitted :class:`fewlabel.model_dir.store.TrainedModel` (calibrated probabilities).
         result_: the :class:`fewlabel.training.TrainResult` of ``fit`` (every strategy's scores,
-            calibration, notes, warnings); ``None`` after :meth:`load`.
-        data_: the checked :class:`fewlabel.data.labelled.LabelledTexts` ``fit`` trained on; ``None`` after
-            :meth:`load`.
-        estimate_: the headline accuracy estimate of the fitted model with its 95% interval.
+            calibration, notes, warnings), multi-label a :class:`fewlabel.multilabel.MultiLabelResult`;
+            ``None`` after :meth:`load`.
+        data_: the checked :class:`fewlabel.data.labelled.LabelledTexts` (multi-label:
+            ``MultiLabelledTexts``) ``fit`` trained on; ``None`` after :meth:`load`.
+        estimate_: the headline accuracy estimate of the fitted model with its 95% interval
+            (multi-label: micro-F1).
         chosen_strategy_: the strategy ``fit`` chose (or was told to use).
 
     Invalid settings raise :class:`fewlabel.errors.FewlabelError` and unusable data
@@ -98,36 +119,67 @@ class FewlabelClassifier(ClassifierMixin, BaseEstimator):
 
         Args:
             X: the texts, one per sample.
-            y: one label per text, of any hashable type; labels are named by ``str(label)``.
+            y: one label per text, of any hashable type; labels are named by ``str(label)``. Or a 0/1
+                label matrix (texts x labels) for multi-label training (see the module docstring).
 
         Returns:
             self, fitted.
         """
-        from fewlabel.config import TrainConfig
         from fewlabel.data.labelled import LabelledTexts
         from fewlabel.training import train
 
-        if np.ndim(y) == 2 and np.shape(y)[1] > 1:  # a column vector is one label per text
-            raise ValueError(
-                "FewlabelClassifier takes one label per text; for several labels per text (a label "
-                "matrix), use fewlabel.multilabel.train_multilabel (docs/multi-label.md)"
-            )
+        matrix = _label_matrix(y)
+        if matrix is not None:
+            return self._fit_multilabel(_texts(X), *matrix)
         labels = _labels(y)
         texts = _texts(X)
         if len(labels) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(labels)} labels; give one label per text")
-        config = TrainConfig(**{field: getattr(self, param) for param, field in _CONFIG_FIELDS.items()})
+        config = self._config()
         data = LabelledTexts.from_lists(texts, _names(labels))
         self.classes_ = _classes(labels, data)
-        self.result_: TrainResult | None = train(data, None, config)
-        self.data_: LabelledTexts | None = data
+        self.result_: TrainResult | MultiLabelResult | None = train(data, None, config)
+        self.data_: LabelledTexts | MultiLabelledTexts | None = data
         self.model_: TrainedModel = self.result_.model
+        self.multilabel_ = False
+        return self
+
+    def _config(self) -> TrainConfig:
+        from fewlabel.config import TrainConfig
+
+        return TrainConfig(**{field: getattr(self, param) for param, field in _CONFIG_FIELDS.items()})
+
+    def _fit_multilabel(self, texts: list[str], Y: np.ndarray, names: list[str]) -> FewlabelClassifier:
+        """``fit`` on a 0/1 label matrix: :func:`fewlabel.multilabel.train_multilabel`."""
+        from fewlabel.data.multilabel import MultiLabelledTexts
+        from fewlabel.multilabel import train_multilabel
+
+        if len(Y) != len(texts):
+            raise ValueError(
+                f"got {len(texts)} texts but {len(Y)} rows in the label matrix; give one row per text"
+            )
+        config = self._config()
+        # Each label on at least one text per fold, as `fewlabel train --multi-label` asks.
+        data = MultiLabelledTexts.from_matrix(texts, Y, names, min_per_label=config.folds)
+        result = train_multilabel(data, None, config)
+        self.classes_ = np.array(data.classes)
+        self.result_ = result
+        self.data_ = data
+        self.model_ = result.model
+        self.multilabel_ = True
         return self
 
     def predict(self, X: Any) -> np.ndarray:
-        """The predicted class of each text, as given to ``fit`` (the model's decision rule applies)."""
+        """The predicted class of each text, as given to ``fit`` (the model's decision rule applies).
+
+        Multi-label: a 0/1 matrix (texts x labels, columns in the order of ``classes_``): 1 where a
+        label's probability reaches that label's threshold.
+        """
         check_is_fitted(self, "model_")
         texts = _texts(X)
+        if self.multilabel_:
+            proba = self.predict_proba(texts)
+            return (proba >= self.model_.label_thresholds).astype(np.int64)
         if not texts:
             return self.classes_[:0]
         names, _ = self.model_.predict(texts)
@@ -139,21 +191,44 @@ class FewlabelClassifier(ClassifierMixin, BaseEstimator):
         return np.array([index.get(name, name) for name in names], dtype=object)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Calibrated class probabilities, one row per text, columns in the order of ``classes_``."""
+        """Calibrated class probabilities, one row per text, columns in the order of ``classes_``.
+
+        Multi-label: each label's own probability (they need not sum to 1), shape (texts, labels), as
+        ``OneVsRestClassifier`` answers for a label matrix.
+        """
         check_is_fitted(self, "model_")
         texts = _texts(X)
         if not texts:
             return np.zeros((0, len(self.classes_)))
         return np.asarray(self.model_.predict_proba(texts))
 
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Accuracy of ``predict`` on ``X`` against ``y`` (scikit-learn's ``ClassifierMixin.score``).
+
+        Multi-label: subset accuracy, scikit-learn's convention: a text counts only when every one of its
+        labels is right. For micro-F1, score with ``sklearn.metrics.f1_score(y, predict(X), average="micro")``
+        or ``scoring="f1_micro"`` in a search.
+        """
+        return float(super().score(X, y, sample_weight=sample_weight))
+
     @property
     def estimate_(self) -> Headline | None:
-        """Expected accuracy (balanced accuracy on imbalanced data) on new data: ``metric``, ``value``,
-        ``ci95_low``, ``ci95_high``; None for a saved model that records none."""
+        """Expected accuracy (balanced accuracy on imbalanced data; micro-F1 for a multi-label model) on
+        new data: ``metric``, ``value``, ``ci95_low``, ``ci95_high``; None for a saved model that
+        records none."""
+        from fewlabel.model_dir.records import Headline
+        from fewlabel.multilabel import MultiLabelResult
+
         check_is_fitted(self, "model_")
+        summary = self.model_.manifest.metrics
+        if isinstance(self.result_, MultiLabelResult):
+            micro = self.result_.estimate.micro_f1
+            return Headline(metric="micro_f1", value=micro.value, ci95_low=micro.low, ci95_high=micro.high)
         if self.result_ is not None:
             return self.result_.expected.headline()
-        summary = self.model_.manifest.metrics
+        if self.multilabel_:  # loaded: the manifest's copy of the micro-F1 estimate
+            saved = summary.micro_f1 if summary is not None else None
+            return Headline(metric="micro_f1", **saved.model_dump()) if saved is not None else None
         return summary.accuracy if summary is not None else None
 
     @property
@@ -170,22 +245,30 @@ class FewlabelClassifier(ClassifierMixin, BaseEstimator):
         Returns:
             the directory written.
         """
-        from fewlabel.training import save
+        from fewlabel.data.labelled import LabelledTexts
+        from fewlabel.data.multilabel import MultiLabelledTexts
+        from fewlabel.multilabel import MultiLabelResult, save_multilabel
+        from fewlabel.training import TrainResult, save
 
         check_is_fitted(self, "model_")
-        if self.result_ is None or self.data_ is None:
+        result, data = self.result_, self.data_
+        if result is None or data is None:
             raise ValueError(
                 "this classifier was loaded from a model directory, which is its saved form; "
                 "copy that directory instead of saving it again"
             )
-        return save(self.result_, self.data_, Path(path))
+        if isinstance(result, MultiLabelResult) and isinstance(data, MultiLabelledTexts):
+            return save_multilabel(result, data, Path(path))
+        assert isinstance(result, TrainResult) and isinstance(data, LabelledTexts)
+        return save(result, data, Path(path))
 
     @classmethod
     def load(cls, path: str | Path) -> FewlabelClassifier:
         """A fitted classifier from a saved model directory; never unpickles or runs code from it.
 
         The parameters are those of the saved training config and ``classes_`` are the saved label
-        names: labels that were not strings when fitted come back as their string form.
+        names: labels that were not strings when fitted come back as their string form. A multi-label
+        model (``task`` in its manifest) loads with ``multilabel_`` set and predicts a label matrix.
         """
         from fewlabel.inference.loading import load_model
 
@@ -195,6 +278,7 @@ class FewlabelClassifier(ClassifierMixin, BaseEstimator):
         estimator = cls(**params)
         estimator.classes_ = np.array(model.labels)
         estimator.model_ = model
+        estimator.multilabel_ = model.multi_label
         estimator.result_ = None
         estimator.data_ = None
         return estimator
@@ -238,6 +322,53 @@ def _as_array(X: Any) -> np.ndarray:
     array = np.empty(len(items), dtype=object)
     array[:] = items
     return array
+
+
+def _label_matrix(y: Any) -> tuple[np.ndarray, list[str]] | None:
+    """y as a 0/1 label matrix with its label names, or None when y holds one label per text (a
+    column vector does); ValueError for label sets and for values other than 0 and 1."""
+    if y is None or isinstance(y, str | bytes):
+        return None
+    if hasattr(y, "columns") and hasattr(y, "iloc"):  # a pandas DataFrame: its columns name the labels
+        return None if y.shape[1] == 1 else _binary(y.to_numpy(), [str(c) for c in y.columns])
+    if hasattr(y, "toarray"):  # a sparse label matrix, as MultiLabelBinarizer(sparse_output=True) gives
+        y = y.toarray()
+    if isinstance(y, list | tuple):
+        if any(isinstance(item, set | frozenset | dict) for item in y):
+            raise ValueError(_LABEL_SETS)
+        try:
+            y = np.asarray(y)
+        except ValueError:  # rows of different lengths
+            raise ValueError(_LABEL_SETS) from None
+    array = np.asarray(y)
+    if array.ndim == 1 and array.dtype == object and any(isinstance(v, set | list | tuple) for v in array):
+        raise ValueError(_LABEL_SETS)
+    if array.ndim != 2 or array.shape[1] == 1:
+        return None
+    return _binary(array, [str(j) for j in range(array.shape[1])])
+
+
+def _binary(values: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str]]:
+    """values as a 0/1 integer matrix; ValueError naming the first cell that holds anything else."""
+    if values.dtype.kind in "biuf":
+        ok = np.isin(values, (0, 1))
+    else:
+        ok = np.vectorize(_is_binary, otypes=[bool])(values)
+    if not ok.all():
+        row, col = (int(i) for i in np.argwhere(~ok)[0])
+        value = values[row, col]
+        value = value.item() if isinstance(value, np.generic) else value  # 2, not np.int64(2)
+        hint = f"; {_LABEL_SETS}" if isinstance(value, str) else ""
+        raise ValueError(
+            f"a label matrix holds 0 and 1 only (1: the text has that label); row {row} (counting from 0), "
+            f"column {names[col]!r} holds {value!r}{hint}"
+        )
+    return values.astype(np.int64), names
+
+
+def _is_binary(value: Any) -> bool:
+    """Whether one cell of an object array is 0 or 1 (a number or a bool; not the string "1")."""
+    return isinstance(value, bool | int | float | np.number | np.bool_) and value in (0, 1)
 
 
 def _labels(y: Any) -> np.ndarray:

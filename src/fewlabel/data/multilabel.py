@@ -6,7 +6,9 @@ are stripped, a label repeated in one cell counts once, and an empty cell means 
 The same cleaning as single-label data applies (:mod:`fewlabel.data.cleaning`): texts stripped and
 cut, exact duplicates merged, texts repeated with different label sets left out with a warning.
 Each label must have at least ``min_per_label`` texts with it and as many without it, so that every
-label can be learned and scored in cross-validation.
+label can be learned and scored in cross-validation. A 0/1 label matrix (``from_matrix``, what
+``FewlabelClassifier`` is given) goes through the same cleaning and checks, its labels kept in the
+matrix's column order.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from fewlabel.data.cleaning import MAX_TEXT_CHARS, DataReport, clean_text, dedupe_key, rows_list
-from fewlabel.data.files import LABEL_COLUMN_NAMES, TEXT_COLUMN_NAMES, Table, find_column
+from fewlabel.data.files import LABEL_COLUMN_NAMES, TEXT_COLUMN_NAMES, Table, find_column, scalar_to_str
 from fewlabel.errors import DataError
 
 DEFAULT_SEPARATOR = "|"
@@ -41,13 +44,37 @@ class MultiLabelledTexts:
     label_column: str = "labels"
     separator: str = DEFAULT_SEPARATOR
     report: DataReport = field(default_factory=DataReport)
+    label_order: list[str] | None = None  # from_matrix: the matrix's columns (None: sorted)
+
+    @classmethod
+    def from_matrix(
+        cls, texts: Sequence[str], Y: np.ndarray, labels: Sequence[str], min_per_label: int = 2
+    ) -> MultiLabelledTexts:
+        """Build from texts and a 0/1 matrix (texts x labels; 1: the text has the label) whose columns
+        are ``labels``, with the same checks as a file (without de-duplication); :attr:`classes` and
+        :meth:`indicator` keep the columns' order."""
+        if len(texts) != len(Y):
+            raise DataError(f"got {len(texts)} texts but {len(Y)} rows of labels; give one row per text")
+        _check_label_names(list(labels))
+        rows = [
+            {"text": scalar_to_str(text), "labels": DEFAULT_SEPARATOR.join(np.asarray(labels)[row == 1])}
+            for text, row in zip(texts, np.asarray(Y), strict=True)
+        ]
+        table = Table("<memory>", ["text", "labels"], rows, list(range(1, len(rows) + 1)), "memory")
+        # Checked below in the columns' order, where a label on no text still counts.
+        data = multi_labelled_from_table(table, "text", "labels", dedupe=False, min_per_label=0, min_labels=0)
+        data.label_order = list(labels)
+        _check_labels(data, min_per_label)
+        return data
 
     def __len__(self) -> int:
         return len(self.texts)
 
     @property
     def classes(self) -> list[str]:
-        """Sorted distinct labels."""
+        """Distinct labels: sorted, or a label matrix's columns in order (:meth:`from_matrix`)."""
+        if self.label_order is not None:
+            return list(self.label_order)
         return sorted({label for labels in self.label_sets for label in labels})
 
     def indicator(self) -> np.ndarray:
@@ -216,6 +243,26 @@ def _dedupe(
             f"out of training: {shown}. Fix their labels in {Path(path).name} to use them."
         )
     return [texts[i] for i in keep], [label_sets[i] for i in keep], [rows[i] for i in keep]
+
+
+def _check_label_names(labels: list[str]) -> None:
+    """Label names a model can save and answer with: distinct, visible, no surrounding spaces, and
+    without the separator that joins a text's labels in predictions."""
+    bad = [
+        name
+        for name in labels
+        if not isinstance(name, str) or not name.strip() or name != name.strip() or DEFAULT_SEPARATOR in name
+    ]
+    if bad:
+        raise DataError(
+            f"label name(s) {', '.join(map(repr, bad))}: a label name must be a non-empty string without "
+            f"surrounding spaces or {DEFAULT_SEPARATOR!r} (it joins a text's labels in predictions); rename them"
+        )
+    twice = sorted(name for name, n in Counter(labels).items() if n > 1)
+    if twice:
+        raise DataError(
+            f"label name(s) {', '.join(map(repr, twice))} name two columns; give each column its own"
+        )
 
 
 def _check_labels(data: MultiLabelledTexts, min_per_label: int, min_labels: int = 2) -> None:

@@ -143,12 +143,12 @@ def evaluate_multilabel(
     Y = np.array([[int(label in s) for label in model.labels] for s in data.label_sets], dtype=np.int64)
     _, proba = model.predict_label_sets(data.texts)
     pred = (proba >= model.label_thresholds).astype(np.int64)
-    summary = trained.metrics.model_extra if trained.metrics is not None else None
+    micro = trained.metrics.micro_f1 if trained.metrics is not None else None
     return {
         "task": "multi-label",
         **multilabel_scores(Y, pred).to_dict(),
         "labels": model.labels,
         "per_label": per_label(Y, pred, model.labels),
         "majority_baseline": multilabel_scores(Y, majority_predictions(Y)).to_dict(),
-        "cv_estimate_at_training": (summary or {}).get("micro_f1"),
+        "cv_estimate_at_training": micro.model_dump() if micro is not None else None,
     }

@@ -111,17 +111,17 @@ class ChosenScores(StrategyScores):
 
 
 class Headline(Record):
-    """The estimate: accuracy (balanced accuracy on imbalanced data) expected on new texts, with its
-    95% interval. The one estimate type fewlabel reports (``TrainResult.expected``,
-    ``FewlabelClassifier.estimate_``, the manifest's ``metrics.accuracy``)."""
+    """The estimate: accuracy (balanced accuracy on imbalanced data; micro-F1 for a multi-label model)
+    expected on new texts, with its 95% interval. The one estimate type fewlabel reports
+    (``TrainResult.expected``, ``FewlabelClassifier.estimate_``, the manifest's ``metrics.accuracy``)."""
 
-    metric: Literal["accuracy", "balanced_accuracy"] = "accuracy"
+    metric: Literal["accuracy", "balanced_accuracy", "micro_f1"] = "accuracy"
     value: float
     ci95_low: float | None = None
     ci95_high: float | None = None
 
     def __str__(self) -> str:
-        what = self.metric.replace("_", " ")
+        what = "micro-F1" if self.metric == "micro_f1" else self.metric.replace("_", " ")
         if self.ci95_low is None or self.ci95_high is None:
             return f"{what} {self.value:.1%}"
         return f"{what} {self.value:.1%} (95% CI {self.ci95_low:.1%} to {self.ci95_high:.1%})"
@@ -130,6 +130,7 @@ class Headline(Record):
 class Expected(Headline):
     """The headline estimate with how it was measured (``metrics.json``'s ``expected_accuracy``)."""
 
+    metric: Literal["accuracy", "balanced_accuracy"] = "accuracy"  # single-label only
     ci95_low: float
     ci95_high: float
     cv_accuracy: float
@@ -454,6 +455,7 @@ class Summary(Record):
     balanced_accuracy: Interval | None = None
     at_chance: str | None = None
     macro_f1: Interval | None = None
+    micro_f1: Interval | None = None  # multi-label models (their headline)
     log_loss: Interval | None = None
     majority_baseline_accuracy: float | None = None
     estimate_source: str | None = None
