@@ -42,6 +42,9 @@ class TrainConfig:
             highest on out-of-fold probabilities; ``None`` (default) does so when the classes are
             imbalanced (the smallest under half its fair share), ``True`` always, ``False`` never.
         strict: raise instead of saving when the model is not clearly better than chance.
+        choose_engine: for a model that embeds with a frozen backbone, predict a sample of the
+            training texts in float32 and in bfloat16 and record the engine ``auto`` predicts with
+            (:mod:`fewlabel.model_dir.engines`; a few seconds); ``False`` records none (float32).
     """
 
     strategy: str = "auto"
@@ -57,6 +60,7 @@ class TrainConfig:
     augment: str | None = None
     tune_threshold: bool | None = None
     strict: bool = False
+    choose_engine: bool = True
 
     def __post_init__(self) -> None:
         from fewlabel.strategies import REGISTRY, get_strategy_class

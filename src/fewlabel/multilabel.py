@@ -33,11 +33,13 @@ from fewlabel.evaluation.multilabel import (
     per_label,
     shuffled_folds,
 )
+from fewlabel.model_dir.engines import choose_engine
 from fewlabel.model_dir.manifest import FORMAT_VERSION
 from fewlabel.model_dir.records import (
     BackboneEntry,
     Manifest,
     MultiLabelMetrics,
+    PredictionEntry,
     StrategyEntry,
     Summary,
     TrainingData,
@@ -73,10 +75,11 @@ class MultiLabelResult:
     notes: list[str] = field(default_factory=list)
     not_better: str | None = None  # set when the model is not clearly better than the baseline
     model_dir: Path | None = None
+    prediction: PredictionEntry | None = None  # the engine the saved model predicts with by default
 
     def manifest(self) -> Manifest:
         """What the saved model's manifest says of its strategy, labels, thresholds and separator."""
-        return Manifest(
+        manifest = Manifest(
             format_version=FORMAT_VERSION,
             fewlabel_version=__version__,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -88,6 +91,9 @@ class MultiLabelResult:
             thresholds=dict(self.thresholds),
             label_separator=self.separator,
         )
+        if self.prediction is None:
+            return manifest  # no engine chosen: no field
+        return manifest.model_copy(update={"prediction": self.prediction})
 
     @property
     def model(self) -> TrainedModel:
@@ -122,6 +128,7 @@ class MultiLabelResult:
                 "seconds": self.seconds,
                 "warnings": list(self.warnings),
                 "notes": list(self.notes),
+                **({"prediction": self.prediction} if self.prediction is not None else {}),
             }
         )
 
@@ -215,6 +222,8 @@ def train_multilabel(
         )
     result = _result(data, config, results, chosen, strategy, notes)
     result.warnings[:0] = [language] if language else []
+    if config.choose_engine:
+        result.prediction = choose_engine(result.model, data.texts)
     result.seconds = time.perf_counter() - start
     if output is not None:
         result.model_dir = save_multilabel(result, data, Path(output))

@@ -616,6 +616,7 @@ def model_card(manifest: Manifest, metrics: Metrics) -> str:
         f"{metrics.estimate.log_loss.value:.3f}.",
         f"- **Training data**: {metrics.data.rows} texts from `{source}` (SHA-256 `{sha256[:16]}…`).",
         f"- **Created**: {manifest.created or ''} with fewlabel {manifest.fewlabel_version or ''}.",
+        *_engine_lines(manifest),
         "",
         "The estimate holds for texts like the training data; on another domain, measure with "
         "`fewlabel evaluate`. Confidences are calibrated by temperature scaling on out-of-fold predictions.",
@@ -634,6 +635,17 @@ def model_card(manifest: Manifest, metrics: Metrics) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _engine_lines(manifest: Manifest) -> list[str]:
+    """The model card's line on the engine ``predict`` and ``serve`` run, when training chose one."""
+    chosen = manifest.prediction
+    if chosen is None:
+        return []
+    exact = (
+        "exact float32, as evaluated" if chosen.engine == "torch" else "`--engine torch` for exact float32"
+    )
+    return [f"- **Prediction engine**: `{chosen.engine}`: {chosen.reason} ({exact})."]
 
 
 def _training_data(manifest: Manifest, metrics: Metrics) -> tuple[str, str]:

@@ -32,6 +32,7 @@ from fewlabel.evaluation.scores import (
     score,
 )
 from fewlabel.evaluation.threshold import balanced_accuracy, best_threshold, crossfit_decisions
+from fewlabel.model_dir.engines import choose_engine
 from fewlabel.model_dir.manifest import FORMAT_VERSION
 from fewlabel.model_dir.records import (
     BackboneEntry,
@@ -40,6 +41,7 @@ from fewlabel.model_dir.records import (
     Expected,
     Manifest,
     Metrics,
+    PredictionEntry,
     StrategyEntry,
     Summary,
     TrainingData,
@@ -86,6 +88,7 @@ class TrainResult:
     imbalanced: bool = False  # the smallest class has under half its fair share of the rows
     chance_warning: str | None = None  # set when the model is not clearly better than chance
     languages: Languages | None = None  # of the training texts (a sample)
+    prediction: PredictionEntry | None = None  # the engine the saved model predicts with by default
 
     def manifest(self) -> Manifest:
         """What the saved model's manifest says of its strategy, labels, calibration and threshold."""
@@ -100,11 +103,12 @@ class TrainResult:
             calibration=CalibrationEntry(method="temperature", temperature=self.calibration["temperature"]),
             labels=list(self.labels),
         )
-        if self.threshold is None:
-            return manifest  # no threshold: no field
-        return manifest.model_copy(
-            update={"decision": DecisionEntry(threshold=self.threshold, label=self.labels[1])}
-        )
+        fields: dict[str, Any] = {}  # only those the model has: a field set to None is written as null
+        if self.threshold is not None:
+            fields["decision"] = DecisionEntry(threshold=self.threshold, label=self.labels[1])
+        if self.prediction is not None:
+            fields["prediction"] = self.prediction
+        return manifest.model_copy(update=fields)
 
     @property
     def model(self) -> TrainedModel:
@@ -157,6 +161,7 @@ class TrainResult:
                 "diagnostics": {k: v for k, v in self.diagnostics.items() if k != "all_label_issues"},
                 "runs": self.runs,
                 "unlabelled": self.unlabelled,
+                **({"prediction": self.prediction} if self.prediction is not None else {}),
             }
         )
 
@@ -489,6 +494,7 @@ def _train(run: _Run, output: str | Path | None, languages: Languages | None = N
     )
     result.unlabelled = _self_training_summary(run, result.strategy)
     result.languages = languages
+    result.prediction = _prediction_engine(run, result)
     result.notes = run.notes
     # The imbalance first (as the CLI says before training), and a model at chance last of all.
     result.warnings = [
@@ -502,6 +508,12 @@ def _train(run: _Run, output: str | Path | None, languages: Languages | None = N
     if output is not None:
         result.model_dir = save(result, run.data, Path(output))
     return result
+
+
+def _prediction_engine(run: _Run, result: TrainResult) -> PredictionEntry | None:
+    """The engine the final model predicts with by default, measured on its training texts (a few
+    seconds); None when it embeds nothing with a frozen backbone, or the config says not to measure."""
+    return choose_engine(result.model, run.texts) if run.config.choose_engine else None
 
 
 def _cross_validate_fast(run: _Run) -> _Choice | None:

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from fewlabel.cli.tables import print_estimate_at_training, print_per_class
+from fewlabel.cli.tables import print_engine, print_estimate_at_training, print_per_class
 from fewlabel.data.multilabel import MultiLabelledTexts
 from fewlabel.evaluation.multilabel import MultiScores
 from fewlabel.evaluation.scores import Interval
@@ -84,6 +84,7 @@ def print_multilabel_training(
     )
     if result.model_dir:
         console.print(f"Model saved to [bold]{escape(str(result.model_dir))}[/]", soft_wrap=True)
+    print_engine(console, result.prediction)
     console.print(f"Took {result.seconds:.1f}s.")
     if result.not_better:  # the last line, where nobody can miss it
         console.print(f"[bold red]Warning:[/] {escape(result.not_better)}", soft_wrap=True)

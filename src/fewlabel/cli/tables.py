@@ -1,5 +1,5 @@
-"""Tables the single- and multi-label commands print alike: scores per class (or label), and the
-estimate a model reported when it was trained."""
+"""Tables the single- and multi-label commands print alike: scores per class (or label), the
+estimate a model reported when it was trained, and the engine it predicts with."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from fewlabel.model_dir.records import PredictionEntry
 
 
 def print_per_class(console: Console, title: str, first: str, scores: dict[str, dict[str, Any]]) -> None:
@@ -29,3 +31,17 @@ def print_estimate_at_training(console: Console, what: str, estimate: dict[str, 
             f"Cross-validated {what} at training time: {estimate['value']:.3f} "
             f"(95% CI {estimate['ci95_low']:.3f}-{estimate['ci95_high']:.3f})."
         )
+
+
+def print_engine(console: Console, prediction: PredictionEntry | None) -> None:
+    """``Prediction engine: ...``: the one training chose for ``predict`` and ``serve``, and why."""
+    if prediction is None:
+        return
+    if prediction.engine == "torch-bf16":
+        line = (
+            f"Prediction engine: torch-bf16 ({prediction.reason}); `--engine torch` predicts exactly "
+            "as evaluated."
+        )
+    else:
+        line = f"Prediction engine: torch (float32, as evaluated): {prediction.reason}."
+    console.print(escape(line), soft_wrap=True)

@@ -2,7 +2,7 @@
 
 The model directory itself is read by :mod:`fewlabel.model_dir.store`; this module only decides how
 the encoder runs: PyTorch in float32 (exactly as evaluated), PyTorch with bfloat16 matrix products,
-or an exported ONNX encoder.
+or an exported ONNX encoder; without a choice, the one training recorded.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fewlabel.errors import ModelDirError
+from fewlabel.model_dir.engines import recorded_engine, run_with
 from fewlabel.model_dir.store import TrainedModel, read_model
 
 ENGINES = ("auto", "onnx", "torch", "torch-bf16")
@@ -20,44 +21,45 @@ def load_model(directory: str | Path, verify: bool = True, engine: str = "auto")
 
     Args:
         engine: ``auto`` runs an exported ONNX encoder when the model has one and ONNX Runtime is
-            installed, else PyTorch; ``onnx`` requires the ONNX encoder; ``torch`` ignores it and
-            predicts exactly as the model was evaluated; ``torch-bf16`` runs PyTorch with bfloat16
-            matrix products: about 2x faster on CPUs that have them natively (AMX, AVX512-BF16) and
-            on GPUs, probabilities within about 0.01 (slower elsewhere).
+            installed, else the PyTorch engine training recorded for it (``torch-bf16`` when it was
+            faster there and answered alike, and this hardware has bfloat16 natively too;
+            :mod:`fewlabel.model_dir.engines`), else ``torch``; ``onnx`` requires the ONNX encoder;
+            ``torch`` ignores both and predicts exactly as the model was evaluated; ``torch-bf16``
+            runs PyTorch with bfloat16 matrix products: about 2x faster on CPUs that have them
+            natively (AMX, AVX512-BF16) and on GPUs, probabilities within about 0.01 (slower elsewhere).
     """
     if engine not in ENGINES:
         raise ModelDirError(f"unknown engine {engine!r}; use {', '.join(ENGINES)}")
     directory = Path(directory)
     model = read_model(directory, verify)
-    strategy, manifest = model.strategy, model.manifest
-    if engine == "torch-bf16":
-        strategy.use_precision("bf16")
-    onnx = manifest.onnx
-    if engine == "onnx" and not onnx:
+    if engine == "onnx" and not model.manifest.onnx:
         raise ModelDirError(
             f"{directory}: has no ONNX encoder; run `fewlabel export {directory} --format onnx`"
         )
-    attached = False
-    if onnx and not engine.startswith("torch"):
-        try:
-            from fewlabel.encoders.onnx import OnnxEncoder
-
-            # onnx.dir is a checked relative path, and its files are listed and verified.
-            strategy.attach_encoder(OnnxEncoder(directory / onnx.dir))
-            attached = True
-        except ImportError:
-            if engine == "onnx":
-                raise ModelDirError(
-                    "the ONNX engine needs onnxruntime and onnx: `pip install 'fewlabel[onnx]'`"
-                ) from None
-    ref = model.backbone_ref
-    if ref and not attached:
-        from fewlabel.encoders.backbones import find
-        from fewlabel.encoders.sentence import Encoder
-
-        # The backbone the manifest pins by hash, found now (in the backbone store, or packaged) and
-        # loaded on first use. Predicting keeps no embedding cache: memory stays flat over millions
-        # of texts.
-        precision = "bf16" if engine == "torch-bf16" else "fp32"
-        strategy.attach_encoder(Encoder(find(ref), cache=False, precision=precision))
+    if engine in ("auto", "onnx") and _attach_onnx(model, directory, engine):
+        return model
+    if engine == "auto":
+        engine = recorded_engine(model.manifest)
+    run_with(model.strategy, engine, model.backbone_ref)
     return model
+
+
+def _attach_onnx(model: TrainedModel, directory: Path, engine: str) -> bool:
+    """Run the model's exported ONNX encoder, if it has one and ONNX Runtime is installed (required
+    with ``engine="onnx"``); whether it does."""
+    onnx = model.manifest.onnx
+    if not onnx:
+        return False
+    try:
+        from fewlabel.encoders.onnx import OnnxEncoder
+
+        # onnx.dir is a checked relative path, and its files are listed and verified.
+        encoder = OnnxEncoder(directory / onnx.dir)
+    except ImportError:
+        if engine == "onnx":
+            raise ModelDirError(
+                "the ONNX engine needs onnxruntime and onnx: `pip install 'fewlabel[onnx]'`"
+            ) from None
+        return False
+    model.strategy.attach_encoder(encoder)
+    return True

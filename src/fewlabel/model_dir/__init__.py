@@ -1,1 +1,2 @@
-"""The model directory: its manifest, checksum verification, and atomic save and load."""
+"""The model directory: its manifest, checksum verification, atomic save and load, and the engine it
+predicts with."""

@@ -211,7 +211,7 @@ def check_fields(path: Path, manifest: dict[str, Any]) -> None:
     _check_probabilities(path, manifest.get("calibration"), manifest.get("decision"))
     _check_onnx(path, manifest.get("onnx"))
     _check_task(path, manifest)
-    for field in ("config", "metrics", "training_data", "unlabelled"):
+    for field in ("config", "metrics", "training_data", "unlabelled", "prediction"):
         _check_optional(path, manifest, field, dict)
     for field in ("text_column", "label_column", "fewlabel_version", "created"):
         _check_optional(path, manifest, field, str)

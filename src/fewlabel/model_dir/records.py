@@ -39,6 +39,7 @@ __all__ = [
     "MultiLabelScores",
     "MultiLabelStrategyScores",
     "OnnxEntry",
+    "PredictionEntry",
     "RunRecord",
     "Scores",
     "StrategyEntry",
@@ -300,6 +301,24 @@ class Unlabelled(Record):
     added_per_round: list[int]
 
 
+# -- the prediction engine ------------------------------------------------------------------------
+class PredictionEntry(Record):
+    """The engine training chose for predicting (:func:`fewlabel.model_dir.engines.choose_engine`):
+    ``torch-bf16`` when the hardware multiplies bfloat16 natively, and on a sample of the training
+    texts it answered as float32 did and was faster; else ``torch`` (float32, as evaluated). The
+    numbers are None when nothing was measured (no native bfloat16 here)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    engine: str  # "torch" or "torch-bf16"; loading runs float32 for a name it does not know
+    reason: str
+    sample: int | None = None  # training texts predicted with both (a spread of lengths)
+    agreement: float | None = None  # share of them given the same answer by both
+    max_abs_diff: float | None = None  # largest difference in a calibrated probability
+    speedup: float | None = None  # float32 seconds over bfloat16 seconds on the sample
+    seconds: float | None = None  # what measuring took
+
+
 class Metrics(Record):
     """``metrics.json``: every number a training run measured."""
 
@@ -320,6 +339,7 @@ class Metrics(Record):
     diagnostics: Diagnostics = Field(default_factory=Diagnostics)
     runs: dict[str, RunRecord] = Field(default_factory=dict)
     unlabelled: Unlabelled | None = None
+    prediction: PredictionEntry | None = None  # the engine chosen for predicting, as in the manifest
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-ready dict written to ``metrics.json``: the fields given, as given (a model trained
@@ -396,6 +416,7 @@ class MultiLabelMetrics(Record):
     seconds: float
     warnings: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    prediction: PredictionEntry | None = None  # the engine chosen for predicting, as in the manifest
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_unset=True)
@@ -497,6 +518,7 @@ class Manifest(Record):
     calibration: CalibrationEntry | None = None
     decision: DecisionEntry | None = None
     onnx: OnnxEntry | None = None
+    prediction: PredictionEntry | None = None  # the engine ``auto`` runs when there is no ONNX encoder
     unlabelled: dict[str, Any] | None = None
     text_column: str | None = None
     label_column: str | None = None

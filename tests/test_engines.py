@@ -1,0 +1,178 @@
+"""Training chooses the engine a model predicts with; ``load_model(engine="auto")`` runs it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from conftest import BACKBONE, REVIEWS
+from fewlabel.cli.tables import print_engine
+from fewlabel.config import TrainConfig
+from fewlabel.data.labelled import LabelledTexts, load_labelled
+from fewlabel.errors import ModelDirError
+from fewlabel.inference.loading import load_model
+from fewlabel.model_dir import engines
+from fewlabel.model_dir.manifest import MANIFEST, load_manifest, read_manifest, write_manifest
+from fewlabel.model_dir.records import PredictionEntry
+from fewlabel.model_dir.store import read_metrics
+from fewlabel.training import train
+
+TEXTS = [text for text, _ in REVIEWS[:40]]
+LABELS = [label for _, label in REVIEWS[:40]]
+
+
+def _fake_seconds(model, texts) -> float:
+    """Timings that do not depend on the machine: bfloat16 twice as fast."""
+    return 1.0 if _precision(model) == "bf16" else 2.0
+
+
+def _precision(model) -> str:
+    """The precision the model's encoder runs in (the observable of an engine)."""
+    return model.strategy.encoder.precision
+
+
+@pytest.fixture(scope="module")
+def bf16_model(tmp_path_factory):
+    """An embed model trained where bfloat16 is native, answers alike and is (made) faster."""
+    out = tmp_path_factory.mktemp("engines") / "embed"
+    data = LabelledTexts.from_lists(TEXTS, LABELS)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engines, "bf16_native_here", lambda: True)
+        patch.setattr(engines, "_seconds", _fake_seconds)
+        result = train(data, out, TrainConfig(strategy="embed", model=BACKBONE, folds=3, diagnostics=False))
+    return result, out
+
+
+@pytest.fixture
+def native(monkeypatch):
+    monkeypatch.setattr(engines, "bf16_native_here", lambda: True)
+
+
+def test_training_records_the_engine_and_its_numbers(bf16_model):
+    result, out = bf16_model
+    entry = load_manifest(out).prediction
+    assert entry is not None and entry == result.prediction
+    assert entry.engine == "torch-bf16" and entry.sample == len(TEXTS) and entry.agreement == 1.0
+    assert entry.speedup == 2.0 and 0 < entry.max_abs_diff < 0.05 and entry.seconds > 0
+    assert entry.reason == f"2.0x faster than float32 on {len(TEXTS)} training texts, same answers"
+    assert read_metrics(out).prediction == entry
+    assert "- **Prediction engine**: `torch-bf16`" in (out / "README.md").read_text(encoding="utf-8")
+    assert result.strategy.encoder.cache  # measuring left the returned model's cached encoder alone
+
+
+def test_auto_runs_the_recorded_engine_and_torch_overrides_it(bf16_model, native):
+    _, out = bf16_model
+    fast = load_model(out)
+    assert _precision(fast) == "bf16"
+    exact = load_model(out, engine="torch")
+    assert _precision(exact) == "fp32"
+    np.testing.assert_allclose(fast.predict_proba(TEXTS), exact.predict_proba(TEXTS), atol=0.05)
+
+
+def test_auto_runs_float32_where_bfloat16_is_not_native(bf16_model, monkeypatch):
+    _, out = bf16_model
+    monkeypatch.setattr(engines, "bf16_native_here", lambda: False)
+    assert _precision(load_model(out)) == "fp32"
+
+
+def test_a_model_saved_before_engines_were_recorded_loads_as_float32(bf16_model, native, tmp_path):
+    _, out = bf16_model
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    manifest = read_manifest(old)
+    del manifest["prediction"]
+    write_manifest(old, manifest)  # resealed: as an older fewlabel wrote it
+    assert _precision(load_model(old)) == "fp32"
+
+
+def test_an_edited_engine_is_caught_by_the_digest(bf16_model, tmp_path):
+    _, out = bf16_model
+    edited = tmp_path / "edited"
+    shutil.copytree(out, edited)
+    manifest = json.loads((edited / MANIFEST).read_text(encoding="utf-8"))
+    manifest["prediction"]["engine"] = "torch"
+    (edited / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(ModelDirError, match="does not match its digest"):
+        load_model(edited)
+
+
+def test_a_model_that_embeds_nothing_records_no_engine(tfidf_model_dir):
+    assert load_manifest(tfidf_model_dir).prediction is None
+    assert read_metrics(tfidf_model_dir).prediction is None
+    assert "prediction" not in json.loads((tfidf_model_dir / MANIFEST).read_text(encoding="utf-8"))
+
+
+def test_float32_is_kept_when_bfloat16_is_slower_or_answers_otherwise(bf16_model, native, monkeypatch):
+    result, _ = bf16_model
+    monkeypatch.setattr(engines, "_seconds", lambda model, texts: 3.0 - _fake_seconds(model, texts))
+    slower = engines.choose_engine(result.model, TEXTS)
+    assert slower is not None and slower.engine == "torch" and slower.speedup == 0.5
+    assert slower.reason == f"bfloat16 was not faster on {len(TEXTS)} training texts (0.50x)"
+    monkeypatch.setattr(engines, "_same_answers", lambda model, a, b: np.arange(len(a)) > 0)
+    differ = engines.choose_engine(result.model, TEXTS)
+    assert differ is not None and differ.engine == "torch" and differ.speedup is None
+    assert differ.agreement == 1 - 1 / len(TEXTS) and "answered 1 of 40" in differ.reason
+
+
+def test_nothing_is_measured_without_native_bfloat16(bf16_model, monkeypatch):
+    result, _ = bf16_model
+    monkeypatch.setattr(engines, "bf16_native_here", lambda: False)
+    entry = engines.choose_engine(result.model, TEXTS)
+    assert entry is not None and entry.engine == "torch" and entry.sample is None
+    assert "no native bfloat16" in entry.reason
+
+
+def test_the_sample_spreads_over_lengths_deterministically():
+    texts = [f"{'x' * n}" for n in (5, 1, 9, 3, 7, 2, 8)]
+    assert engines.length_spread(texts, 3) == ["x", "xxxxx", "x" * 9]
+    assert engines.length_spread(texts, 3) == engines.length_spread(list(texts), 3)
+    assert sorted(engines.length_spread(texts, 10), key=len) == sorted(texts, key=len)
+    assert len(set(engines.length_spread([str(i) * i for i in range(1, 200)], 64))) == 64
+
+
+def test_training_can_skip_the_measurement(tmp_path):
+    data = LabelledTexts.from_lists(TEXTS, LABELS)
+    config = TrainConfig(strategy="embed", model=BACKBONE, folds=3, diagnostics=False, choose_engine=False)
+    result = train(data, tmp_path / "model", config)
+    assert result.prediction is None and load_manifest(tmp_path / "model").prediction is None
+
+
+def test_a_multi_label_model_records_its_engine_too(tmp_path, native):
+    from conftest import multi_label_rows
+    from fewlabel.multilabel import train_multilabel
+
+    rows = multi_label_rows()
+    path = tmp_path / "multi.csv"
+    path.write_text("text,labels\n" + "".join(f'"{t}",{lab}\n' for t, lab in rows))
+    data = load_labelled(path, multi_label=True, min_per_class=3)
+    config = TrainConfig(strategy="embed", model=BACKBONE, folds=3, diagnostics=False)
+    result = train_multilabel(data, tmp_path / "model", config)
+    entry = load_manifest(tmp_path / "model").prediction
+    assert entry is not None and entry == result.prediction and entry.sample == len(rows)
+    assert entry.engine in engines.TORCH_ENGINES
+
+
+@pytest.mark.parametrize(
+    ("entry", "line"),
+    [
+        (
+            PredictionEntry(
+                engine="torch-bf16", reason="2.1x faster than float32 on 64 training texts, same answers"
+            ),
+            "Prediction engine: torch-bf16 (2.1x faster than float32 on 64 training texts, same answers); "
+            "`--engine torch` predicts exactly as evaluated.",
+        ),
+        (
+            PredictionEntry(engine="torch", reason="bfloat16 was not faster on 64 training texts (0.90x)"),
+            "Prediction engine: torch (float32, as evaluated): bfloat16 was not faster on 64 training texts (0.90x).",
+        ),
+    ],
+)
+def test_train_prints_the_engine_in_one_line(entry, line):
+    console = Console(record=True, width=400)
+    print_engine(console, entry)
+    assert console.export_text().strip() == line
