@@ -113,9 +113,26 @@ def test_float32_is_kept_when_bfloat16_is_slower_or_answers_otherwise(bf16_model
     assert slower is not None and slower.engine == "torch" and slower.speedup == 0.5
     assert slower.reason == f"bfloat16 was not faster on {len(TEXTS)} training texts (0.50x)"
     monkeypatch.setattr(engines, "_same_answers", lambda model, a, b: np.arange(len(a)) > 0)
+    monkeypatch.setattr(engines, "_near_tie", lambda model, p: np.zeros(len(p), dtype=bool))
     differ = engines.choose_engine(result.model, TEXTS)
     assert differ is not None and differ.engine == "torch" and differ.speedup is None
     assert differ.agreement == 1 - 1 / len(TEXTS) and "answered 1 of 40" in differ.reason
+    # The same flip on a text float32 itself put at a near tie does not count against bfloat16.
+    monkeypatch.setattr(engines, "_near_tie", lambda model, p: np.arange(len(p)) == 0)
+    monkeypatch.setattr(engines, "_seconds", _fake_seconds)
+    tie = engines.choose_engine(result.model, TEXTS)
+    assert tie is not None and tie.engine == "torch-bf16" and tie.near_ties == 1
+    assert tie.agreement == 1 - 1 / len(TEXTS) and "but for 1 near tie" in tie.reason
+
+
+def test_near_ties_are_texts_a_small_move_would_answer_otherwise(bf16_model):
+    result, _ = bf16_model
+    p = np.array([[0.499, 0.501], [0.2, 0.8], [0.505, 0.495], [0.9, 0.1]])
+    expected = [True, False, True, False]
+    if result.model.threshold is not None:  # a tuned threshold moves where the ties are
+        t = result.model.threshold
+        p = np.array([[1 - t + 0.003, t - 0.003], [0.2, 0.8], [1 - t - 0.004, t + 0.004], [0.99, 0.01]])
+    assert engines._near_tie(result.model, p).tolist() == expected
 
 
 def test_nothing_is_measured_without_native_bfloat16(bf16_model, monkeypatch):

@@ -314,6 +314,7 @@ class PredictionEntry(Record):
     reason: str
     sample: int | None = None  # training texts predicted with both (a spread of lengths)
     agreement: float | None = None  # share of them given the same answer by both
+    near_ties: int | None = None  # answers that differed on texts float32 itself put within TIE of a tie
     max_abs_diff: float | None = None  # largest difference in a calibrated probability
     speedup: float | None = None  # float32 seconds over bfloat16 seconds on the sample
     seconds: float | None = None  # what measuring took
