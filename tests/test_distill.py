@@ -77,7 +77,18 @@ def test_student_saves_loads_and_predicts_like_any_model(teacher, pool, labelled
     assert metrics.estimate.n == 60 and metrics.expected_accuracy == result.expected
     assert result.expected.value >= 0.8 and result.agreement.value >= 0.8 and result.agreement_texts == 60
     assert "neither its student nor its teacher" in result.expected.method
-    assert (tmp_path / "student" / "report.html").is_file()
+    assert "**Distilled**: Distilled from a tfidf" in (tmp_path / "student" / "README.md").read_text()
+    assert (
+        "Agreement with the teacher on 60 unlabelled texts"
+        in (tmp_path / "student" / "report.html").read_text()
+    )
+
+
+def test_a_strategy_that_cannot_learn_probabilities_says_so(pool):
+    from fewlabel.strategies import make_strategy
+
+    with pytest.raises(FewlabelError, match="'ensemble' cannot learn from class probabilities"):
+        make_strategy("ensemble").fit_soft([], np.array([], dtype=int), 2, pool[:2], np.full((2, 2), 0.5))
 
 
 def test_each_split_refits_the_teacher_and_the_student_without_its_held_out_rows(
