@@ -12,7 +12,7 @@ import numpy as np
 
 from fewlabel import progress
 from fewlabel.config import DEFAULT_BUDGET_MINUTES, DEFAULT_STUDENT, DEFAULT_STUDENT_MODEL, DistillConfig
-from fewlabel.data.cleaning import dedupe_key
+from fewlabel.data.cleaning import clean_text, dedupe_key
 from fewlabel.data.labelled import LabelledTexts, UnlabelledTexts, is_imbalanced
 from fewlabel.distill.saving import save_student, student_manifest
 from fewlabel.errors import DataError, FewlabelError
@@ -223,7 +223,7 @@ def _load_teacher(teacher: str | Path | TrainedModel, labelled: LabelledTexts) -
             "teacher (one class per text)"
         )
     mine, theirs = labelled.classes, list(loaded.model.labels)
-    if sorted(theirs) != mine:
+    if theirs != mine:  # fewlabel models keep their labels sorted, as the data's classes are
         missing = sorted(set(mine) - set(theirs))
         extra = sorted(set(theirs) - set(mine))
         raise FewlabelError(
@@ -260,7 +260,7 @@ def _from_sequence(texts: Sequence[str]) -> UnlabelledTexts:
     """Texts given as a list, with empty and repeated ones left out as a file's would be."""
     out = UnlabelledTexts([], "<memory>", len(texts))
     seen: set[str] = set()
-    for text in texts:
+    for text in map(clean_text, texts):
         key = dedupe_key(text)
         if not key:
             out.empty += 1
