@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("fewlabel.model_dir.records",),
     ("fewlabel.report", "fewlabel.multilabel_report"),
     ("fewlabel.model_dir",),
-    ("fewlabel.training", "fewlabel.multilabel"),
+    ("fewlabel.training", "fewlabel.multilabel", "fewlabel.distill"),
     ("fewlabel.inference",),
     ("fewlabel.estimator",),
     ("fewlabel.serve",),

@@ -1,4 +1,4 @@
-"""Training configuration: one dataclass with defaults, validated, saved next to every model."""
+"""Training and distillation settings: one dataclass each, with defaults, validated, saved with the model."""
 
 from __future__ import annotations
 
@@ -112,3 +112,67 @@ class TrainConfig:
                 f"unknown config key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
             )
         return cls(**data)
+
+
+# Students ``fewlabel distill`` trains: the ones that learn from class probabilities (soft targets).
+STUDENTS = ("tfidf", "embed", "finetune")
+DEFAULT_STUDENT = "finetune"
+# The small backbone a deployed student runs on: seven times faster than mpnet (README).
+DEFAULT_STUDENT_MODEL = "minilm"
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Settings of one ``distill`` run.
+
+    Attributes:
+        student: ``tfidf``, ``embed`` (frozen ``model`` embeddings + logistic regression) or
+            ``finetune`` (``model`` fine-tuned with a soft-target cross-entropy).
+        model: the student's backbone (``embed``, ``finetune``).
+        folds: splits of the labelled rows for the cross-fitted estimate; a fine-tuned student, or a
+            fine-tuned teacher refitted honestly, gets one 80/20 split instead.
+        seed: seeds the splits and anything random in the student.
+        budget_minutes: time the student's fine-tuning runs may take in all (they stop early,
+            keeping their best checkpoint); the other students ignore it.
+        honest_teacher: a teacher too slow to refit per split (fine-tuned) is refitted once without
+            the held-out rows, instead of the saved teacher (which saw them) labelling the texts.
+        student_params: the student strategy's own settings, e.g. ``{"C": 3.0}`` or ``{"epochs": 3}``.
+    """
+
+    student: str = DEFAULT_STUDENT
+    model: str = DEFAULT_STUDENT_MODEL
+    folds: int = 5
+    seed: int = 0
+    budget_minutes: float = DEFAULT_BUDGET_MINUTES
+    honest_teacher: bool = False
+    student_params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.student not in STUDENTS:
+            raise FewlabelError(f"unknown student {self.student!r}; choose from {', '.join(STUDENTS)}")
+        if not 2 <= self.folds <= 20:
+            raise FewlabelError(f"folds must be between 2 and 20, got {self.folds}")
+        if not self.budget_minutes > 0:
+            raise FewlabelError(f"budget_minutes must be positive, got {self.budget_minutes}")
+        from fewlabel.strategies import make_strategy
+
+        make_strategy(self.student, **self.params())  # unknown settings refused before any work
+
+    def params(self, time_budget_s: float | None = None) -> dict[str, Any]:
+        """The student strategy's settings (a fine-tuning run gets ``time_budget_s`` unless given one)."""
+        params = dict(self.student_params)
+        if self.student != "tfidf":
+            params.setdefault("backbone", self.model)
+        if self.student == "finetune":
+            params.setdefault("seed", self.seed)
+            if time_budget_s is not None:
+                params.setdefault("time_budget_s", time_budget_s)
+        return params
+
+    @property
+    def slow_student(self) -> bool:
+        """Whether the student validates on a split of its own run (fine-tuning): too slow to cross-fit."""
+        from fewlabel.strategies import get_strategy_class
+        from fewlabel.strategies.base import HoldoutStrategy
+
+        return issubclass(get_strategy_class(self.student), HoldoutStrategy)

@@ -516,18 +516,14 @@ class FineTuner:
             idx, test_size=r.val_fraction, random_state=r.seed, stratify=stratify
         )
         if len(extra_texts):
-            extra_y = np.asarray(extra_y, dtype=np.int64)
-            if len(extra_y) != len(extra_texts):
-                raise FewlabelError(f"{len(extra_texts)} extra texts but {len(extra_y)} labels")
             train_idx = np.concatenate([train_idx, np.arange(len(texts), len(texts) + len(extra_texts))])
-            texts = [*texts, *extra_texts]
-            y = np.concatenate([y, extra_y])
+        texts, y, soft = self._with_extra(texts, y, extra_texts, extra_y)
         val_counts = np.bincount(y[val_idx], minlength=self.n_classes).tolist()
         majority = max(val_counts) / len(val_idx)
         restarts: list[str] = []
         seed = r.seed
         while True:
-            report = self._fit_once(texts, y, train_idx, val_idx, seed, deadline, on_step)
+            report = self._fit_once(texts, y, train_idx, val_idx, seed, deadline, on_step, soft=soft)
             report.majority = majority
             collapsed = at_chance(report.val_balanced_accuracy, val_counts)
             remaining = deadline is None or time.perf_counter() < deadline - 60
@@ -549,12 +545,40 @@ class FineTuner:
         report.val_index = sorted(int(i) for i in val_idx)
         return report
 
+    def _with_extra(
+        self, texts: Sequence[str], y: np.ndarray, extra_texts: Sequence[str], extra_y: np.ndarray | None
+    ) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+        """Every text and its class index, and soft targets (texts x classes) when ``extra_y`` holds
+        class probabilities (distillation) rather than labels: one-hot for ``texts``, ``extra_y``
+        for the extra texts, whose class index is then their most probable class."""
+        y = np.asarray(y, dtype=np.int64)
+        if not len(extra_texts):
+            return list(texts), y, None
+        extra = np.asarray(extra_y)
+        if len(extra) != len(extra_texts):
+            raise FewlabelError(f"{len(extra_texts)} extra texts but {len(extra)} labels")
+        soft = None
+        if extra.ndim == 2:
+            soft = np.vstack([np.eye(self.n_classes)[y], extra]).astype(np.float32)
+            extra = extra.argmax(axis=1)
+        return [*texts, *extra_texts], np.concatenate([y, extra.astype(np.int64)]), soft
+
     def _fit_once(
-        self, texts, y, train_idx, val_idx, seed, deadline, on_step, stop_epoch: float | None = None
+        self,
+        texts,
+        y,
+        train_idx,
+        val_idx,
+        seed,
+        deadline,
+        on_step,
+        stop_epoch: float | None = None,
+        soft=None,
     ) -> RunReport:
         """One training run. With ``stop_epoch`` (a refit: no validation rows) it trains to that point
-        of the schedule and stops; otherwise it evaluates, stops early and keeps the best checkpoint."""
-        run = TrainingRun(self, texts, y, train_idx, val_idx, seed, on_step)
+        of the schedule and stops; otherwise it evaluates, stops early and keeps the best checkpoint.
+        With ``soft`` (texts x classes) the loss is the cross-entropy against those targets."""
+        run = TrainingRun(self, texts, y, train_idx, val_idx, seed, on_step, soft)
         return run.run(deadline, stop_epoch)
 
     def resolved_recipe(self) -> Recipe:
@@ -594,13 +618,10 @@ class FineTuner:
         if blocked:
             report.refit = blocked
             return report
-        all_texts = [*texts, *extra_texts]
-        all_y = np.asarray(y, dtype=np.int64)
-        if len(extra_texts):
-            all_y = np.concatenate([all_y, np.asarray(extra_y, dtype=np.int64)])
+        all_texts, all_y, soft = self._with_extra(texts, y, extra_texts, extra_y)
         run = self._fit_once(
             all_texts, all_y, np.arange(n), np.array([], dtype=np.int64), seed, deadline, on_step,
-            stop_epoch=report.best_epoch,
+            stop_epoch=report.best_epoch, soft=soft,
         )  # fmt: skip
         counts = np.bincount(all_y, minlength=self.n_classes).tolist()
         report.refit_rows, report.refit_steps = n, run.best_step
@@ -685,11 +706,13 @@ class TrainingRun:
         val_idx: np.ndarray,
         seed: int,
         on_step: Callable[[int, int, str], None] | None = None,
+        soft: np.ndarray | None = None,
     ):
         torch = torch_module()
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)  # batch order: the only other randomness
         self.tuner, self.y, self.train_idx, self.on_step = tuner, y, train_idx, on_step
+        self.soft = soft  # class probabilities per text to train towards (distillation); None: y
         tuner.net = self.net = net = tuner.new_net()
         self.r = r = tuner.recipe.scaled(net.hidden_size)
         assert r.epochs is not None and r.patience is not None  # scaled() fills them in
@@ -823,7 +846,13 @@ class TrainingRun:
         vec, text_ids = self._pooled(batch)
         logits = net.head(vec)
         target = torch.as_tensor(self.y[text_ids], device=net.device)
-        loss = self.loss_fn(logits, target) if r.objective == "classify" else _pair_loss(vec, target)
+        if r.objective == "contrastive":
+            loss = _pair_loss(vec, target)
+        elif self.soft is not None:  # CrossEntropyLoss takes class probabilities as targets too
+            soft = torch.as_tensor(self.soft[text_ids], device=net.device, dtype=logits.dtype)
+            loss = self.loss_fn(logits, soft)
+        else:
+            loss = self.loss_fn(logits, target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.trainable_parameters(), r.max_grad_norm)

@@ -383,6 +383,7 @@ def _verdict(manifest: Manifest, metrics: Metrics) -> list[str]:
         + (f" on backbone <b>{html.escape(backbone)}</b>" if backbone else "")
         + f". Always answering the most common class would score {_pct(baseline)}.</p>",
         *_decision_lines(metrics, manifest.labels),
+        *[f"<p>{html.escape(line)}</p>" for line in filter(None, [distilled_sentence(metrics)])],
         f"<p>{html.escape(_more_labels(metrics))}</p>",
         *_label_issues_line(metrics.diagnostics),
         "</section>",
@@ -391,6 +392,21 @@ def _verdict(manifest: Manifest, metrics: Metrics) -> list[str]:
         if warning != metrics.at_chance:  # that one already heads the page
             parts.append(f"<div class='warn'>{html.escape(warning)}</div>")
     return parts
+
+
+def distilled_sentence(metrics: Metrics) -> str | None:
+    """For a student of ``fewlabel distill``: its teacher, what it learned from, and their agreement."""
+    record = metrics.distillation
+    if record is None:
+        return None
+    teacher, agreement = record.teacher, record.agreement
+    said = f" (its own estimate: {teacher.estimate})" if teacher.estimate else ""
+    return (
+        f"Distilled from a {teacher.description or teacher.strategy} teacher{said}, on its probabilities "
+        f"for {record.unlabelled.texts} unlabelled texts and on the labelled rows. Agreement with the "
+        f"teacher on {record.agreement_texts} unlabelled texts the student did not learn from: "
+        f"{_pct(agreement.value)} (95% interval {_pct(agreement.ci95_low)} to {_pct(agreement.ci95_high)})."
+    )
 
 
 def _label_issues_line(diag: Diagnostics) -> list[str]:
@@ -612,6 +628,7 @@ def model_card(manifest: Manifest, metrics: Metrics) -> str:
             if metrics.decision_threshold is not None
             else []
         ),
+        *[f"- **Distilled**: {line}" for line in filter(None, [distilled_sentence(metrics)])],
         f"- **Macro-F1**: {metrics.estimate.macro_f1.value:.3f}; **log loss** "
         f"{metrics.estimate.log_loss.value:.3f}.",
         f"- **Training data**: {metrics.data.rows} texts from `{source}` (SHA-256 `{sha256[:16]}…`).",

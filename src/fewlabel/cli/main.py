@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from fewlabel import __version__
+from fewlabel.cli.distill_command import distill as distill_command
 from fewlabel.cli.options import (
     STDOUT,
     Augment,
@@ -308,6 +309,12 @@ def report(
         import webbrowser
 
         webbrowser.open(path.resolve().as_uri())
+
+
+@app.command("distill", cls=Command)
+@functools.wraps(distill_command)
+def distill(**options: Any) -> None:
+    _run(distill_command, **options)
 
 
 @app.command("serve", cls=Command)

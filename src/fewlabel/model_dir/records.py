@@ -27,6 +27,9 @@ __all__ = [
     "ChosenScores",
     "DecisionEntry",
     "Diagnostics",
+    "DistilledEntry",
+    "DistilledTexts",
+    "Distillation",
     "Expected",
     "FileEntry",
     "Headline",
@@ -45,6 +48,7 @@ __all__ = [
     "StrategyEntry",
     "StrategyScores",
     "Summary",
+    "TeacherEntry",
     "TrainingData",
     "manifest_record",
     "parse_metrics",
@@ -320,6 +324,50 @@ class PredictionEntry(Record):
     seconds: float | None = None  # what measuring took
 
 
+# -- distillation ---------------------------------------------------------------------------------
+class TeacherEntry(Record):
+    """The model a student was distilled from, as it was when the student was trained."""
+
+    digest: str | None = None  # the teacher manifest's digest: which model directory, exactly
+    strategy: str
+    description: str = ""
+    backbone: str | None = None  # pinned by content hash (NAME@sha256:HEX); None: it embeds nothing
+    estimate: Headline | None = None  # what the teacher's own training estimated
+
+
+class DistilledEntry(Record):
+    """The manifest's ``distilled``: this model learned from a teacher's probabilities (``fewlabel distill``)."""
+
+    teacher: TeacherEntry
+    student: str  # the student kind: tfidf, embed or finetune
+    unlabelled_texts: int
+    unlabelled_sha256: str
+
+
+class DistilledTexts(Record):
+    """The unlabelled texts a student learned its teacher's probabilities on, and what was left out."""
+
+    source: str
+    rows: int
+    texts: int
+    left_out: LeftOut
+    sha256: str
+
+
+class Distillation(Record):
+    """``metrics.json``'s ``distillation``: the teacher, the texts, and how the estimate was made honest."""
+
+    teacher: TeacherEntry
+    student: str
+    unlabelled: DistilledTexts
+    protocol: Literal["cross-fit", "holdout"]
+    splits: int  # splits of the labelled rows whose held-out rows the estimate is measured on
+    teacher_refitted: bool  # each split's teacher was refitted without that split's held-out rows
+    agreement: Interval  # student and teacher answering the same, on unlabelled texts neither split saw
+    agreement_texts: int
+    method: str
+
+
 class Metrics(Record):
     """``metrics.json``: every number a training run measured."""
 
@@ -341,6 +389,7 @@ class Metrics(Record):
     runs: dict[str, RunRecord] = Field(default_factory=dict)
     unlabelled: Unlabelled | None = None
     prediction: PredictionEntry | None = None  # the engine chosen for predicting, as in the manifest
+    distillation: Distillation | None = None  # a student of ``fewlabel distill``
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-ready dict written to ``metrics.json``: the fields given, as given (a model trained
@@ -521,6 +570,7 @@ class Manifest(Record):
     onnx: OnnxEntry | None = None
     prediction: PredictionEntry | None = None  # the engine ``auto`` runs when there is no ONNX encoder
     unlabelled: dict[str, Any] | None = None
+    distilled: DistilledEntry | None = None
     text_column: str | None = None
     label_column: str | None = None
     config: dict[str, Any] | None = None

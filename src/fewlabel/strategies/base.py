@@ -89,6 +89,8 @@ class Strategy(ABC):
     # run (see :class:`HoldoutStrategy`), because refitting per fold takes too long.
     evaluation: ClassVar[str] = "cv"
     supports_multi_label: ClassVar[bool] = False
+    # Whether :meth:`fit_soft` works: the strategy learns from class probabilities (distillation).
+    supports_soft_targets: ClassVar[bool] = False
 
     def __init__(self, **params: Any):
         unknown = set(params) - set(self.defaults)
@@ -124,6 +126,41 @@ class Strategy(ABC):
             while len(_MEMO) > _MEMO_SIZE:
                 _MEMO.popitem(last=False)
         return self
+
+    def fit_soft(
+        self,
+        texts: Sequence[str],
+        y: np.ndarray,
+        n_classes: int,
+        extra_texts: Sequence[str],
+        extra_proba: np.ndarray,
+    ) -> Strategy:
+        """Fit on labelled ``texts`` (class indices ``y``) and on ``extra_texts`` with class
+        probabilities ``extra_proba`` (texts x classes) as soft targets, a teacher's say; returns self.
+
+        The labelled rows are one-hot targets. A strategy that validates on a split of its own run
+        (fine-tuning) validates on labelled rows only.
+        """
+        if not self.supports_soft_targets:
+            raise FewlabelError(f"strategy {self.name!r} cannot learn from class probabilities")
+        y = np.asarray(y, dtype=np.int64)
+        proba = np.asarray(extra_proba, dtype=np.float64).reshape(len(extra_texts), -1)
+        if len(texts) != len(y):
+            raise FewlabelError(f"{len(texts)} texts but {len(y)} labels")
+        if proba.shape[1] != n_classes or not np.allclose(proba.sum(axis=1), 1.0, atol=1e-3):
+            raise FewlabelError(
+                f"extra_proba must hold {n_classes} class probabilities per text, summing to 1"
+            )
+        if len(texts) + len(extra_texts) == 0:
+            raise FewlabelError("cannot fit on zero texts")
+        self.multi_label_, self.n_classes_ = False, int(n_classes)
+        targets = np.vstack([np.eye(n_classes)[y], proba])
+        self._fit_soft([*texts, *extra_texts], targets, len(texts))
+        return self
+
+    def _fit_soft(self, texts: list[str], targets: np.ndarray, n_labelled: int) -> None:
+        """Fit on ``targets`` (texts x classes, rows summing to 1); the first ``n_labelled`` are labels."""
+        raise NotImplementedError  # pragma: no cover - fit_soft() checks supports_soft_targets first
 
     def _check_multi_label(self, y: np.ndarray) -> bool:
         """Whether ``y`` is a label matrix (multi-label fit); FewlabelError where this strategy has none."""

@@ -13,13 +13,20 @@ import numpy as np
 
 from fewlabel.errors import ModelDirError
 from fewlabel.strategies.base import Strategy, load_npz
-from fewlabel.strategies.linear import check_head, fit_head, head_arrays, head_from_arrays
+from fewlabel.strategies.linear import (
+    check_head,
+    fit_head,
+    fit_soft_logreg,
+    head_arrays,
+    head_from_arrays,
+)
 
 
 class EmbeddingLogReg(Strategy):
     name = "embed"
     uses_backbone = True
     supports_multi_label = True
+    supports_soft_targets = True
     defaults = {
         "backbone": "minilm",
         "C": 4.0,  # on unit-norm sentence embeddings; chosen on the shared benchmark sets
@@ -49,6 +56,12 @@ class EmbeddingLogReg(Strategy):
         self._pin_backbone()
         self.head_ = fit_head(
             self.embed(texts), y, self.n_classes_, self.params["C"], self.params["class_weight"]
+        )
+
+    def _fit_soft(self, texts: list[str], targets: np.ndarray, n_labelled: int) -> None:
+        self._pin_backbone()
+        self.head_ = fit_soft_logreg(
+            self.embed(texts), targets, self.params["C"], self.params["class_weight"]
         )
 
     def _predict_proba(self, texts: list[str]) -> np.ndarray:

@@ -29,6 +29,7 @@ _RECIPE_KEYS = (
 class FineTunedEncoder(HoldoutStrategy):
     name = "finetune"
     uses_backbone = True
+    supports_soft_targets = True
     recipe_preset = "robust"
     defaults: ClassVar[dict[str, Any]] = {
         "backbone": "minilm",
@@ -82,6 +83,11 @@ class FineTunedEncoder(HoldoutStrategy):
         self.n_classes_ = int(n_classes)
         self._fit(list(texts), np.asarray(y, dtype=np.int64), (list(extra_texts), np.asarray(extra_y)))
         return self
+
+    def _fit_soft(self, texts: list[str], targets: np.ndarray, n_labelled: int) -> None:
+        """The labelled rows train and validate; the others train towards their class probabilities."""
+        labels = targets[:n_labelled].argmax(axis=1)
+        self._fit(texts[:n_labelled], labels, (texts[n_labelled:], targets[n_labelled:]))
 
     @classmethod
     def estimated_seconds(cls, texts: Sequence[str], backbone: str) -> float:
@@ -206,4 +212,5 @@ class ContrastiveEncoder(FineTunedEncoder):
 
     name = "setfit"
     recipe_preset = "contrastive"
+    supports_soft_targets = False  # its objective compares labels of pairs: no probabilities to fit
     defaults: ClassVar[dict[str, Any]] = {"backbone": "minilm", **{key: None for key in _RECIPE_KEYS}}

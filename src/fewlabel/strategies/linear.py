@@ -23,6 +23,36 @@ def fit_logreg(
     return model
 
 
+# Soft targets below this probability are left out of the expanded rows: they change the fit by less
+# than the solver's tolerance and would multiply its rows by the number of classes.
+MIN_SOFT_TARGET = 1e-3
+
+
+def fit_soft_logreg(
+    X, targets: np.ndarray, C: float, class_weight: str | None, solver: str = "lbfgs"
+) -> LogisticRegression:
+    """:func:`fit_logreg` on class probabilities (``targets``, rows x classes, rows summing to 1).
+
+    Each row is repeated once per class it gives probability to, weighted by that probability: the
+    weighted log loss is then the cross-entropy against the soft targets, and every text still weighs
+    one row against the regularisation, as in a fit on hard labels. ``balanced`` weighs each class by
+    its share of the probability mass, as it weighs classes by their counts there.
+    """
+    n_classes = targets.shape[1]
+    rows, classes = np.nonzero(targets >= MIN_SOFT_TARGET)
+    weight = targets[rows, classes]
+    if class_weight == "balanced":
+        mass = targets.sum(axis=0)
+        weight = weight * (len(targets) / (n_classes * np.maximum(mass, 1e-12)))[classes]
+    elif class_weight is not None:
+        raise ValueError(f"class_weight must be 'balanced' or None, got {class_weight!r}")
+    model = LogisticRegression(C=C, max_iter=3000, solver=solver)
+    model.fit(X[rows], classes, sample_weight=weight)
+    if len(model.classes_) != n_classes:
+        model = _expand_classes(model, n_classes)
+    return model
+
+
 def _expand_classes(model: LogisticRegression, n_classes: int) -> LogisticRegression:
     coef = model.coef_
     intercept = model.intercept_

@@ -18,7 +18,13 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from fewlabel.errors import DataError, ModelDirError
 from fewlabel.strategies.base import Strategy, load_npz
 from fewlabel.strategies.files import read_json
-from fewlabel.strategies.linear import check_head, fit_head, head_arrays, head_from_arrays
+from fewlabel.strategies.linear import (
+    check_head,
+    fit_head,
+    fit_soft_logreg,
+    head_arrays,
+    head_from_arrays,
+)
 
 _VECTORIZERS = {
     # sublinear tf: a word said five times is not five times the evidence; min_df=1 because with a few
@@ -32,6 +38,7 @@ _VECTORIZERS = {
 class TfidfLogReg(Strategy):
     name = "tfidf"
     supports_multi_label = True
+    supports_soft_targets = True
     defaults = {
         "C": 10.0,  # weak regularisation suits sparse TF-IDF rows of unit norm
         "max_features": 200_000,  # per vectorizer; bounds model size on large inputs
@@ -58,6 +65,19 @@ class TfidfLogReg(Strategy):
         return sp.hstack([v.transform(texts) for v in self.vectorizers_.values()], format="csr")
 
     def _fit(self, texts: list[str], y: np.ndarray) -> None:
+        X = self._fit_features(texts)
+        assert self.n_classes_ is not None  # fit() sets it before calling _fit
+        # newton-cg: ~10x faster than lbfgs on ~100k sparse features, same optimum.
+        self.head_ = fit_head(
+            X, y, self.n_classes_, self.params["C"], self.params["class_weight"], "newton-cg"
+        )
+
+    def _fit_soft(self, texts: list[str], targets: np.ndarray, n_labelled: int) -> None:
+        X = self._fit_features(texts)
+        self.head_ = fit_soft_logreg(X, targets, self.params["C"], self.params["class_weight"], "newton-cg")
+
+    def _fit_features(self, texts: list[str]) -> sp.csr_matrix:
+        """Fit the vectorizers on ``texts``; their TF-IDF rows."""
         self.vectorizers_ = {}
         blocks = []
         for kind, vectorizer in self._vectorizers().items():
@@ -76,12 +96,7 @@ class TfidfLogReg(Strategy):
                 "tfidf found nothing to read in the training texts (no words and no characters); "
                 "check the text column"
             )
-        X = sp.hstack(blocks, format="csr")
-        assert self.n_classes_ is not None  # fit() sets it before calling _fit
-        # newton-cg: ~10x faster than lbfgs on ~100k sparse features, same optimum.
-        self.head_ = fit_head(
-            X, y, self.n_classes_, self.params["C"], self.params["class_weight"], "newton-cg"
-        )
+        return sp.hstack(blocks, format="csr")
 
     def _predict_proba(self, texts: list[str]) -> np.ndarray:
         return self.head_.predict_proba(self._features(texts))
