@@ -838,13 +838,8 @@ def save(result: TrainResult, data: LabelledTexts, output: Path) -> Path:
             "text_column": data.text_column,
             "label_column": data.label_column,
             "config": result.config.to_dict(),
-            "metrics": _summary(result, metrics),
-            "training_data": TrainingData(
-                source=Path(data.source).name,
-                rows=len(data),
-                sha256=data.fingerprint(),
-                class_counts=data.class_counts(),
-            ),
+            "metrics": Summary.of(metrics, result.majority, result.chance_warning),
+            "training_data": TrainingData.of(data),
         }
     )
     extra = {"report.html": render_report(manifest, metrics), "README.md": model_card(manifest, metrics)}
@@ -854,21 +849,4 @@ def save(result: TrainResult, data: LabelledTexts, output: Path) -> Path:
         extra["label_issues.csv"] = label_issues_csv(result.diagnostics["all_label_issues"])
     return save_model(
         output, result.strategy, result.labels, manifest, {"metrics.json": metrics.to_json()}, extra
-    )
-
-
-def _summary(result: TrainResult, metrics: Metrics) -> Summary:
-    """The manifest's copy of the headline numbers."""
-    est, expected = metrics.estimate, metrics.expected_accuracy
-    return Summary(
-        accuracy=expected.headline(),
-        cv_accuracy=est.accuracy,
-        balanced_accuracy=est.balanced_accuracy,
-        at_chance=result.chance_warning,
-        macro_f1=est.macro_f1,
-        log_loss=est.log_loss,
-        majority_baseline_accuracy=result.majority,
-        estimate_source=est.source,
-        ece_before_calibration=metrics.calibration.before.ece,
-        ece_after_calibration=metrics.calibration.after.ece,
     )

@@ -404,6 +404,25 @@ class UnlabelledTexts:
         )
 
 
+def unlabelled_texts(texts: Sequence[str], source: str, known: set[str] | None = None) -> UnlabelledTexts:
+    """``texts`` cleaned, with empty and repeated ones left out and those whose key is in ``known``
+    (:func:`dedupe_key` of the labelled texts) too, each counted by why."""
+    out = UnlabelledTexts([], source, len(texts))
+    seen: set[str] = set()
+    for text in map(clean_text, texts):
+        key = dedupe_key(text)
+        if not key:
+            out.empty += 1
+        elif known and key in known:
+            out.labelled += 1
+        elif key in seen:
+            out.repeated += 1
+        else:
+            seen.add(key)
+            out.texts.append(text)
+    return out
+
+
 def load_unlabelled(
     path: str | Path | pd.DataFrame,
     text_column: str | None = None,
@@ -424,20 +443,7 @@ def load_unlabelled(
     else:
         column = find_column(table, text_column, TEXT_COLUMN_NAMES, "texts", "--unlabelled-column")
     known = {dedupe_key(t) for t in labelled.texts} if labelled is not None else set()
-    out = UnlabelledTexts([], Path(table.path).name, len(table.rows))
-    seen: set[str] = set()
-    for row in table.rows:
-        text = clean_text(row.get(column) or "")
-        key = dedupe_key(text)
-        if not key:
-            out.empty += 1
-        elif key in known:
-            out.labelled += 1
-        elif key in seen:
-            out.repeated += 1
-        else:
-            seen.add(key)
-            out.texts.append(text)
+    out = unlabelled_texts([row.get(column) or "" for row in table.rows], Path(table.path).name, known)
     if not out.texts:
         raise DataError(
             f"{table.path}: no unlabelled text is left in column {column!r} ({out.empty} empty, "

@@ -12,8 +12,8 @@ import numpy as np
 
 from fewlabel import progress
 from fewlabel.config import DEFAULT_BUDGET_MINUTES, DEFAULT_STUDENT, DEFAULT_STUDENT_MODEL, DistillConfig
-from fewlabel.data.cleaning import clean_text, dedupe_key
-from fewlabel.data.labelled import LabelledTexts, UnlabelledTexts, is_imbalanced
+from fewlabel.data.cleaning import dedupe_key
+from fewlabel.data.labelled import LabelledTexts, UnlabelledTexts, is_imbalanced, unlabelled_texts
 from fewlabel.distill.saving import save_student, student_manifest
 from fewlabel.errors import DataError, FewlabelError
 from fewlabel.evaluation.calibration import apply_temperature, fit_temperature, reliability
@@ -260,18 +260,7 @@ def _pool(
 
 def _from_sequence(texts: Sequence[str]) -> UnlabelledTexts:
     """Texts given as a list, with empty and repeated ones left out as a file's would be."""
-    out = UnlabelledTexts([], "<memory>", len(texts))
-    seen: set[str] = set()
-    for text in map(clean_text, texts):
-        key = dedupe_key(text)
-        if not key:
-            out.empty += 1
-        elif key in seen:
-            out.repeated += 1
-        else:
-            seen.add(key)
-            out.texts.append(text)
-    return out
+    return unlabelled_texts(list(texts), "<memory>")
 
 
 def _distill(run: _Run) -> DistillResult:

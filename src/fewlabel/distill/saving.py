@@ -127,29 +127,13 @@ def save_student(result: DistillResult, data: LabelledTexts, output: Path) -> Pa
     from fewlabel.report import model_card, render_report
 
     metrics = student_metrics(result, data)
-    est = metrics.estimate
     manifest = student_manifest(result).model_copy(
         update={
             "text_column": data.text_column,
             "label_column": data.label_column,
             "prediction": result.prediction,
-            "metrics": Summary(
-                accuracy=metrics.expected_accuracy.headline(),
-                cv_accuracy=est.accuracy,
-                balanced_accuracy=est.balanced_accuracy,
-                macro_f1=est.macro_f1,
-                log_loss=est.log_loss,
-                majority_baseline_accuracy=result.majority,
-                estimate_source=est.source,
-                ece_before_calibration=metrics.calibration.before.ece,
-                ece_after_calibration=metrics.calibration.after.ece,
-            ),
-            "training_data": TrainingData(
-                source=Path(data.source).name,
-                rows=len(data),
-                sha256=data.fingerprint(),
-                class_counts=data.class_counts(),
-            ),
+            "metrics": Summary.of(metrics, result.majority),
+            "training_data": TrainingData.of(data),
         }
     )
     extra = {"report.html": render_report(manifest, metrics), "README.md": model_card(manifest, metrics)}

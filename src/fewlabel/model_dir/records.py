@@ -14,6 +14,7 @@ which runs them before building a :class:`Manifest`.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -533,6 +534,23 @@ class Summary(Record):
     ece_before_calibration: float | None = None
     ece_after_calibration: float | None = None
 
+    @classmethod
+    def of(cls, metrics: Metrics, majority: float, at_chance: str | None = None) -> Summary:
+        """The headline numbers of a single-label model's ``metrics``."""
+        est, expected = metrics.estimate, metrics.expected_accuracy
+        return cls(
+            accuracy=expected.headline(),
+            cv_accuracy=est.accuracy,
+            balanced_accuracy=est.balanced_accuracy,
+            at_chance=at_chance,
+            macro_f1=est.macro_f1,
+            log_loss=est.log_loss,
+            majority_baseline_accuracy=majority,
+            estimate_source=est.source,
+            ece_before_calibration=metrics.calibration.before.ece,
+            ece_after_calibration=metrics.calibration.after.ece,
+        )
+
 
 class TrainingData(Record):
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -541,6 +559,16 @@ class TrainingData(Record):
     rows: int | None = None
     sha256: str | None = None
     class_counts: dict[str, int] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, data: Any) -> TrainingData:
+        """What the manifest says of single-label training ``data`` (a ``LabelledTexts``)."""
+        return cls(
+            source=Path(data.source).name,
+            rows=len(data),
+            sha256=data.fingerprint(),
+            class_counts=data.class_counts(),
+        )
 
 
 class FileEntry(Record):
