@@ -36,6 +36,7 @@ from fewlabel.config import TrainConfig
 from fewlabel.data.labelled import LabelledTexts, UnlabelledTexts
 from fewlabel.distill import distill
 from fewlabel.inference.loading import load_model
+from fewlabel.model_dir.store import TrainedModel
 from fewlabel.training import train
 
 # --quick: a smoke run of the whole path on small numbers, cheap strategies and no fine-tuning.
@@ -65,8 +66,8 @@ def three_way_split(
     return subset(data, train_rows), subset(data, test_rows), pool
 
 
-def accuracy(model_dir: Path, test: LabelledTexts) -> float:
-    predicted, _ = load_model(model_dir).predict(test.texts)
+def accuracy(model: TrainedModel, test: LabelledTexts) -> float:
+    predicted, _ = model.predict(test.texts)
     return float(np.mean([p == t for p, t in zip(predicted, test.labels, strict=True)]))
 
 
@@ -100,8 +101,10 @@ def run_one(name: str, seed: int, args: argparse.Namespace) -> dict:
             student=args.student, model=args.model, seed=seed, honest_teacher=args.honest_teacher,
         )  # fmt: skip
         student_seconds = time.perf_counter() - start
-        teacher_acc = accuracy(tmp_path / "teacher", test)
-        student_acc = accuracy(tmp_path / "student", test)
+        # The teacher as evaluated (in memory: float32, embedding cache on, so a slow backbone does not
+        # encode the test texts again for every seed); the student as saved and loaded.
+        teacher_acc = accuracy(teacher.model, test)
+        student_acc = accuracy(load_model(tmp_path / "student"), test)
         speed = predict_speed(tmp_path / "student", test.texts, tmp_path)
     exp = result.expected
     return {
