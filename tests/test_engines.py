@@ -193,3 +193,12 @@ def test_train_prints_the_engine_in_one_line(entry, line):
     console = Console(record=True, width=400)
     print_engine(console, entry)
     assert console.export_text().strip() == line
+
+
+def test_a_slow_backbone_measures_fewer_texts():
+    reviews = ["A long review of a kettle that boils fast but leaks at the seam. " * 12] * 100
+    assert engines._sample_size("minilm@sha256:" + "0" * 64, reviews) == engines.SAMPLE
+    gemma = engines._sample_size("embeddinggemma@sha256:" + "0" * 64, reviews)
+    assert engines.MIN_SAMPLE <= gemma < engines.SAMPLE
+    assert engines._sample_size("someone/model@sha256:" + "0" * 64, reviews) == engines.SAMPLE
+    assert engines._sample_size(None, reviews) == engines.SAMPLE

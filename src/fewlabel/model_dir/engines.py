@@ -31,6 +31,10 @@ TORCH_ENGINES = ("torch", "torch-bf16")
 # difference at all, except on near ties.
 SAMPLE = 64
 SAME_ANSWERS = 0.99
+# A slow backbone (embeddinggemma: about 0.5 s a long review on 2 cores) gets fewer texts, so that
+# one float32 pass takes about this long; never fewer than MIN_SAMPLE.
+SAMPLE_SECONDS = 10.0
+MIN_SAMPLE = 16
 # A text float32 puts within this (in probability) of changing its answer is a near tie: bfloat16
 # moves calibrated probabilities by about 0.01 on new texts, so either engine's answer there is a coin
 # toss, and a flip says nothing about the engine (the demo set had one such text at 0.501 / 0.4996).
@@ -90,7 +94,7 @@ def choose_engine(model: TrainedModel, texts: Sequence[str]) -> PredictionEntry 
             reason="this machine has no native bfloat16 matrix products, so bfloat16 is slower",
         )
     start = time.perf_counter()
-    sample = length_spread(texts, SAMPLE)
+    sample = length_spread(texts, _sample_size(model.backbone_ref, texts))
     exact, fast = _with_engine(model, "torch"), _with_engine(model, "torch-bf16")
     # The first pass of each also warms it up (bfloat16 kernels are built for each new shape), so
     # the timed passes come second.
@@ -124,6 +128,18 @@ def choose_engine(model: TrainedModel, texts: Sequence[str]) -> PredictionEntry 
             "seconds": time.perf_counter() - start,
         }
     )
+
+
+def _sample_size(backbone_ref: str | None, texts: Sequence[str]) -> int:
+    """:data:`SAMPLE` texts, or fewer (at least :data:`MIN_SAMPLE`) when a slow backbone would need
+    more than :data:`SAMPLE_SECONDS` to encode them once in float32 (each is encoded four times)."""
+    from fewlabel.encoders.backbones import TOKENS_PER_SECOND, estimated_encode_seconds
+
+    name = (backbone_ref or "").split("@")[0]
+    if name not in TOKENS_PER_SECOND or not texts:
+        return SAMPLE
+    per_text = estimated_encode_seconds(name, length_spread(texts, SAMPLE)) / min(SAMPLE, len(texts))
+    return max(MIN_SAMPLE, min(SAMPLE, int(SAMPLE_SECONDS / max(per_text, 1e-9))))
 
 
 def length_spread(texts: Sequence[str], n: int) -> list[str]:
