@@ -35,13 +35,23 @@ def cold_embedding_cache() -> None:
 
 
 def run_one(
-    name: str, seed: int, train_size: int, model: str, strategy: str, in_memory: bool = False
+    name: str,
+    seed: int,
+    train_size: int,
+    model: str,
+    strategy: str,
+    in_memory: bool = False,
+    engine: bool = True,
 ) -> dict:
     data = load_dataset(name)
     train_set, test_set = balanced_split(data, train_size, seed)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        result = train(train_set, f"{tmp}/model", TrainConfig(seed=seed, model=model, strategy=strategy, choose_engine=engine))
+        result = train(
+            train_set,
+            f"{tmp}/model",
+            TrainConfig(seed=seed, model=model, strategy=strategy, choose_engine=engine),
+        )
         train_seconds = time.perf_counter() - start
         # --in-memory: the trained model as evaluated (float32, embedding cache on), so test texts
         # encoded for one seed or strategy are not encoded again; else the saved model as loaded.
@@ -109,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name in args.data:
         for seed in range(args.seeds):
-            r = run_one(name, seed, args.train_size, args.model, args.strategy, args.in_memory, not args.no_engine)
+            r = run_one(
+                name, seed, args.train_size, args.model, args.strategy, args.in_memory, not args.no_engine
+            )
             runs.append(r)
             ci = f"{100 * r['cv_ci95'][0]:.1f}-{100 * r['cv_ci95'][1]:.1f}"
             print(
