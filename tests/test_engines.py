@@ -202,3 +202,11 @@ def test_a_slow_backbone_measures_fewer_texts():
     assert engines.MIN_SAMPLE <= gemma < engines.SAMPLE
     assert engines._sample_size("someone/model@sha256:" + "0" * 64, reviews) == engines.SAMPLE
     assert engines._sample_size(None, reviews) == engines.SAMPLE
+
+
+def test_measuring_stops_when_one_float32_pass_is_too_slow(bf16_model, native, monkeypatch):
+    result, _ = bf16_model
+    monkeypatch.setattr(engines, "GIVE_UP_SECONDS", -1.0)  # any pass is too slow
+    entry = engines.choose_engine(result.model, TEXTS)
+    assert entry is not None and entry.engine == "torch" and entry.agreement is None
+    assert entry.reason.startswith("not measured: one float32 pass over")

@@ -35,6 +35,9 @@ SAME_ANSWERS = 0.99
 # one float32 pass takes about this long; never fewer than MIN_SAMPLE.
 SAMPLE_SECONDS = 10.0
 MIN_SAMPLE = 16
+# When loading the encoder and one float32 pass take longer than this, measuring stops there: the
+# three passes left would cost minutes (seen with embeddinggemma while other work held the CPU).
+GIVE_UP_SECONDS = 60.0
 # A text float32 puts within this (in probability) of changing its answer is a near tie: bfloat16
 # moves calibrated probabilities by about 0.01 on new texts, so either engine's answer there is a coin
 # toss, and a flip says nothing about the engine (the demo set had one such text at 0.501 / 0.4996).
@@ -98,7 +101,16 @@ def choose_engine(model: TrainedModel, texts: Sequence[str]) -> PredictionEntry 
     exact, fast = _with_engine(model, "torch"), _with_engine(model, "torch-bf16")
     # The first pass of each also warms it up (bfloat16 kernels are built for each new shape), so
     # the timed passes come second.
-    p32, p16 = exact.predict_proba(sample), fast.predict_proba(sample)
+    p32 = exact.predict_proba(sample)
+    if time.perf_counter() - start > GIVE_UP_SECONDS:  # a slow backbone on a busy machine: not worth it
+        return PredictionEntry(
+            engine="torch",
+            reason=f"not measured: one float32 pass over {len(sample)} training texts took "
+            f"{time.perf_counter() - start:.0f}s (`--engine torch-bf16` tries bfloat16)",
+            sample=len(sample),
+            seconds=time.perf_counter() - start,
+        )
+    p16 = fast.predict_proba(sample)
     differs = ~_same_answers(model, p32, p16)
     ties = int(np.sum(differs & _near_tie(model, p32)))
     differ = int(np.sum(differs)) - ties
