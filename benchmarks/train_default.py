@@ -9,6 +9,7 @@ a class-balanced test set; ``train`` with its defaults; then the saved model on 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import tempfile
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import balanced_split, load_dataset, run_record, write_json
+from benchmarks.common import RESULTS, balanced_split, load_dataset, run_record, write_json
 from fewlabel import progress
 from fewlabel.config import TrainConfig
 from fewlabel.encoders.backbones import fewlabel_home
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.warm_cache:
         cold_embedding_cache()
     runs = []
+    partial = RESULTS / f"train_default-partial-{os.getpid()}.json"  # the runs so far, kept if stopped
+    RESULTS.mkdir(parents=True, exist_ok=True)
     print(
         f"{'data':<14}{'seed':>5}{'chosen':>18}{'CV acc':>9}{'95% CI':>16}{'test acc':>10}{'in CI':>7}{'train s':>9}"
     )
@@ -123,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                 name, seed, args.train_size, args.model, args.strategy, args.in_memory, not args.no_engine
             )
             runs.append(r)
+            partial.write_text(json.dumps({**run_record("train_default", argv), "runs": runs}, indent=2))
             ci = f"{100 * r['cv_ci95'][0]:.1f}-{100 * r['cv_ci95'][1]:.1f}"
             print(
                 f"{name:<14}{seed:>5}{r['chosen'] + '/' + str(r['chosen_backbone']):>18}{100 * r['cv_accuracy']:>8.1f}%{ci:>16}"
@@ -157,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             "summary": summary,
         },
     )
+    partial.unlink(missing_ok=True)
     print(f"peak RSS {peak_mb:.0f} MB; wrote {path}")
     return 0
 
