@@ -439,7 +439,7 @@ def _gemma_slow(model: str, languages: Languages, notes: list[str]) -> list[str]
     none on a CPU, where fine-tuning it (308M parameters) took 17 minutes and 17 GB of memory for
     500 reviews (benchmarks/results/run-20261130T185054Z-gemma-finetune-cpu.json). Fine-tuning an
     English backbone instead would not read texts in other languages, and on English ones fine-tuned
-    mpnet scored below frozen embeddinggemma on every benchmark set (BENCHMARKS.md, "EmbeddingGemma")."""
+    mpnet scored below frozen embeddinggemma on the English benchmark sets measured (BENCHMARKS.md, "EmbeddingGemma")."""
     from fewlabel.encoders.device import resolve_device
 
     if resolve_device("auto").type == "cuda":
@@ -448,7 +448,7 @@ def _gemma_slow(model: str, languages: Languages, notes: list[str]) -> list[str]
         why = "and the English backbones would not read these texts; on a GPU it joins."
     else:
         why = (
-            "and fine-tuned mpnet scored below frozen embeddinggemma on every English benchmark set "
+            "and fine-tuned mpnet scored below frozen embeddinggemma on the English benchmark sets measured "
             "(BENCHMARKS.md); on a GPU it joins, and --model mpnet fine-tunes mpnet instead."
         )
     notes.append(
