@@ -361,6 +361,7 @@ def best_available(
     points more accurate than ``minilm`` but about seven times slower; on long texts its encoding
     alone would exceed the budget, so ``best`` falls back to ``minilm`` and says so.
     """
+    gemma_too_slow = None  # why embeddinggemma, installed, was not taken
     if is_installed("embeddinggemma"):
         if languages is not None and languages.non_english_share >= 0.5:
             return "embeddinggemma", (
@@ -368,8 +369,8 @@ def best_available(
                 "100+ languages"
             )
         if texts is not None:
-            gemma = _gemma_fits(texts, budget_seconds)
-            if gemma is None:
+            gemma_too_slow = _gemma_fits(texts, budget_seconds)
+            if gemma_too_slow is None:
                 return "embeddinggemma", (
                     "the most accurate installed backbone (frozen, it beat fine-tuned mpnet on the "
                     "English benchmark sets measured); it predicts about three times slower than mpnet"
@@ -388,8 +389,8 @@ def best_available(
             "pass --model mpnet to use it anyway"
         )
     why = "the most accurate installed backbone"
-    if is_installed("embeddinggemma"):
-        why = f"{why} that fits the budget ({_gemma_fits(texts, budget_seconds)})"
+    if gemma_too_slow:
+        why = f"{why} that fits the budget ({gemma_too_slow})"
     return "mpnet", why
 
 
