@@ -243,7 +243,7 @@ def _pool(
     """The unlabelled texts less those in the labelled data: the student is scored on labelled rows,
     which must not reach it through the teacher's probabilities."""
     if not isinstance(unlabelled, UnlabelledTexts):
-        unlabelled = _from_sequence(unlabelled)
+        unlabelled = unlabelled_texts(list(unlabelled), "<memory>")  # as a file's would be
     known = {dedupe_key(t) for t in labelled.texts}
     kept = [t for t in unlabelled.texts if dedupe_key(t) not in known]
     dropped = len(unlabelled.texts) - len(kept)
@@ -256,11 +256,6 @@ def _pool(
     if not kept:
         raise DataError(f"{unlabelled.source}: no unlabelled text is left ({pool.summary()})")
     return pool
-
-
-def _from_sequence(texts: Sequence[str]) -> UnlabelledTexts:
-    """Texts given as a list, with empty and repeated ones left out as a file's would be."""
-    return unlabelled_texts(list(texts), "<memory>")
 
 
 def _distill(run: _Run) -> DistillResult:
