@@ -187,6 +187,10 @@ def report(files: list[Path], plot: Path | None) -> int:
                 v = cells.get((data, system, s))
                 row.append(f"{np.mean(v):.1f} ({len(v)})" if v else "-")
             print(f"| {data} | {system} | " + " | ".join(row) + " |")
+    scored = [r for r in rows if "estimate_ci95" in r]
+    if scored:
+        inside = sum(r["estimate_ci95"][0] <= r["test_accuracy"] <= r["estimate_ci95"][1] for r in scored)
+        print(f"\ntest accuracy inside fewlabel's reported 95% interval: {inside} of {len(scored)} runs")
     if plot:
         import matplotlib
 

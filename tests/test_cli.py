@@ -73,6 +73,15 @@ def test_train_writes_model_and_prints_results(runner, tmp_path, reviews_csv):
     assert model.predict(NEW_POSITIVE + NEW_NEGATIVE)[0] == ["positive"] * 2 + ["negative"] * 2
 
 
+def test_train_with_few_labels_on_a_weak_backbone_says_so_before_training(runner, tmp_path, reviews_csv):
+    args = ["-o", tmp_path / "m", "--model", BACKBONE, "--folds", "3"]
+    result = invoke(runner, "train", reviews_csv, *args, "--no-diagnostics")
+    assert result.exit_code == 0, result.output
+    warning = result.stdout.index("Only 48 labelled texts")
+    assert warning < result.stdout.index("Results on texts each model did not see")  # before, not after
+    assert result.stdout.count("Only 48 labelled texts") == 1 and "embeddinggemma" in result.stdout
+
+
 def test_train_missing_file_is_a_clean_error(runner, tmp_path, reviews_csv):
     result = invoke(
         runner, "train", reviews_csv.with_name("reveiws.csv"), "-o", tmp_path / "m", "--model", BACKBONE

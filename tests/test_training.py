@@ -240,3 +240,20 @@ def test_auto_compares_a_new_slow_strategy_on_the_same_rows_or_leaves_it_out(
     result = train(data, None, config)
     assert "heldout-tfidf" not in result.results and result.chosen == "tfidf"
     assert any(n.startswith("heldout-tfidf left out: about 16666667 min") for n in result.notes)
+
+
+def test_few_labels_with_a_weak_frozen_backbone_advise_a_stronger_one(monkeypatch):
+    from fewlabel import training
+    from fewlabel.encoders import backbones
+
+    monkeypatch.setattr(backbones, "is_installed", lambda name: name != "embeddinggemma")
+    warning = training.few_labels_warning(64, TrainConfig(model="mpnet"))
+    assert warning is not None
+    assert warning.startswith("Only 64 labelled texts") and "frozen mpnet features" in warning
+    assert "fewlabel models install embeddinggemma --accept-license" in warning
+    monkeypatch.setattr(backbones, "is_installed", lambda name: True)
+    assert "--model embeddinggemma" in training.few_labels_warning(64, TrainConfig(model="minilm"))
+    # Enough labels to fine-tune, a named strategy, or already the strongest backbone: no advice.
+    assert training.few_labels_warning(training.MIN_ROWS_FOR_HOLDOUT, TrainConfig(model="mpnet")) is None
+    assert training.few_labels_warning(64, TrainConfig(model="mpnet", strategy="embed")) is None
+    assert training.few_labels_warning(64, TrainConfig(model="embeddinggemma")) is None

@@ -58,6 +58,11 @@ CHANCE_MARGIN = 0.05
 # Slow strategies hold out 20% for early stopping and scoring; below this many rows that split is
 # too small to do either (40 validation rows give a +-15 point interval).
 MIN_ROWS_FOR_HOLDOUT = 200
+# What few_labels_warning cites (BENCHMARKS.md, "A label-count curve").
+LABEL_CURVE_SUMMARY = (
+    "with 32-128 labels the default on mpnet scored 64-83% on book reviews and product-review sentences, "
+    "with embeddinggemma installed 89-94%"
+)
 # Seconds kept back from the budget for what follows the slow strategies (refit, report, save).
 FINAL_STEPS_SECONDS = 30.0
 
@@ -402,7 +407,7 @@ def train(
         )
     config, slow_backbones, languages, language = _backbones(data, config, notes)
     run = _Run(data, config, start, notes, slow_backbones, unlabelled, on_result)
-    run.warnings.extend(filter(None, [language]))
+    run.warnings.extend(filter(None, [language, few_labels_warning(len(data.texts), config)]))
     with fit_memo():
         result = _train(run, output, languages)
     return result
@@ -458,10 +463,36 @@ def _gemma_slow(model: str, languages: Languages, notes: list[str]) -> list[str]
     return []
 
 
-def language_check(data: LabelledTexts, config: TrainConfig) -> str | None:
-    """The warning :func:`train` will give when its backbone does not cover the texts' languages, to
-    say before training starts; None when it does (or the strategy uses no backbone)."""
-    return _backbones(data, config, [])[3]
+def few_labels_warning(n_texts: int, config: TrainConfig) -> str | None:
+    """Advice when ``auto`` has too few labels to fine-tune and only a weaker frozen backbone to use.
+
+    Below ``MIN_ROWS_FOR_HOLDOUT`` texts fine-tuning is left out, so frozen features decide; frozen
+    ``mpnet`` and ``minilm`` read long reviews poorly. On BENCHMARKS.md's label-count curve (32-128
+    labels, cr and blitzer_books) the default on ``mpnet`` scored 64-83% where frozen
+    ``embeddinggemma`` scored 89-94%, and the setfit library on ``mpnet`` 88-90% on cr.
+    """
+    if config.strategy != "auto" or n_texts >= MIN_ROWS_FOR_HOLDOUT or config.model not in ("mpnet", "minilm"):
+        return None
+    from fewlabel.encoders.backbones import is_installed
+
+    fix = (
+        "pass --model embeddinggemma (installed) to use it"
+        if is_installed("embeddinggemma")
+        else "install it with `fewlabel models install embeddinggemma --accept-license` (Gemma Terms of Use)"
+    )
+    return (
+        f"Only {n_texts} labelled texts: fine-tuning needs {MIN_ROWS_FOR_HOLDOUT} to stop early and be scored, "
+        f"so frozen {config.model} features and TF-IDF decide, and they are weak this small "
+        f"(BENCHMARKS.md, label-count curve: {LABEL_CURVE_SUMMARY}). A stronger frozen backbone helps most: "
+        f"{fix}; or label more texts."
+    )
+
+
+def warnings_before_training(data: LabelledTexts, config: TrainConfig) -> list[str]:
+    """What :func:`train` will warn about its backbone, to say before training starts: one that does
+    not cover the texts' languages, or a weak frozen one with too few labels to fine-tune."""
+    resolved, _, _, language = _backbones(data, config, [])
+    return [w for w in (language, few_labels_warning(len(data.texts), resolved)) if w]
 
 
 def _train(run: _Run, output: str | Path | None, languages: Languages | None = None) -> TrainResult:

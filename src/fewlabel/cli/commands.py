@@ -29,7 +29,7 @@ from fewlabel.errors import FewlabelError
 from fewlabel.evaluation.scores import CVResult
 from fewlabel.model_dir.store import check_target
 from fewlabel.multilabel import MultiLabelResult
-from fewlabel.training import TrainResult, language_check, train
+from fewlabel.training import TrainResult, train, warnings_before_training
 
 DEMO_BUDGET_MINUTES = 5.0
 RECALL_SPREAD = 0.10  # per-class recall is printed when the classes' recalls differ by this much
@@ -245,7 +245,7 @@ def train_command(
         load_unlabelled(unlabelled, unlabelled_column, labelled=labelled) if unlabelled is not None else None
     )
     # Said before the minutes of training, not only after: data the tool was not built for.
-    said_before = [w for w in (labelled.imbalance(), language_check(labelled, config)) if w]
+    said_before = [w for w in (labelled.imbalance(), *warnings_before_training(labelled, config)) if w]
     for warning in said_before:
         console.print(f"[bold yellow]Warning:[/] {escape(warning)}", soft_wrap=True)
     result = train(labelled, output, config, unlabelled=pool)
