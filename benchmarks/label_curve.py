@@ -198,11 +198,16 @@ def report(files: list[Path], plot: Path | None) -> int:
         import matplotlib.pyplot as plt
 
         names = sorted({k[0] for k in cells})
+        systems = sorted({k[1] for k in cells})
+        colours = {system: f"C{i}" for i, system in enumerate(systems)}  # one colour per system throughout
+        backbones = {r["system"]: r.get("backbone") for r in rows}
         fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4), squeeze=False)
         for ax, data in zip(axes[0], names, strict=True):
             for system in sorted({k[1] for k in cells if k[0] == data}):
                 xs = [s for s in sizes if (data, system, s) in cells]
-                ax.plot(xs, [np.mean(cells[(data, system, s)]) for s in xs], marker="o", label=system)
+                label = system if "@" in system or not backbones[system] else f"{system} ({backbones[system]})"
+                means = [np.mean(cells[(data, system, s)]) for s in xs]
+                ax.plot(xs, means, marker="o", label=label, color=colours[system])
             ax.set_xscale("log", base=2)
             ax.set_xticks(sizes, [str(s) for s in sizes])
             ax.set_xlabel("labelled texts (class-balanced)")
