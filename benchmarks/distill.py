@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import load_dataset, run_record, subset, write_json
+from benchmarks.common import RESULTS, load_dataset, run_record, subset
+from fewlabel.atomic import write_json
 from fewlabel import progress
 from fewlabel.config import TrainConfig
 from fewlabel.data.labelled import LabelledTexts, UnlabelledTexts
@@ -161,24 +162,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     progress.set_enabled(False)
     print(
-        f"{'data':<14}{'seed':>5}{'teacher':>18}{'T test':>9}{'S test':>9}{'diff':>7}{'estimate':>9}{'95% CI':>13}"
+        f"{'data':<14}{'seed':>5}{'teacher':>23}{'T test':>9}{'S test':>9}{'diff':>7}{'estimate':>9}{'95% CI':>13}"
         f"{'in CI':>7}{'agree':>7}{'pred/s':>8}{'train s':>9}{'load':>6}"
     )
-    runs = []
+    runs: list[dict] = []
+    record = {**run_record("distill", argv), "settings": vars(args), "runs": runs}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"distill-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     for name in args.data:
         for seed in range(args.seeds):
             r = run_one(name, seed, args)
             runs.append(r)
+            write_json(path, record)  # after every run: a stopped benchmark keeps what it measured
             e = r["student_estimate"]
             print(
-                f"{name:<14}{seed:>5}{r['teacher']:>18}{100 * r['teacher_test_accuracy']:>8.1f}%"
+                f"{name:<14}{seed:>5}{r['teacher']:>23}{100 * r['teacher_test_accuracy']:>8.1f}%"
                 f"{100 * r['student_test_accuracy']:>8.1f}%{100 * r['difference']:>+7.1f}{100 * e['value']:>8.1f}%"
                 f"{100 * e['ci95_low']:>7.1f}-{100 * e['ci95_high']:.1f}{'yes' if r['test_in_ci'] else 'no':>7}"
                 f"{100 * r['agreement']['value']:>6.1f}%{r['student_predict_texts_per_second']:>8.1f}"
                 f"{r['student_train_seconds']:>9.1f}{r['load_1min_at_start']:>6.1f}",
                 flush=True,
             )
-    path = write_json("distill", {**run_record("distill", argv), "settings": vars(args), "runs": runs})
     print(f"wrote {path}")
     return 0
 

@@ -170,3 +170,24 @@ def test_setfit_default_step_count_matches_its_log():
     # 10 per class: 55 positive pairs per class (self-pairs included), 110 in all, oversampled to
     # twice the larger side: 220 pairs, 14 batches of 16.
     assert full_steps([0] * 10 + [1] * 10) == 14
+
+
+def test_label_curve_samples_are_nested_balanced_and_never_test_rows():
+    from benchmarks.label_curve import jobs, nested_splits
+
+    data = synthetic(30)
+    train, test = nested_splits(data, [4, 8, 16], 10, seed=0)
+    assert sorted(test.labels) == ["neg"] * 10 + ["pos"] * 10
+    rows = {n: set(t.rows) for n, t in train.items()}
+    assert rows[4] < rows[8] < rows[16] and not rows[16] & set(test.rows)
+    assert all(sorted(t.labels) == sorted(["neg", "pos"] * (n // 2)) for n, t in train.items())
+    assert nested_splits(data, [4, 8, 16], 10, seed=1)[1].rows != test.rows  # another seed, another test set
+    with pytest.raises(SystemExit, match="too few rows"):
+        nested_splits(data, [4, 50], 10, seed=0)
+
+    class Args:
+        sizes, seeds, many_seeds_up_to, data, systems = [8, 4, 16], 2, 8, ["d"], ["tfidf"]
+
+    # Cheapest first (every size at seed 0), one seed above many_seeds_up_to.
+    assert jobs(Args()) == [(4, 0, "d", "tfidf"), (8, 0, "d", "tfidf"), (16, 0, "d", "tfidf"),
+                            (4, 1, "d", "tfidf"), (8, 1, "d", "tfidf")]  # fmt: skip
