@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import RESULTS, load_dataset, run_record, subset
-from fewlabel.atomic import write_json
 from fewlabel import progress
+from fewlabel.atomic import write_json
 from fewlabel.config import TrainConfig
 from fewlabel.data.labelled import LabelledTexts, UnlabelledTexts
 from fewlabel.distill import distill

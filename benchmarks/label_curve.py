@@ -51,12 +51,21 @@ def nested_splits(
     rng = np.random.default_rng(seed)
     labels = np.array(data.labels)
     order = {c: rng.permutation(np.flatnonzero(labels == c)) for c in data.classes}
-    short = {c: len(idx) - test_per_class for c, idx in order.items() if len(idx) - test_per_class < max(sizes) // len(order)}
+    short = {
+        c: len(idx) - test_per_class
+        for c, idx in order.items()
+        if len(idx) - test_per_class < max(sizes) // len(order)
+    }
     if short:
-        raise SystemExit(f"too few rows for {max(sizes)} training and {test_per_class} test texts per class: {short}")
+        raise SystemExit(
+            f"too few rows for {max(sizes)} training and {test_per_class} test texts per class: {short}"
+        )
     test = subset(data, [i for idx in order.values() for i in idx[:test_per_class]])
     train = {
-        n: subset(data, [i for idx in order.values() for i in idx[test_per_class : test_per_class + n // len(order)]])
+        n: subset(
+            data,
+            [i for idx in order.values() for i in idx[test_per_class : test_per_class + n // len(order)]],
+        )
         for n in sizes
     }
     return train, test
@@ -205,7 +214,9 @@ def report(files: list[Path], plot: Path | None) -> int:
         for ax, data in zip(axes[0], names, strict=True):
             for system in sorted({k[1] for k in cells if k[0] == data}):
                 xs = [s for s in sizes if (data, system, s) in cells]
-                label = system if "@" in system or not backbones[system] else f"{system} ({backbones[system]})"
+                label = (
+                    system if "@" in system or not backbones[system] else f"{system} ({backbones[system]})"
+                )
                 means = [np.mean(cells[(data, system, s)]) for s in xs]
                 ax.plot(xs, means, marker="o", label=label, color=colours[system])
             ax.set_xscale("log", base=2)
@@ -222,7 +233,9 @@ def report(files: list[Path], plot: Path | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", nargs="+", default=["cr", "blitzer_books"])
     parser.add_argument("--systems", nargs="+", default=["default", "tfidf"])
     parser.add_argument("--sizes", nargs="+", type=int, default=SIZES)
@@ -231,7 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-per-class", type=int, default=400)
     parser.add_argument("--deadline", type=float, default=None, help="start no job after this many seconds")
     parser.add_argument("--warm-cache", action="store_true", help="keep the embedding cache (default: cold)")
-    parser.add_argument("--resume", type=Path, default=None, help="a result file to add to (its jobs skipped)")
+    parser.add_argument(
+        "--resume", type=Path, default=None, help="a result file to add to (its jobs skipped)"
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--report", type=Path, nargs="+", default=None, help="summarise these result files")
     parser.add_argument("--plot", type=Path, default=None, help="with --report: write the curves here (PNG)")

@@ -471,7 +471,11 @@ def few_labels_warning(n_texts: int, config: TrainConfig) -> str | None:
     labels, cr and blitzer_books) the default on ``mpnet`` scored 64-83% where frozen
     ``embeddinggemma`` scored 89-94%, and the setfit library on ``mpnet`` 88-90% on cr.
     """
-    if config.strategy != "auto" or n_texts >= MIN_ROWS_FOR_HOLDOUT or config.model not in ("mpnet", "minilm"):
+    if (
+        config.strategy != "auto"
+        or n_texts >= MIN_ROWS_FOR_HOLDOUT
+        or config.model not in ("mpnet", "minilm")
+    ):
         return None
     from fewlabel.encoders.backbones import is_installed
 

@@ -38,7 +38,8 @@ Student = Annotated[
     str,
     typer.Option(
         help=f"The student: {', '.join(STUDENTS[:-1])} or {STUDENTS[-1]} (frozen or fine-tuned --model "
-        "embeddings; fine-tuning is the most accurate and the slowest)."
+        "embeddings). tfidf predicts fastest; a fine-tuned one was a point more accurate on long reviews, "
+        "at a fifth of the speed."
     ),
 ]
 DistillFolds = Annotated[
