@@ -469,7 +469,7 @@ def few_labels_warning(n_texts: int, config: TrainConfig) -> str | None:
     Below ``MIN_ROWS_FOR_HOLDOUT`` texts fine-tuning is left out, so frozen features decide; frozen
     ``mpnet`` and ``minilm`` read long reviews poorly. On BENCHMARKS.md's label-count curve (32-128
     labels, cr and blitzer_books) the default on ``mpnet`` scored 64-83% where frozen
-    ``embeddinggemma`` scored 89-94%, and the setfit library on ``mpnet`` 88-90% on cr.
+    ``embeddinggemma`` scored 89-94%, and the setfit library on ``mpnet`` 88-91% on cr.
     """
     if (
         config.strategy != "auto"
