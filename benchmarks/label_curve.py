@@ -76,6 +76,12 @@ def _system(name: str) -> tuple[str, str | None]:
     return kind, backbone or None
 
 
+def _indexed(train: LabelledTexts) -> tuple[list[str], np.ndarray]:
+    """The classes in sorted order and each training text's class index, for the non-fewlabel APIs."""
+    classes = train.classes
+    return classes, np.array([classes.index(c) for c in train.labels])
+
+
 def _fit_predict(name: str, train: LabelledTexts, test: LabelledTexts, seed: int) -> dict:
     kind, backbone = _system(name)
     start = time.perf_counter()
@@ -101,15 +107,13 @@ def _fit_predict(name: str, train: LabelledTexts, test: LabelledTexts, seed: int
     elif kind == "tfidf":
         from fewlabel.strategies import make_strategy
 
-        classes = train.classes
-        y = np.array([classes.index(c) for c in train.labels])
+        classes, y = _indexed(train)
         model = make_strategy("tfidf").fit(train.texts, y, len(classes))
         fit_s = time.perf_counter() - start
         predicted = [classes[i] for i in model.predict_proba(test.texts).argmax(1)]
         facts = {"backbone": None}
     elif (match := re.fullmatch(r"setfit/iter(\d+)", kind)) and backbone:
-        classes = train.classes
-        y = np.array([classes.index(c) for c in train.labels])
+        classes, y = _indexed(train)
         adapter = SetFit(seed, backbone, "iter20")
         adapter.settings = {"num_iterations": int(match.group(1))}
         adapter.fit(list(train.texts), y, len(classes))
