@@ -18,7 +18,7 @@ from fewlabel.inference.loading import load_model
 from fewlabel.model_dir import engines
 from fewlabel.model_dir.manifest import MANIFEST, load_manifest, read_manifest, write_manifest
 from fewlabel.model_dir.records import PredictionEntry
-from fewlabel.model_dir.store import read_metrics
+from fewlabel.model_dir.store import TrainedModel, read_metrics
 from fewlabel.training import train
 
 TEXTS = [text for text, _ in REVIEWS[:40]]
@@ -123,6 +123,27 @@ def test_float32_is_kept_when_bfloat16_is_slower_or_answers_otherwise(bf16_model
     tie = engines.choose_engine(result.model, TEXTS)
     assert tie is not None and tie.engine == "torch-bf16" and tie.near_ties == 1
     assert tie.agreement == 1 - 1 / len(TEXTS) and "but for 1 near tie" in tie.reason
+
+
+def test_the_sample_is_predicted_in_small_groups_of_similar_length(bf16_model, native, monkeypatch):
+    """One call with the whole sample pads every text to the longest (22 long reviews took 92 s with
+    embeddinggemma that way): each call gets at most GROUP texts, in length order."""
+    result, _ = bf16_model
+    calls: list[list[str]] = []
+    real = TrainedModel.predict_proba
+
+    def recording(self, texts):
+        calls.append(list(texts))
+        return real(self, texts)
+
+    monkeypatch.setattr(TrainedModel, "predict_proba", recording)
+    monkeypatch.setattr(engines, "_seconds", _fake_seconds)
+    entry = engines.choose_engine(result.model, TEXTS)
+    assert entry is not None and entry.sample == len(TEXTS)
+    assert len(calls) == 2 * -(-len(TEXTS) // engines.GROUP)  # float32 and bfloat16, every group once
+    assert max(len(c) for c in calls) == engines.GROUP
+    first_pass = [text for call in calls[: len(calls) // 2] for text in call]
+    assert first_pass == engines.length_spread(TEXTS, len(TEXTS))
 
 
 def test_near_ties_are_texts_a_small_move_would_answer_otherwise(bf16_model):

@@ -77,3 +77,68 @@ def test_onnx_engine_without_export_is_a_clear_error(embed_model):
 
     with pytest.raises(ModelDirError, match="fewlabel export"):
         load_model(embed_model, engine="onnx")
+
+
+def test_backbone_prompt_goes_into_the_export(tmp_path, embed_model, demo_texts, monkeypatch):
+    """A backbone with a classification prompt (as EmbeddingGemma has): PyTorch puts it before every
+    text, so the exported encoder must too, or its embeddings (and answers) would differ."""
+    from fewlabel.encoders.backbones import find
+    from fewlabel.encoders.sentence import load_sentence_model
+    from fewlabel.model_dir.manifest import backbone_ref, load_manifest
+
+    copy = tmp_path / "model"
+    shutil.copytree(embed_model, copy)
+    model = load_sentence_model(find(backbone_ref(copy, load_manifest(copy)) or ""))
+    prompt = "task: classification | query: "
+    monkeypatch.setattr(model, "prompts", {**(model.prompts or {}), "Classification": prompt})
+    export_onnx(copy)
+    assert json.loads((copy / "onnx" / "encoder.json").read_text(encoding="utf-8"))["prompt"] == prompt
+    texts = demo_texts[:40]
+    p_torch = load_model(copy, engine="torch").predict_proba(texts)
+    p_onnx = load_model(copy, engine="onnx").predict_proba(texts)
+    assert np.abs(p_torch - p_onnx).max() <= 1e-4
+
+    # An export from before the prompt was kept, of embeddinggemma: its embeddings were wrong.
+    from fewlabel.encoders.onnx import OnnxEncoder
+    from fewlabel.errors import ModelDirError
+
+    old = tmp_path / "old-onnx"
+    shutil.copytree(copy / "onnx", old)
+    settings = json.loads((old / "encoder.json").read_text(encoding="utf-8"))
+    del settings["prompt"]
+    (old / "encoder.json").write_text(
+        json.dumps({**settings, "backbone": "embeddinggemma"}), encoding="utf-8"
+    )
+    with pytest.raises(ModelDirError, match="export it again"):
+        OnnxEncoder(old)
+
+
+def test_export_that_disagrees_with_pytorch_is_refused(tmp_path, embed_model, monkeypatch):
+    """A graph that leaves part of the pipeline out (here: everything after the word embeddings)
+    gives other embeddings: the export is refused and the model directory stays as it was."""
+    import torch
+
+    from fewlabel.inference import export
+
+    def partial(model, names):
+        class WordEmbeddingsOnly(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.words = model[0].auto_model.get_input_embeddings()
+
+            def forward(self, input_ids, attention_mask, token_type_ids=None):
+                mask = attention_mask.unsqueeze(-1).float()
+                pooled = (self.words(input_ids) * mask).sum(1) / mask.sum(1)
+                return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+        return WordEmbeddingsOnly().eval()
+
+    copy = tmp_path / "model"
+    shutil.copytree(embed_model, copy)
+    before = (copy / MANIFEST).read_bytes()
+    monkeypatch.setattr(export, "_sentence_encoder", partial)
+    with pytest.raises(FewlabelError, match="differ from PyTorch"):
+        export_onnx(copy)
+    assert not (copy / "onnx").exists()
+    assert (copy / MANIFEST).read_bytes() == before
+    assert not [p for p in copy.iterdir() if p.name.startswith(".onnx-")]

@@ -73,6 +73,17 @@ class OnnxEncoder:
             raise ModelDirError(f"{onnx_dir}: cannot read the ONNX encoder ({err})") from None
         if len(graph) > _MAX_GRAPH_BYTES:
             raise ModelDirError(f"{onnx_dir / 'encoder.onnx'}: larger than an ONNX graph can be")
+        prompt = settings.get("prompt", "")
+        if not isinstance(prompt, str) or len(prompt) > 1000:
+            raise ModelDirError(f"{onnx_dir / 'encoder.json'}: prompt must be a short string")
+        if "prompt" not in settings and settings.get("backbone") == "embeddinggemma":
+            # Before fewlabel exported the whole pipeline, its graph left out EmbeddingGemma's dense
+            # layers and prompt: every embedding was wrong.
+            raise ModelDirError(
+                f"{onnx_dir}: exported by an older fewlabel that left out parts of embeddinggemma; "
+                f"export it again: `fewlabel export {onnx_dir.parent} --force`"
+            )
+        self.prompt = prompt
         self.settings = settings
         try:
             external = _external_tensors(graph)
@@ -109,7 +120,7 @@ class OnnxEncoder:
         out: np.ndarray | None = None
         for start in range(0, len(texts), BATCH):
             idx = order[start : start + BATCH]
-            encodings = self.tokenizer.encode_batch([texts[i] for i in idx])
+            encodings = self.tokenizer.encode_batch([self.prompt + texts[i] for i in idx])
             width = max(len(e.ids) for e in encodings)
             arrays = {name: np.zeros((len(idx), width), dtype=np.int64) for name in self.inputs}
             for row, enc in enumerate(encodings):

@@ -1,8 +1,11 @@
 """ONNX export of a model's sentence encoder (:class:`fewlabel.encoders.onnx.OnnxEncoder` runs it).
 
-The exported graph takes token ids and returns the pooled, L2-normalised sentence embedding, so
-prediction needs only ``tokenizers`` and ``onnxruntime``: no PyTorch, no Transformers. Optional int8
-dynamic quantisation of the matrix multiplications makes it several times faster on a CPU.
+The exported graph takes token ids and returns the L2-normalised sentence embedding from the
+backbone's whole sentence-transformers pipeline (encoder, pooling, any dense layers); the prompt the
+backbone puts before each text (EmbeddingGemma's classification prompt) goes into ``encoder.json``.
+Prediction then needs only ``tokenizers`` and ``onnxruntime``: no PyTorch, no Transformers. An export
+is kept only when the graph embeds a few check texts as PyTorch does. Optional int8 dynamic
+quantisation of the matrix multiplications makes it several times faster on a CPU.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from fewlabel.atomic import atomic_directory
 from fewlabel.errors import FewlabelError
@@ -24,37 +29,36 @@ if TYPE_CHECKING:
 ONNX_DIR = "onnx"
 
 
-def _pooling_mode(backbone_dir: Path) -> str:
-    config = backbone_dir / "1_Pooling" / "config.json"
-    if not config.exists():
-        return "mean"  # sentence-transformers' default for a plain Hugging Face model
-    settings = json.loads(config.read_text(encoding="utf-8"))
-    if settings.get("pooling_mode_cls_token"):
-        return "cls"
-    if settings.get("pooling_mode_mean_tokens", True):
-        return "mean"
-    raise FewlabelError(f"{config}: only mean or CLS pooling can be exported to ONNX")
+# Texts the exported graph must embed as PyTorch does before an export is kept: short, long (cut at
+# the backbone's window) and non-English, so that a pipeline the graph leaves out (a dense layer, a
+# prompt) or a tokenizer that adds other special tokens is caught instead of saved.
+CHECK_TEXTS = (
+    "Great value, works exactly as described.",
+    "The battery died after two days and support never answered. " * 40,
+    "Livre passionnant, je le recommande.",
+    "x",
+)
+# Least cosine similarity between an exported embedding and PyTorch's, per quantisation.
+MIN_COSINE = {None: 0.999, "int8": 0.9}
 
 
-def _export_graph(backbone_dir: Path, out: Path, max_tokens: int) -> list[str]:
-    """Export encoder + pooling + normalisation to ``out``; returns the graph's input names."""
+def _export_graph(model: Any, out: Path) -> list[str]:
+    """Export the whole sentence-transformers pipeline of ``model`` (encoder, pooling, any dense
+    layers, normalisation) to ``out``; returns the graph's input names."""
     import torch
-    from transformers import AutoModel, AutoTokenizer
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    tokenizer = AutoTokenizer.from_pretrained(backbone_dir)
-    model = AutoModel.from_pretrained(backbone_dir).eval()
+    tokenizer = model.tokenizer
     names: list[str] = [
         n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names
     ]
-    wrapper = _sentence_encoder(model, "token_type_ids" in names, _pooling_mode(backbone_dir))
+    wrapper = _sentence_encoder(model, names)
     sample = tokenizer(
         ["a short one", "a somewhat longer example sentence for tracing", "x"],
         padding=True,
         return_tensors="pt",
-    )
+    ).to(model.device)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    seq = torch.export.Dim("seq", min=1, max=max(max_tokens, 8))
+    seq = torch.export.Dim("seq", min=1, max=max(int(model.max_seq_length), 8))
     with torch.no_grad():
         torch.onnx.export(
             wrapper,
@@ -70,18 +74,13 @@ def _export_graph(backbone_dir: Path, out: Path, max_tokens: int) -> list[str]:
     return names
 
 
-def _sentence_encoder(model: Any, token_types: bool, pooling: str) -> Any:
-    """``model`` with its pooling and L2 normalisation, as a torch module: token ids in, one unit
-    vector per text out."""
+def _sentence_encoder(model: Any, names: list[str]) -> Any:
+    """The sentence-transformers ``model`` as a torch module over positional token tensors: token
+    ids in, one unit vector per text out (every module of the pipeline runs, as in ``encode``)."""
     import torch
 
-    def pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        if pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(pooled, p=2, dim=1)
+    def embed(features: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.nn.functional.normalize(model(features)["sentence_embedding"], p=2, dim=1)
 
     # torch.export needs named positional arguments, so one wrapper per input signature.
     class WithTokenTypes(torch.nn.Module):
@@ -90,10 +89,9 @@ def _sentence_encoder(model: Any, token_types: bool, pooling: str) -> Any:
             self.model = model
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            hidden = self.model(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
-            return pool(hidden, attention_mask)
+            return embed(
+                {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            )
 
     class WithoutTokenTypes(torch.nn.Module):
         def __init__(self) -> None:
@@ -101,14 +99,24 @@ def _sentence_encoder(model: Any, token_types: bool, pooling: str) -> Any:
             self.model = model
 
         def forward(self, input_ids, attention_mask):
-            return pool(
-                self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state,
-                attention_mask,
-            )
+            return embed({"input_ids": input_ids, "attention_mask": attention_mask})
 
-    wrapper = WithTokenTypes() if token_types else WithoutTokenTypes()
+    wrapper = WithTokenTypes() if "token_type_ids" in names else WithoutTokenTypes()
     wrapper.eval()  # inference graph: no dropout
     return wrapper
+
+
+def _prompt(model: Any, backbone: Backbone) -> str:
+    """The prompt the encoder puts before every text (EmbeddingGemma's classification prompt), which
+    the ONNX encoder must put there too; refuses a pipeline whose pooling leaves the prompt out
+    (the graph cannot know where the prompt ends)."""
+    prompt = (getattr(model, "prompts", None) or {}).get("Classification") or ""
+    if prompt and any(getattr(module, "include_prompt", True) is False for module in model):
+        raise FewlabelError(
+            f"backbone {backbone.name!r} pools its embeddings without its prompt; fewlabel cannot "
+            "export that to ONNX (predict with PyTorch: `--engine torch` or `torch-bf16`)"
+        )
+    return prompt
 
 
 def export_onnx(model_dir: str | Path, quantize: str | None = None) -> dict[str, Any]:
@@ -135,10 +143,10 @@ def export_onnx(model_dir: str | Path, quantize: str | None = None) -> dict[str,
             f"{model_dir}: a multi-label model; ONNX export works with single-label models only"
         )
     backbone = _exportable_backbone(model_dir, manifest)
-    max_tokens = int(load_sentence_model(backbone).max_seq_length)
+    model = load_sentence_model(backbone)
     final = model_dir / ONNX_DIR
     with atomic_directory(final) as tmp_dir:
-        settings = _export_into(tmp_dir, backbone, max_tokens, quantize)
+        settings = _export_into(tmp_dir, backbone, model, quantize)
     add_files(model_dir, ONNX_DIR, {"onnx": {"dir": ONNX_DIR, **settings}})
     return {"onnx": str(final / "encoder.onnx"), "bytes": (final / "encoder.onnx").stat().st_size, **settings}
 
@@ -165,11 +173,13 @@ def _exportable_backbone(model_dir: Path, manifest: Manifest) -> Backbone:
     return backbone
 
 
-def _export_into(tmp_dir: Path, backbone: Backbone, max_tokens: int, quantize: str | None) -> dict[str, Any]:
+def _export_into(tmp_dir: Path, backbone: Backbone, model: Any, quantize: str | None) -> dict[str, Any]:
     """Write ``encoder.onnx``, ``tokenizer.json`` and ``encoder.json`` into ``tmp_dir``, and nothing
-    else; returns the settings ``encoder.json`` holds."""
+    else, once the graph embeds :data:`CHECK_TEXTS` as PyTorch does; returns the settings
+    ``encoder.json`` holds."""
+    prompt = _prompt(model, backbone)
     try:
-        names = _export_graph(Path(backbone.location), tmp_dir / "float32.onnx", max_tokens)
+        names = _export_graph(model, tmp_dir / "float32.onnx")
     except Exception as err:  # torch.export raises many kinds; the user needs one clear line
         raise FewlabelError(
             f"ONNX export of backbone {backbone.name!r} failed: {type(err).__name__}: {err}"
@@ -192,12 +202,36 @@ def _export_into(tmp_dir: Path, backbone: Backbone, max_tokens: int, quantize: s
     shutil.copy(Path(backbone.location) / "tokenizer.json", tmp_dir / "tokenizer.json")
     settings = {
         "inputs": names,
-        "max_tokens": max_tokens,
+        "max_tokens": int(model.max_seq_length),
         "quantize": quantize,
         "backbone": backbone.name,
+        "prompt": prompt,
     }
     (tmp_dir / "encoder.json").write_text(json.dumps(settings, indent=2), encoding="utf-8")
     for leftover in tmp_dir.iterdir():
         if leftover.name not in {"encoder.onnx", "tokenizer.json", "encoder.json"}:
             shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+    _check_against_torch(tmp_dir, backbone, quantize)
     return settings
+
+
+def _check_against_torch(onnx_dir: Path, backbone: Backbone, quantize: str | None) -> None:
+    """Refuse an export whose embeddings of :data:`CHECK_TEXTS` are not PyTorch's (float32)."""
+    from fewlabel.encoders.onnx import OnnxEncoder
+    from fewlabel.encoders.sentence import Encoder
+
+    texts = list(CHECK_TEXTS)
+    exported = OnnxEncoder(onnx_dir).encode(texts)
+    reference = Encoder(backbone, cache=False).encode(texts)
+    if exported.shape != reference.shape:
+        raise FewlabelError(
+            f"ONNX export of backbone {backbone.name!r}: the graph gives vectors of shape "
+            f"{exported.shape[1:]}, PyTorch {reference.shape[1:]}; nothing was exported"
+        )
+    cosine = float(np.min(np.sum(exported * reference, axis=1)))
+    if cosine < MIN_COSINE[quantize]:
+        raise FewlabelError(
+            f"ONNX export of backbone {backbone.name!r}: the graph's embeddings differ from PyTorch's "
+            f"(cosine {cosine:.3f} on a check text, at least {MIN_COSINE[quantize]} needed); nothing was "
+            "exported. Predict with PyTorch (`--engine torch` or `torch-bf16`)."
+        )
