@@ -10,6 +10,10 @@ of that. For each data set, every text longer than a window W is encoded again, 
         --data blitzer_books blitzer_dvd --windows 256 512 --seeds 3
 
 The full-window embeddings come from fewlabel's embedding cache (encoded now when missing).
+
+``--speed N`` measures instead how fast each window encodes the first N texts of each data set in
+one call (as ``fewlabel predict`` does: sorted by length, batches of 32), in float32 and in bfloat16
+(the ``torch-bf16`` engine), after a warm-up on 8 texts.
 """
 
 from __future__ import annotations
@@ -44,6 +48,35 @@ def encode_cut(encoder: Encoder, model, texts: list[str], window: int) -> tuple[
         model.max_seq_length = full
 
 
+def speed(backbone, model, texts: list[str], windows: list[int]) -> list[dict]:
+    rows = []
+    full = model.max_seq_length
+    for window in windows:
+        for precision in ("fp32", "bf16"):
+            encoder = Encoder(backbone, cache=False, precision=precision)
+            model.max_seq_length = window
+            try:
+                encoder.encode(texts[:8])
+                load = os.getloadavg()[0]
+                start = time.perf_counter()
+                encoder.encode(texts)
+                seconds = time.perf_counter() - start
+            finally:
+                model.max_seq_length = full
+            rows.append(
+                {
+                    "window": window,
+                    "precision": precision,
+                    "texts": len(texts),
+                    "seconds": seconds,
+                    "texts_per_second": len(texts) / seconds,
+                    "load_average": load,
+                }
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -53,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--windows", nargs="+", type=int, default=[256, 512])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--train-size", type=int, default=500)
+    parser.add_argument("--speed", type=int, default=0, metavar="N", help="time encoding N texts instead")
     args = parser.parse_args(argv)
     progress.set_enabled(False)
     record = run_record("token_window", argv)
@@ -63,6 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     cached = Encoder(backbone, cache=True)
     plain = Encoder(backbone, cache=False)
     print(f"{args.backbone}: full window {full_window} tokens", flush=True)
+    if args.speed:
+        windows = [*sorted(args.windows), full_window]
+        record["speed"] = {
+            name: speed(backbone, model, load_dataset(name).texts[: args.speed], windows)
+            for name in args.data
+        }
+        print(f"wrote {write_json('token_window-speed', record)}")
+        return 0
     for name in args.data:
         data = load_dataset(name)
         texts = data.texts

@@ -45,7 +45,8 @@ class DataReport:
         if self.long_texts:
             self.warnings.append(
                 f"{self.long_texts} text(s) are longer than {LONG_TEXT_WORDS} words; embedding strategies "
-                "read only the first ~256 tokens of each, TF-IDF reads them whole."
+                "read only the start of each (about 256 tokens with minilm, 384 with mpnet, 2,048 with "
+                "embeddinggemma), TF-IDF reads them whole."
             )
         if self.cut_texts:
             self.warnings.append(
