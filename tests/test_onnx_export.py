@@ -142,3 +142,40 @@ def test_export_that_disagrees_with_pytorch_is_refused(tmp_path, embed_model, mo
     assert not (copy / "onnx").exists()
     assert (copy / MANIFEST).read_bytes() == before
     assert not [p for p in copy.iterdir() if p.name.startswith(".onnx-")]
+
+
+@pytest.fixture(scope="module", params=[("finetune", "head_tail"), ("finetune", "chunks"), ("setfit", "head_tail")])
+def fine_tuned_model(request, tmp_path_factory, reviews):
+    """A fine-tuned model (float32 throughout, so PyTorch and the graph can be compared closely) with
+    a window so short that most reviews are cut, in the way the parameter says."""
+    from conftest import BACKBONE
+
+    from fewlabel.config import TrainConfig
+    from fewlabel.data.labelled import LabelledTexts
+    from fewlabel.training import train
+
+    strategy, long_texts = request.param
+    texts, labels = reviews
+    out = tmp_path_factory.mktemp("fine-tuned") / f"{strategy}-{long_texts}"
+    recipe = {"epochs": 1, "max_tokens": 24, "freeze_layers": 3, "precision": "fp32", "long_texts": long_texts}
+    config = TrainConfig(
+        strategy=strategy, model=BACKBONE, strategy_params={strategy: recipe}, diagnostics=False, choose_engine=False
+    )
+    train(LabelledTexts.from_lists(texts, labels), out, config)
+    return out
+
+
+def test_fine_tuned_model_exports_whole_and_predicts_as_pytorch(tmp_path, fine_tuned_model, reviews):
+    copy = tmp_path / "model"
+    shutil.copytree(fine_tuned_model, copy)
+    info = export_onnx(copy)
+    settings = json.loads((copy / "onnx" / "encoder.json").read_text(encoding="utf-8"))
+    assert info["kind"] == settings["kind"] == "finetuned" and settings["max_tokens"] == 24
+    texts = reviews[0] + [" ".join(reviews[0])]  # one text of many windows
+    torch_model = load_model(copy, engine="torch")
+    onnx_model = load_model(copy, engine="onnx")  # verifies the checksums the export added
+    assert type(onnx_model.strategy.__dict__.get("attached_encoder_")).__name__ == "OnnxFineTuned"
+    p_torch = torch_model.predict_proba(texts)
+    p_onnx = onnx_model.predict_proba(texts)
+    assert np.abs(p_torch - p_onnx).max() <= 1e-3
+    assert load_model(copy).predict(texts)[0] == onnx_model.predict(texts)[0]  # auto runs the export

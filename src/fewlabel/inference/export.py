@@ -3,8 +3,10 @@
 The exported graph takes token ids and returns the L2-normalised sentence embedding from the
 backbone's whole sentence-transformers pipeline (encoder, pooling, any dense layers); the prompt the
 backbone puts before each text (EmbeddingGemma's classification prompt) goes into ``encoder.json``.
-Prediction then needs only ``tokenizers`` and ``onnxruntime``: no PyTorch, no Transformers. An export
-is kept only when the graph embeds a few check texts as PyTorch does. Optional int8 dynamic
+Prediction then needs only ``tokenizers`` and ``onnxruntime``: no PyTorch, no Transformers. A
+fine-tuned classifier (``finetune``, ``setfit``) is exported whole: a graph from token windows to
+their summed token states, pooled per text and put through the trained head in NumPy. An export
+is kept only when the graph embeds (or classifies) a few check texts as PyTorch does. Optional int8 dynamic
 quantisation of the matrix multiplications makes it several times faster on a CPU.
 """
 
@@ -40,6 +42,9 @@ CHECK_TEXTS = (
 )
 # Least cosine similarity between an exported embedding and PyTorch's, per quantisation.
 MIN_COSINE = {None: 0.999, "int8": 0.9}
+# A fine-tuned classifier is exported whole; its probabilities may move this much from PyTorch's.
+MAX_PROBA_DIFF = {None: 0.01, "int8": 0.2}
+FINE_TUNED = ("finetune", "setfit")
 
 
 def _export_graph(model: Any, out: Path) -> list[str]:
@@ -143,10 +148,17 @@ def export_onnx(model_dir: str | Path, quantize: str | None = None) -> dict[str,
             f"{model_dir}: a multi-label model; ONNX export works with single-label models only"
         )
     backbone = _exportable_backbone(model_dir, manifest)
-    model = load_sentence_model(backbone)
     final = model_dir / ONNX_DIR
-    with atomic_directory(final) as tmp_dir:
-        settings = _export_into(tmp_dir, backbone, model, quantize)
+    if manifest.strategy.name in FINE_TUNED:
+        from fewlabel.model_dir.store import read_model
+
+        trained = read_model(model_dir)
+        with atomic_directory(final) as tmp_dir:
+            settings = _export_finetuned_into(tmp_dir, trained.strategy, backbone, quantize)
+    else:
+        model = load_sentence_model(backbone)
+        with atomic_directory(final) as tmp_dir:
+            settings = _export_into(tmp_dir, backbone, model, quantize)
     add_files(model_dir, ONNX_DIR, {"onnx": {"dir": ONNX_DIR, **settings}})
     return {"onnx": str(final / "encoder.onnx"), "bytes": (final / "encoder.onnx").stat().st_size, **settings}
 
@@ -159,11 +171,6 @@ def _exportable_backbone(model_dir: Path, manifest: Manifest) -> Backbone:
     if manifest.backbone is None:
         raise FewlabelError(
             f"{model_dir}: strategy {name!r} uses no neural encoder; it is already fast and has nothing to export"
-        )
-    if name in ("finetune", "setfit"):
-        raise FewlabelError(
-            f"{model_dir}: ONNX export covers frozen-encoder strategies (embed, ensemble); a "
-            f"{name} model runs with PyTorch (`predict` and `serve` use it as it is)"
         )
     backbone = find(backbone_ref(model_dir, manifest) or "")  # pinned by hash: from the store only
     if not backbone.is_local:
@@ -184,6 +191,29 @@ def _export_into(tmp_dir: Path, backbone: Backbone, model: Any, quantize: str | 
         raise FewlabelError(
             f"ONNX export of backbone {backbone.name!r} failed: {type(err).__name__}: {err}"
         ) from None
+    _quantize(tmp_dir, quantize)
+    shutil.copy(Path(backbone.location) / "tokenizer.json", tmp_dir / "tokenizer.json")
+    settings = {
+        "inputs": names,
+        "max_tokens": int(model.max_seq_length),
+        "quantize": quantize,
+        "backbone": backbone.name,
+        "prompt": prompt,
+    }
+    (tmp_dir / "encoder.json").write_text(json.dumps(settings, indent=2), encoding="utf-8")
+    _remove_leftovers(tmp_dir)
+    _check_against_torch(tmp_dir, backbone, quantize)
+    return settings
+
+
+def _remove_leftovers(tmp_dir: Path) -> None:
+    for leftover in tmp_dir.iterdir():
+        if leftover.name not in {"encoder.onnx", "tokenizer.json", "encoder.json"}:
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+
+
+def _quantize(tmp_dir: Path, quantize: str | None) -> None:
+    """``float32.onnx`` in ``tmp_dir`` becomes ``encoder.onnx``, quantised as asked."""
     target = tmp_dir / "encoder.onnx"
     if quantize == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -197,21 +227,91 @@ def _export_into(tmp_dir: Path, backbone: Backbone, model: Any, quantize: str | 
             op_types_to_quantize=["MatMul"],
             per_channel=True,
         )
+        (tmp_dir / "float32.onnx").unlink()
     else:
         os.replace(tmp_dir / "float32.onnx", target)
-    shutil.copy(Path(backbone.location) / "tokenizer.json", tmp_dir / "tokenizer.json")
+
+
+def _export_finetuned_into(
+    tmp_dir: Path, strategy: Any, backbone: Backbone, quantize: str | None
+) -> dict[str, Any]:
+    """Export a fine-tuned classifier (``finetune``, ``setfit``): a graph from token ids to each
+    window's summed token states and token count; pooling over a text's windows and the linear head
+    run in NumPy (:class:`fewlabel.encoders.onnx.OnnxFineTuned`). Kept only when it gives PyTorch's
+    float32 probabilities on :data:`CHECK_TEXTS`."""
+    import torch
+
+    strategy.use_precision("fp32")  # the graph and the reference both in float32
+    tuner = strategy.tuner_
+    net, recipe = tuner.net, tuner.recipe
+    tokenizer = net.tokenizer
+    if not hasattr(tokenizer, "backend_tokenizer"):
+        raise FewlabelError(
+            f"backbone {backbone.name!r} has no fast tokenizer; it cannot be exported to ONNX"
+        )
+
+    class WindowSums(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = net.model
+
+        def forward(self, input_ids, attention_mask):
+            states = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state.float()
+            mask = attention_mask.unsqueeze(-1).to(states.dtype)
+            return (states * mask).sum(1), mask.sum(1)
+
+    names = ["input_ids", "attention_mask"]
+    sample = tokenizer(
+        ["a short one", "a somewhat longer example sentence for tracing", "x"],
+        padding=True,
+        return_tensors="pt",
+    ).to(net.device)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    seq = torch.export.Dim("seq", min=1, max=max(int(recipe.max_tokens), 8))
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                WindowSums().eval(),
+                tuple(sample[n] for n in names),
+                str(tmp_dir / "float32.onnx"),
+                input_names=names,
+                output_names=["window_sums", "window_counts"],
+                dynamic_shapes=tuple({0: batch, 1: seq} for _ in names),
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+    except Exception as err:  # torch.export raises many kinds; the user needs one clear line
+        raise FewlabelError(
+            f"ONNX export of the fine-tuned {backbone.name!r} failed: {type(err).__name__}: {err}"
+        ) from None
+    _quantize(tmp_dir, quantize)
+    (tmp_dir / "tokenizer.json").write_text(tokenizer.backend_tokenizer.to_str(), encoding="utf-8")
     settings = {
+        "kind": "finetuned",
         "inputs": names,
-        "max_tokens": int(model.max_seq_length),
+        "max_tokens": int(recipe.max_tokens),
+        "long_texts": recipe.long_texts,
+        "head_fraction": float(recipe.head_fraction),
+        "pad_id": int(tokenizer.pad_token_id or 0),
         "quantize": quantize,
         "backbone": backbone.name,
-        "prompt": prompt,
+        "prompt": "",
     }
     (tmp_dir / "encoder.json").write_text(json.dumps(settings, indent=2), encoding="utf-8")
-    for leftover in tmp_dir.iterdir():
-        if leftover.name not in {"encoder.onnx", "tokenizer.json", "encoder.json"}:
-            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
-    _check_against_torch(tmp_dir, backbone, quantize)
+    _remove_leftovers(tmp_dir)
+    from fewlabel.encoders.onnx import OnnxFineTuned
+
+    texts = list(CHECK_TEXTS)
+    exported = OnnxFineTuned(tmp_dir, *strategy.head_arrays()).predict_proba(texts)
+    reference = strategy.tuner_.predict_proba(texts)
+    gap = float(np.abs(exported - reference).max())
+    if gap > MAX_PROBA_DIFF[quantize]:
+        raise FewlabelError(
+            f"ONNX export of the fine-tuned {backbone.name!r}: the graph's probabilities differ from "
+            f"PyTorch's by {gap:.3f} on a check text (at most {MAX_PROBA_DIFF[quantize]}); nothing was "
+            "exported. Predict with PyTorch (`--engine torch`)."
+        )
     return settings
 
 

@@ -51,10 +51,15 @@ def _attach_onnx(model: TrainedModel, directory: Path, engine: str) -> bool:
     if not onnx:
         return False
     try:
-        from fewlabel.encoders.onnx import OnnxEncoder
+        from fewlabel.encoders.onnx import OnnxEncoder, OnnxFineTuned
+        from fewlabel.strategies.finetune import FineTunedEncoder
 
         # onnx.dir is a checked relative path, and its files are listed and verified.
-        encoder = OnnxEncoder(directory / onnx.dir)
+        strategy = model.strategy
+        if isinstance(strategy, FineTunedEncoder):  # the whole classifier: encoder, pooling, head
+            encoder: OnnxEncoder = OnnxFineTuned(directory / onnx.dir, *strategy.head_arrays())
+        else:
+            encoder = OnnxEncoder(directory / onnx.dir)
     except ImportError:
         if engine == "onnx":
             raise ModelDirError(

@@ -121,7 +121,26 @@ class FineTunedEncoder(HoldoutStrategy):
         )
 
     def _predict_proba(self, texts: list[str]) -> np.ndarray:
+        exported = self.__dict__.get("attached_encoder_")
+        if exported is not None:
+            return exported.predict_proba(texts)
         return self.tuner_.predict_proba(texts)
+
+    def attach_encoder(self, encoder) -> None:
+        """Predict with the model's exported ONNX classifier (``OnnxFineTuned``); a sentence encoder
+        (what the PyTorch engines attach to embedding strategies) changes nothing here: the network
+        encodes for itself."""
+        if hasattr(encoder, "predict_proba"):
+            self.attached_encoder_ = encoder
+
+    def head_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The trained linear head's weight (classes x hidden) and bias, as float32 arrays."""
+        assert self.tuner_.net is not None
+        linear = self.tuner_.net.head[-1]
+        return (
+            linear.weight.detach().float().cpu().numpy(),
+            linear.bias.detach().float().cpu().numpy(),
+        )
 
     def _save(self, directory: Path) -> None:
         from safetensors.torch import save_file
