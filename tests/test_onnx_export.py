@@ -144,12 +144,13 @@ def test_export_that_disagrees_with_pytorch_is_refused(tmp_path, embed_model, mo
     assert not [p for p in copy.iterdir() if p.name.startswith(".onnx-")]
 
 
-@pytest.fixture(scope="module", params=[("finetune", "head_tail"), ("finetune", "chunks"), ("setfit", "head_tail")])
+@pytest.fixture(
+    scope="module", params=[("finetune", "head_tail"), ("finetune", "chunks"), ("setfit", "head_tail")]
+)
 def fine_tuned_model(request, tmp_path_factory, reviews):
     """A fine-tuned model (float32 throughout, so PyTorch and the graph can be compared closely) with
     a window so short that most reviews are cut, in the way the parameter says."""
     from conftest import BACKBONE
-
     from fewlabel.config import TrainConfig
     from fewlabel.data.labelled import LabelledTexts
     from fewlabel.training import train
@@ -157,9 +158,19 @@ def fine_tuned_model(request, tmp_path_factory, reviews):
     strategy, long_texts = request.param
     texts, labels = reviews
     out = tmp_path_factory.mktemp("fine-tuned") / f"{strategy}-{long_texts}"
-    recipe = {"epochs": 1, "max_tokens": 24, "freeze_layers": 3, "precision": "fp32", "long_texts": long_texts}
+    recipe = {
+        "epochs": 1,
+        "max_tokens": 24,
+        "freeze_layers": 3,
+        "precision": "fp32",
+        "long_texts": long_texts,
+    }
     config = TrainConfig(
-        strategy=strategy, model=BACKBONE, strategy_params={strategy: recipe}, diagnostics=False, choose_engine=False
+        strategy=strategy,
+        model=BACKBONE,
+        strategy_params={strategy: recipe},
+        diagnostics=False,
+        choose_engine=False,
     )
     train(LabelledTexts.from_lists(texts, labels), out, config)
     return out
