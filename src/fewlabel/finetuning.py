@@ -675,7 +675,7 @@ class FineTuner:
         net.head.eval()
         out = np.zeros((len(texts), self.n_classes))
         with torch.inference_mode():
-            for batch in _whole_text_batches(
+            for batch in whole_text_batches(
                 win.owner, np.arange(len(win.ids)), batch_size, [len(w) for w in win.ids]
             ):
                 ids, mask = _pad([win.ids[i] for i in batch], net.tokenizer.pad_token_id or 0, net.device)
@@ -818,7 +818,7 @@ class TrainingRun:
         net.head.eval()
         logits, owners = [], []
         with torch.inference_mode():
-            for batch in _whole_text_batches(self.win.owner, which, batch_size, self.lengths):
+            for batch in whole_text_batches(self.win.owner, which, batch_size, self.lengths):
                 vec, text_ids = self._pooled(batch)
                 logits.append(net.head(vec).float().cpu().numpy())
                 owners.append(text_ids)
@@ -1027,7 +1027,7 @@ def _pair_loss(vec, target):
     return ((sim - same)[upper] ** 2).mean()
 
 
-def _whole_text_batches(
+def whole_text_batches(
     owner: np.ndarray, which: np.ndarray, batch_size: int, lengths
 ) -> Iterator[np.ndarray]:
     """Batches of windows ordered by text length, never splitting one text's windows across batches."""

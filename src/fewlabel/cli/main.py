@@ -282,7 +282,7 @@ def export(
     ] = None,
     force: Force = False,
 ) -> None:
-    """Export the model's encoder to ONNX (MODEL_DIR/onnx); predict and serve then use ONNX Runtime."""
+    """Export the model's encoder (a fine-tuned model: the whole classifier) to ONNX (MODEL_DIR/onnx); predict and serve then use ONNX Runtime."""
     if format != "onnx":
         _fail(f"unknown export format {format!r}; fewlabel exports onnx")
     from fewlabel.cli.commands import export_command

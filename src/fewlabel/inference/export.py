@@ -237,50 +237,18 @@ def _export_finetuned_into(
 ) -> dict[str, Any]:
     """Export a fine-tuned classifier (``finetune``, ``setfit``): a graph from token ids to each
     window's summed token states and token count; pooling over a text's windows and the linear head
-    run in NumPy (:class:`fewlabel.encoders.onnx.OnnxFineTuned`). Kept only when it gives PyTorch's
+    run in NumPy (:class:`fewlabel.inference.onnx_classifier.OnnxFineTuned`). Kept only when it gives PyTorch's
     float32 probabilities on :data:`CHECK_TEXTS`."""
-    import torch
-
     strategy.use_precision("fp32")  # the graph and the reference both in float32
-    tuner = strategy.tuner_
-    net, recipe = tuner.net, tuner.recipe
+    net, recipe = strategy.tuner_.net, strategy.tuner_.recipe
     tokenizer = net.tokenizer
     if not hasattr(tokenizer, "backend_tokenizer"):
         raise FewlabelError(
             f"backbone {backbone.name!r} has no fast tokenizer; it cannot be exported to ONNX"
         )
-
-    class WindowSums(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = net.model
-
-        def forward(self, input_ids, attention_mask):
-            states = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state.float()
-            mask = attention_mask.unsqueeze(-1).to(states.dtype)
-            return (states * mask).sum(1), mask.sum(1)
-
     names = ["input_ids", "attention_mask"]
-    sample = tokenizer(
-        ["a short one", "a somewhat longer example sentence for tracing", "x"],
-        padding=True,
-        return_tensors="pt",
-    ).to(net.device)
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    seq = torch.export.Dim("seq", min=1, max=max(int(recipe.max_tokens), 8))
     try:
-        with torch.no_grad():
-            torch.onnx.export(
-                WindowSums().eval(),
-                tuple(sample[n] for n in names),
-                str(tmp_dir / "float32.onnx"),
-                input_names=names,
-                output_names=["window_sums", "window_counts"],
-                dynamic_shapes=tuple({0: batch, 1: seq} for _ in names),
-                dynamo=True,
-                external_data=False,
-                verbose=False,
-            )
+        _export_window_sums(net, names, int(recipe.max_tokens), tmp_dir / "float32.onnx")
     except Exception as err:  # torch.export raises many kinds; the user needs one clear line
         raise FewlabelError(
             f"ONNX export of the fine-tuned {backbone.name!r} failed: {type(err).__name__}: {err}"
@@ -300,12 +268,11 @@ def _export_finetuned_into(
     }
     (tmp_dir / "encoder.json").write_text(json.dumps(settings, indent=2), encoding="utf-8")
     _remove_leftovers(tmp_dir)
-    from fewlabel.encoders.onnx import OnnxFineTuned
+    from fewlabel.inference.onnx_classifier import OnnxFineTuned
 
     texts = list(CHECK_TEXTS)
     exported = OnnxFineTuned(tmp_dir, *strategy.head_arrays()).predict_proba(texts)
-    reference = strategy.tuner_.predict_proba(texts)
-    gap = float(np.abs(exported - reference).max())
+    gap = float(np.abs(exported - strategy.tuner_.predict_proba(texts)).max())
     if gap > MAX_PROBA_DIFF[quantize]:
         raise FewlabelError(
             f"ONNX export of the fine-tuned {backbone.name!r}: the graph's probabilities differ from "
@@ -313,6 +280,42 @@ def _export_finetuned_into(
             "exported. Predict with PyTorch (`--engine torch`)."
         )
     return settings
+
+
+def _export_window_sums(net: Any, names: list[str], max_tokens: int, out: Path) -> None:
+    """The fine-tuned encoder of ``net`` as ONNX: token ids in; each window's sum of token states
+    and its token count out (float32)."""
+    import torch
+
+    class WindowSums(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = net.model
+
+        def forward(self, input_ids, attention_mask):
+            states = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state.float()
+            mask = attention_mask.unsqueeze(-1).to(states.dtype)
+            return (states * mask).sum(1), mask.sum(1)
+
+    sample = net.tokenizer(
+        ["a short one", "a somewhat longer example sentence for tracing", "x"],
+        padding=True,
+        return_tensors="pt",
+    ).to(net.device)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    seq = torch.export.Dim("seq", min=1, max=max(max_tokens, 8))
+    with torch.no_grad():
+        torch.onnx.export(
+            WindowSums().eval(),
+            tuple(sample[n] for n in names),
+            str(out),
+            input_names=names,
+            output_names=["window_sums", "window_counts"],
+            dynamic_shapes=tuple({0: batch, 1: seq} for _ in names),
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
 
 
 def _check_against_torch(onnx_dir: Path, backbone: Backbone, quantize: str | None) -> None:

@@ -51,7 +51,8 @@ def _attach_onnx(model: TrainedModel, directory: Path, engine: str) -> bool:
     if not onnx:
         return False
     try:
-        from fewlabel.encoders.onnx import OnnxEncoder, OnnxFineTuned
+        from fewlabel.encoders.onnx import OnnxEncoder
+        from fewlabel.inference.onnx_classifier import OnnxFineTuned
         from fewlabel.strategies.finetune import FineTunedEncoder
 
         # onnx.dir is a checked relative path, and its files are listed and verified.
