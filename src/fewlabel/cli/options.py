@@ -174,7 +174,7 @@ Backbone = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="Backbone: best (embeddinggemma when installed and its encoding fits half the budget, or the texts are mostly not in English; else mpnet if installed, else minilm), minilm, mpnet, embeddinggemma, a directory or a Hub id.",
+        help="Backbone: best (embeddinggemma when installed and its encoding fits about two thirds of the budget, or the texts are mostly not in English; else mpnet if installed, else minilm), minilm, mpnet, embeddinggemma, a directory or a Hub id.",
     ),
 ]
 Folds = Annotated[int, typer.Option(help="Cross-validation folds (2 to 20).")]
