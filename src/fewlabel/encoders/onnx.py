@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -97,20 +96,16 @@ class OnnxEncoder:
                 f"{onnx_dir / 'encoder.onnx'}: tensor {external[0]!r} keeps its data in another file; "
                 "fewlabel exports self-contained graphs and reads no file a graph names"
             )
-        # The tokenizer is parsed while ONNX Runtime builds the session (both release the GIL): with
-        # embeddinggemma's 33 MB tokenizer that saved about a second of each `fewlabel predict`.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            parsed = pool.submit(Tokenizer.from_str, tokenizer_text)
-            try:
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = threads or os.cpu_count() or 1
-                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-                self.tokenizer = parsed.result()
-                self.tokenizer.enable_truncation(max_tokens)
-                self.tokenizer.no_padding()
-            except Exception as err:  # tokenizers and ONNX Runtime raise their own exception types
-                raise ModelDirError(f"{onnx_dir}: cannot load the ONNX encoder ({err})") from None
+        try:
+            self.tokenizer = Tokenizer.from_str(tokenizer_text)
+            self.tokenizer.enable_truncation(max_tokens)
+            self.tokenizer.no_padding()
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads or os.cpu_count() or 1
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # tokenizers and ONNX Runtime raise their own exception types
+            raise ModelDirError(f"{onnx_dir}: cannot load the ONNX encoder ({err})") from None
         self.inputs = [i.name for i in self.session.get_inputs()]
         if "input_ids" not in self.inputs or "attention_mask" not in self.inputs:
             raise ModelDirError(
