@@ -191,3 +191,20 @@ def test_label_curve_samples_are_nested_balanced_and_never_test_rows():
     # Cheapest first (every size at seed 0), one seed above many_seeds_up_to.
     assert jobs(Args()) == [(4, 0, "d", "tfidf"), (8, 0, "d", "tfidf"), (16, 0, "d", "tfidf"),
                             (4, 1, "d", "tfidf"), (8, 1, "d", "tfidf")]  # fmt: skip
+
+
+def test_cli_predict_times_both_engines_in_process_and_through_the_cli(
+    tmp_path, monkeypatch, tfidf_model_dir, reviews_csv
+):
+    from benchmarks import cli_predict
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    assert cli_predict.main([str(tfidf_model_dir), str(reviews_csv), "--n", "20", "--repeats", "1"]) == 0
+    record = json.loads(next(tmp_path.glob("cli_predict-*.json")).read_text())
+    rows = {row["name"]: row for row in record["rows"]}
+    assert set(rows) == {"in_process/auto", "cli/auto", "in_process/torch", "cli/torch"}
+    assert record["n"] == 20 and len(record["one_text"]["seconds"]) == 1
+    # A tfidf model predicts the same whatever the engine, in process or through the CLI.
+    assert all(row["agreement_with_cli_torch"] == 1.0 for row in rows.values())
+    assert all(row["texts_per_second"] > 0 and 0 <= row["accuracy"] <= 1 for row in rows.values())
+    assert rows["cli/auto"]["wall_seconds"] > 0 and "cli_share_of_in_process_auto" in record["summary"]
