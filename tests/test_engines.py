@@ -231,3 +231,14 @@ def test_measuring_stops_when_one_float32_pass_is_too_slow(bf16_model, native, m
     entry = engines.choose_engine(result.model, TEXTS)
     assert entry is not None and entry.engine == "torch" and entry.agreement is None
     assert entry.reason.startswith("not measured: one float32 pass over")
+
+
+def test_engines_can_be_measured_on_a_loaded_model(bf16_model, native, monkeypatch):
+    """A loaded model's strategy holds an encoder with a lock and a connection: copying it for each
+    engine gives fresh encoders instead of failing."""
+    _, out = bf16_model
+    monkeypatch.setattr(engines, "_seconds", _fake_seconds)
+    model = load_model(out, engine="torch")
+    entry = engines.choose_engine(model, TEXTS)
+    assert entry is not None and entry.engine == "torch-bf16" and entry.sample == len(TEXTS)
+    assert model.predict(TEXTS[:2])[0] == load_model(out, engine="torch").predict(TEXTS[:2])[0]

@@ -100,6 +100,13 @@ class Encoder:
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # one connection, used from whichever thread predicts
 
+    def __deepcopy__(self, memo: dict) -> Encoder:
+        """A fresh encoder with the same settings: a copy of a strategy (measuring engines) must not
+        share this one's connection, lock or memory of embeddings."""
+        fresh = Encoder(self._backbone or self._spec, self.batch_size, self.cache, self.precision)
+        memo[id(self)] = fresh
+        return fresh
+
     @property
     def backbone(self) -> Backbone:
         """Resolved on first use, so a loaded model only needs its backbone when it embeds."""
