@@ -313,19 +313,18 @@ def export_command(model_dir: Path, quantize: str | None, force: bool) -> dict[s
     from fewlabel.atomic import output_lock
     from fewlabel.inference.export import ONNX_DIR, export_onnx
     from fewlabel.inference.predicting import refuse_existing
-    from fewlabel.model_dir.manifest import read_manifest
+    from fewlabel.model_dir.manifest import load_manifest
 
-    manifest = read_manifest(
-        model_dir
-    )  # a missing or foreign directory is named as such, before the output is
+    # A missing or foreign directory is named as such, before the output is looked at.
+    manifest = load_manifest(model_dir)
     target = model_dir / ONNX_DIR
     refuse_existing(target, force)
-    backbone = manifest.get("backbone") if isinstance(manifest.get("backbone"), dict) else None
-    if backbone is not None and isinstance(backbone.get("name"), str):
+    if manifest.backbone is not None:
+        name = manifest.backbone.name
         slow = " (embeddinggemma: about 2 minutes and 6 GB of memory on 2 cores)"
         Console(stderr=True).print(
-            f"Exporting {escape(backbone['name'])} to ONNX and checking it against PyTorch"
-            + (slow if backbone["name"] == "embeddinggemma" else "")
+            f"Exporting {escape(name)} to ONNX and checking it against PyTorch"
+            + (slow if name == "embeddinggemma" else "")
             + "..."
         )
     with output_lock(target):
