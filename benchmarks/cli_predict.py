@@ -29,6 +29,7 @@ from pathlib import Path
 from benchmarks.common import run_record, write_json
 from fewlabel import progress
 from fewlabel.inference.loading import load_model
+from fewlabel.model_dir.manifest import load_manifest
 
 ENGINES = ("auto", "torch")
 
@@ -149,9 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     texts, labels = read_texts(args.texts, args.n)
     record = run_record("cli_predict", argv)
     record.update({"model_dir": str(args.model_dir), "texts": str(args.texts), "n": len(texts)})
-    record["recorded_engine"] = load_model(args.model_dir, engine="torch").manifest.prediction
-    if record["recorded_engine"] is not None:
-        record["recorded_engine"] = record["recorded_engine"].model_dump()
+    recorded = load_manifest(args.model_dir).prediction
+    record["recorded_engine"] = recorded.model_dump() if recorded is not None else None
     print(f"{len(texts)} texts; recorded engine: {record['recorded_engine']}", flush=True)
     record["one_text"] = one_text(args.model_dir, texts[0], args.repeats)
     print(f"one text from the CLI: {record['one_text']['seconds']}", flush=True)

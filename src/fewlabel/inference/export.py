@@ -50,33 +50,41 @@ FINE_TUNED = ("finetune", "setfit")
 def _export_graph(model: Any, out: Path) -> list[str]:
     """Export the whole sentence-transformers pipeline of ``model`` (encoder, pooling, any dense
     layers, normalisation) to ``out``; returns the graph's input names."""
-    import torch
-
     tokenizer = model.tokenizer
     names: list[str] = [
         n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names
     ]
     wrapper = _sentence_encoder(model, names)
+    _trace(wrapper, tokenizer, model.device, names, ["sentence_vector"], int(model.max_seq_length), out)
+    return names
+
+
+def _trace(
+    module: Any, tokenizer: Any, device: Any, names: list[str], outputs: list[str], max_tokens: int, out: Path
+) -> None:
+    """``module`` (token tensors ``names`` in, ``outputs`` out) as a self-contained ONNX graph at
+    ``out``, any batch size and any length up to ``max_tokens``."""
+    import torch
+
     sample = tokenizer(
         ["a short one", "a somewhat longer example sentence for tracing", "x"],
         padding=True,
         return_tensors="pt",
-    ).to(model.device)
+    ).to(device)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    seq = torch.export.Dim("seq", min=1, max=max(int(model.max_seq_length), 8))
+    seq = torch.export.Dim("seq", min=1, max=max(max_tokens, 8))
     with torch.no_grad():
         torch.onnx.export(
-            wrapper,
+            module,
             tuple(sample[n] for n in names),
             str(out),
             input_names=names,
-            output_names=["sentence_vector"],
+            output_names=outputs,
             dynamic_shapes=tuple({0: batch, 1: seq} for _ in names),
             dynamo=True,
             external_data=False,
             verbose=False,
         )
-    return names
 
 
 def _sentence_encoder(model: Any, names: list[str]) -> Any:
@@ -297,25 +305,15 @@ def _export_window_sums(net: Any, names: list[str], max_tokens: int, out: Path) 
             mask = attention_mask.unsqueeze(-1).to(states.dtype)
             return (states * mask).sum(1), mask.sum(1)
 
-    sample = net.tokenizer(
-        ["a short one", "a somewhat longer example sentence for tracing", "x"],
-        padding=True,
-        return_tensors="pt",
-    ).to(net.device)
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    seq = torch.export.Dim("seq", min=1, max=max(max_tokens, 8))
-    with torch.no_grad():
-        torch.onnx.export(
-            WindowSums().eval(),
-            tuple(sample[n] for n in names),
-            str(out),
-            input_names=names,
-            output_names=["window_sums", "window_counts"],
-            dynamic_shapes=tuple({0: batch, 1: seq} for _ in names),
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
+    _trace(
+        WindowSums().eval(),
+        net.tokenizer,
+        net.device,
+        names,
+        ["window_sums", "window_counts"],
+        max_tokens,
+        out,
+    )
 
 
 def _check_against_torch(onnx_dir: Path, backbone: Backbone, quantize: str | None) -> None:

@@ -55,8 +55,8 @@ class OnnxFineTuned(OnnxEncoder):
                 f"{onnx_dir}: encoder.json lacks the fine-tuned model's settings ({err})"
             ) from None
         self.tokenizer.no_truncation()  # windows() cuts long texts itself
-        self.head_weight = np.asarray(head_weight, dtype=np.float32)
-        self.head_bias = np.asarray(head_bias, dtype=np.float32)
+        self.head_weight = np.asarray(head_weight, dtype=np.float64)
+        self.head_bias = np.asarray(head_bias, dtype=np.float64)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         n_classes = len(self.head_bias)
@@ -84,7 +84,7 @@ class OnnxFineTuned(OnnxEncoder):
             np.add.at(sums, win.owner[batch], np.asarray(window_sums, dtype=np.float64))
             np.add.at(counts, win.owner[batch], np.asarray(window_counts, dtype=np.float64).reshape(-1))
         pooled = sums / np.maximum(counts, 1.0)[:, None]
-        logits = pooled @ self.head_weight.T.astype(np.float64) + self.head_bias
+        logits = pooled @ self.head_weight.T + self.head_bias
         logits -= logits.max(axis=1, keepdims=True)
         proba = np.exp(logits)
         return proba / proba.sum(axis=1, keepdims=True)
