@@ -190,3 +190,91 @@ def test_fine_tuned_model_exports_whole_and_predicts_as_pytorch(tmp_path, fine_t
     p_onnx = onnx_model.predict_proba(texts)
     assert np.abs(p_torch - p_onnx).max() <= 1e-3
     assert load_model(copy).predict(texts)[0] == onnx_model.predict(texts)[0]  # auto runs the export
+    if info.get("openvino"):  # openvino installed and it answered as PyTorch on the check texts
+        p_openvino = load_model(copy, engine="openvino").predict_proba(texts)
+        assert np.abs(p_torch - p_openvino).max() <= 0.02
+
+
+def _runtime(model) -> str:
+    return model.strategy.__dict__["attached_encoder_"].runtime
+
+
+@pytest.mark.parametrize("openvino_faster", [True, False])
+def test_openvino_is_checked_at_export_and_runs_the_graph_as_pytorch(
+    tmp_path, embed_model, demo_texts, monkeypatch, openvino_faster
+):
+    """With openvino installed, export checks it on the check texts as it checks ONNX Runtime and
+    records what it found, keeping OpenVINO's own format of the graph (the IR) only when OpenVINO was
+    the faster there (timings faked here: on the tiny test backbone either may win); ``--engine
+    openvino`` answers as PyTorch does, from the IR or from the graph."""
+    pytest.importorskip("openvino")
+    from fewlabel.inference import export
+    from fewlabel.model_dir.manifest import load_manifest
+
+    def timed(encoder, texts, seconds):
+        answers = time_answers(encoder, texts, seconds)
+        seconds[encoder.runtime] = 1.0 if (encoder.runtime == "openvino") == openvino_faster else 2.0
+        return answers
+
+    time_answers = export._time_answers
+    monkeypatch.setattr(export, "_time_answers", timed)
+    copy = tmp_path / "model"
+    shutil.copytree(embed_model, copy)
+    info = export_onnx(copy)
+    manifest = load_manifest(copy)
+    record = manifest.onnx.openvino
+    assert record is not None and info["openvino"]["speedup"] == record.speedup == (
+        2.0 if openvino_faster else 0.5
+    )
+    assert 0 <= record.gap <= 1e-3 and record.precision in ("bf16", "f32")
+    settings = json.loads((copy / "onnx" / "encoder.json").read_text(encoding="utf-8"))
+    assert settings.get("openvino_ir", False) == openvino_faster
+    assert (copy / "onnx" / "openvino.bin").exists() == openvino_faster
+    assert ("onnx/openvino.xml" in manifest.files) == openvino_faster
+    assert _runtime(load_model(copy)) == ("openvino" if openvino_faster else "onnxruntime")
+    model = load_model(copy, engine="openvino")
+    assert _runtime(model) == "openvino"
+    p_torch = load_model(copy, engine="torch").predict_proba(demo_texts)
+    p_openvino = model.predict_proba(demo_texts)
+    assert np.abs(p_torch - p_openvino).max() <= 0.02
+    assert float((p_torch.argmax(1) == p_openvino.argmax(1)).mean()) >= 0.98
+
+
+@pytest.mark.parametrize(
+    ("speedup", "installed", "runtime"),
+    [(2.0, True, "openvino"), (0.8, True, "onnxruntime"), (2.0, False, "onnxruntime")],
+)
+def test_auto_runs_openvino_only_where_export_found_it_faster_and_it_is_installed(
+    tmp_path, embed_model, monkeypatch, speedup, installed, runtime
+):
+    pytest.importorskip("openvino")
+    from fewlabel.inference import loading
+    from fewlabel.model_dir.manifest import add_files, load_manifest
+
+    copy = tmp_path / "model"
+    shutil.copytree(embed_model, copy)
+    export_onnx(copy)
+    entry = load_manifest(copy).onnx.model_dump()
+    entry["openvino"] = {"precision": "bf16", "gap": 0.0, "speedup": speedup}
+    add_files(copy, "onnx", {"onnx": entry})
+    monkeypatch.setattr(loading, "_installed", lambda module: installed)
+    assert _runtime(load_model(copy)) == runtime
+
+
+def test_openvino_engine_needs_an_export_and_openvino(tmp_path, embed_model, monkeypatch):
+    from fewlabel.encoders import onnx
+    from fewlabel.errors import ModelDirError
+
+    with pytest.raises(ModelDirError, match="fewlabel export"):
+        load_model(embed_model, engine="openvino")
+    copy = tmp_path / "model"
+    shutil.copytree(embed_model, copy)
+    export_onnx(copy)
+
+    def missing() -> None:
+        raise ImportError("No module named 'openvino'")
+
+    monkeypatch.setattr(onnx._OpenVinoSession, "check_installed", staticmethod(missing))
+    with pytest.raises(ModelDirError, match=r"fewlabel\[openvino\]"):
+        load_model(copy, engine="openvino")
+    assert _runtime(load_model(copy)) == "onnxruntime"  # auto: ONNX Runtime, no error

@@ -289,10 +289,18 @@ def export(
 
     info = _run(export_command, model_dir, quantize, force)
     size = info["bytes"] / 1e6
+    openvino = info.get("openvino")
+    runtime = "ONNX Runtime"
+    if openvino and openvino["speedup"] > 1:
+        runtime = (
+            f"OpenVINO ({openvino['precision']}, {openvino['speedup']:.1f}x ONNX Runtime on the check texts)"
+        )
     typer.echo(
         f"Wrote {info['onnx']} ({size:.0f} MB, {info['quantize'] or 'float32'}); "
-        "`fewlabel predict` and `fewlabel serve` now use it (--engine torch to compare)."
+        f"`fewlabel predict` and `fewlabel serve` now run it with {runtime} (--engine torch to compare)."
     )
+    if info.get("openvino_refused"):
+        typer.echo(f"Not run with OpenVINO: {info['openvino_refused']}.", err=True)
 
 
 @app.command(cls=Command)

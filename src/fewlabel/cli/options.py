@@ -227,8 +227,9 @@ Strict = Annotated[
 Engine = Annotated[
     str,
     typer.Option(
-        help="auto (ONNX Runtime when the model was exported, else PyTorch), onnx, torch, or "
-        "torch-bf16 (bfloat16 matrix products: faster on CPUs with AMX or AVX512-BF16 and on GPUs)."
+        help="auto (the exported graph when there is one: with OpenVINO where export found it faster, "
+        "else ONNX Runtime; else PyTorch as training chose), onnx, openvino, torch, or torch-bf16 "
+        "(bfloat16 matrix products: faster on CPUs with AMX or AVX512-BF16 and on GPUs)."
     ),
 ]
 Threshold = Annotated[

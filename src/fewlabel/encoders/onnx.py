@@ -6,6 +6,12 @@ L2-normalised sentence embedding, so prediction needs no PyTorch and no Transfor
 The three files are read here, once, as untrusted input: the graph may hold no external data (a
 tensor stored in another file, which ONNX Runtime would read from a path the graph names), and the
 session is built from the bytes read, so ONNX Runtime opens no file itself.
+
+Two runtimes run the same graph: ONNX Runtime (``onnxruntime``, float32) and OpenVINO (``openvino``, an
+optional extra), which on a CPU that multiplies bfloat16 natively (AVX512-BF16, AMX) runs the matrix
+products in bfloat16 with float32 sums: embeddinggemma's embeddings of long reviews came out within
+cosine 0.9999 of float32 at about twice ONNX Runtime's speed here (BENCHMARKS.md). Export checks each
+runtime against PyTorch (:mod:`fewlabel.inference.export`).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from fewlabel.errors import ModelDirError
 
 BATCH = 32
 _MAX_GRAPH_BYTES = 2 << 30  # protobuf's own limit
+RUNTIMES = ("onnxruntime", "openvino")
+IR_FILES = ("openvino.xml", "openvino.bin")  # the graph in OpenVINO's format, written by export
 
 
 def _tensors(nodes, initializers=(), sparse=()) -> Iterator:
@@ -49,12 +57,103 @@ def _external_tensors(graph_bytes: bytes) -> list[str]:
     return [t.name for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL]
 
 
-class OnnxEncoder:
-    """Sentence embeddings from an exported encoder, with ``tokenizers`` and ONNX Runtime only."""
+def read_graph(onnx_dir: Path) -> bytes:
+    """The exported ONNX graph's bytes, checked to keep no tensor data in other files."""
+    path = onnx_dir / "encoder.onnx"
+    try:
+        with path.open("rb") as f:
+            graph = f.read(_MAX_GRAPH_BYTES + 1)
+    except OSError as err:
+        raise ModelDirError(f"{onnx_dir}: cannot read the ONNX encoder ({err})") from None
+    if len(graph) > _MAX_GRAPH_BYTES:
+        raise ModelDirError(f"{path}: larger than an ONNX graph can be")
+    try:
+        external = _external_tensors(graph)
+    except ImportError:
+        raise
+    except Exception as err:  # onnx raises DecodeError and others on a damaged graph
+        raise ModelDirError(f"{path}: not an ONNX graph ({err})") from None
+    if external:
+        raise ModelDirError(
+            f"{path}: tensor {external[0]!r} keeps its data in another file; "
+            "fewlabel exports self-contained graphs and reads no file a graph names"
+        )
+    return graph
 
-    def __init__(self, onnx_dir: str | Path, threads: int | None = None):
+
+class _OrtSession:
+    """An ONNX Runtime session on the graph's bytes (float32)."""
+
+    precision = "f32"
+
+    @staticmethod
+    def check_installed() -> None:
+        import onnxruntime  # noqa: F401  (ImportError: the caller names the extra)
+
+    def __init__(self, onnx_dir: Path, threads: int, settings: dict):
         import onnxruntime as ort
+
+        graph = read_graph(onnx_dir)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return list(self.session.run(None, feeds))
+
+
+class _OpenVinoSession:
+    """An OpenVINO model compiled for the CPU. OpenVINO picks the precision: bfloat16 matrix
+    products where the CPU has them natively, else float32.
+
+    It reads the OpenVINO IR export wrote beside the graph (``openvino.xml`` and ``openvino.bin``:
+    the same network in OpenVINO's own format, data only) when ``encoder.json`` names it: about 1 s
+    for embeddinggemma's, against 6 s to convert the ONNX graph at every start. Both are read as
+    bytes here; OpenVINO opens no file itself.
+    """
+
+    @staticmethod
+    def check_installed() -> None:
+        import openvino  # noqa: F401  (ImportError: the caller names the extra)
+
+    def __init__(self, onnx_dir: Path, threads: int, settings: dict):
+        import openvino as ov
+
+        core = ov.Core()
+        if settings.get("openvino_ir"):
+            try:
+                xml = (onnx_dir / IR_FILES[0]).read_bytes()
+                weights = np.fromfile(onnx_dir / IR_FILES[1], dtype=np.uint8)
+            except OSError as err:
+                raise ModelDirError(f"{onnx_dir}: cannot read the OpenVINO IR ({err})") from None
+            network = core.read_model(xml, ov.Tensor(weights))
+        else:
+            network = core.read_model(read_graph(onnx_dir))
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
+        self.compiled = core.compile_model(network, "CPU", config)
+        self.inputs = [port.get_any_name() for port in self.compiled.inputs]
+        self.precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # bf16, f32
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        # A request per call: one compiled model serves concurrent callers (the HTTP service).
+        request = self.compiled.create_infer_request()
+        request.infer(feeds)
+        return [np.array(request.get_output_tensor(i).data) for i in range(len(self.compiled.outputs))]
+
+
+class OnnxEncoder:
+    """Sentence embeddings from an exported encoder, with ``tokenizers`` and ONNX Runtime (or
+    OpenVINO: ``runtime="openvino"``) only."""
+
+    def __init__(self, onnx_dir: str | Path, threads: int | None = None, runtime: str = "onnxruntime"):
         from tokenizers import Tokenizer
+
+        if runtime not in RUNTIMES:
+            raise ModelDirError(f"unknown ONNX runtime {runtime!r}; use {' or '.join(RUNTIMES)}")
+        session_class = _OpenVinoSession if runtime == "openvino" else _OrtSession
+        session_class.check_installed()
 
         onnx_dir = Path(onnx_dir)
         try:
@@ -67,12 +166,8 @@ class OnnxEncoder:
             ):
                 raise ValueError("max_tokens is not a whole number of tokens")
             tokenizer_text = (onnx_dir / "tokenizer.json").read_text(encoding="utf-8")
-            with (onnx_dir / "encoder.onnx").open("rb") as f:
-                graph = f.read(_MAX_GRAPH_BYTES + 1)
         except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
             raise ModelDirError(f"{onnx_dir}: cannot read the ONNX encoder ({err})") from None
-        if len(graph) > _MAX_GRAPH_BYTES:
-            raise ModelDirError(f"{onnx_dir / 'encoder.onnx'}: larger than an ONNX graph can be")
         prompt = settings.get("prompt", "")
         if not isinstance(prompt, str) or len(prompt) > 1000:
             raise ModelDirError(f"{onnx_dir / 'encoder.json'}: prompt must be a short string")
@@ -86,31 +181,25 @@ class OnnxEncoder:
         self.prompt = prompt
         self.settings = settings
         try:
-            external = _external_tensors(graph)
-        except ImportError:
-            raise
-        except Exception as err:  # onnx raises DecodeError and others on a damaged graph
-            raise ModelDirError(f"{onnx_dir / 'encoder.onnx'}: not an ONNX graph ({err})") from None
-        if external:
-            raise ModelDirError(
-                f"{onnx_dir / 'encoder.onnx'}: tensor {external[0]!r} keeps its data in another file; "
-                "fewlabel exports self-contained graphs and reads no file a graph names"
-            )
-        try:
+            # The graph first: one that names files outside the model is refused before anything else.
+            self.session = session_class(onnx_dir, threads or os.cpu_count() or 1, settings)
             self.tokenizer = Tokenizer.from_str(tokenizer_text)
             self.tokenizer.enable_truncation(max_tokens)
             self.tokenizer.no_padding()
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads or os.cpu_count() or 1
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # tokenizers and ONNX Runtime raise their own exception types
+        except ModelDirError:
+            raise
+        except Exception as err:  # tokenizers and the runtimes raise their own exception types
             raise ModelDirError(f"{onnx_dir}: cannot load the ONNX encoder ({err})") from None
-        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.runtime = runtime
+        self.inputs = self.session.inputs
         if "input_ids" not in self.inputs or "attention_mask" not in self.inputs:
             raise ModelDirError(
                 f"{onnx_dir / 'encoder.onnx'}: the graph does not take input_ids and attention_mask"
             )
+
+    def answers(self, texts: Sequence[str]) -> np.ndarray:
+        """What an export is checked by: the embeddings (a fine-tuned classifier's: probabilities)."""
+        return self.encode(texts)
 
     def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
         del show_progress  # predict shows its own bar
@@ -130,8 +219,8 @@ class OnnxEncoder:
                 if "token_type_ids" in arrays:
                     arrays["token_type_ids"][row, :n] = enc.type_ids
             try:
-                vectors = np.asarray(self.session.run(None, arrays)[0], dtype=np.float32)
-            except Exception as err:  # ONNX Runtime's own exception types
+                vectors = np.asarray(self.session.run(arrays)[0], dtype=np.float32)
+            except Exception as err:  # the runtime's own exception types
                 raise ModelDirError(f"the model's ONNX encoder failed ({err})") from None
             if (
                 vectors.ndim != 2

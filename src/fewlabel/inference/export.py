@@ -15,18 +15,22 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fewlabel.atomic import atomic_directory
+from fewlabel.encoders.onnx import IR_FILES
 from fewlabel.errors import FewlabelError
 from fewlabel.model_dir.manifest import add_files, backbone_ref, load_manifest
 from fewlabel.model_dir.records import Manifest
 
 if TYPE_CHECKING:
     from fewlabel.encoders.backbones import Backbone
+    from fewlabel.encoders.onnx import OnnxEncoder
 
 ONNX_DIR = "onnx"
 
@@ -167,8 +171,10 @@ def export_onnx(model_dir: str | Path, quantize: str | None = None) -> dict[str,
         model = load_sentence_model(backbone)
         with atomic_directory(final) as tmp_dir:
             settings = _export_into(tmp_dir, backbone, model, quantize)
+    refused = settings.pop("openvino_refused", None)
     add_files(model_dir, ONNX_DIR, {"onnx": {"dir": ONNX_DIR, **settings}})
-    return {"onnx": str(final / "encoder.onnx"), "bytes": (final / "encoder.onnx").stat().st_size, **settings}
+    info = {"onnx": str(final / "encoder.onnx"), "bytes": (final / "encoder.onnx").stat().st_size, **settings}
+    return {**info, "openvino_refused": refused} if refused else info
 
 
 def _exportable_backbone(model_dir: Path, manifest: Manifest) -> Backbone:
@@ -210,8 +216,7 @@ def _export_into(tmp_dir: Path, backbone: Backbone, model: Any, quantize: str | 
     }
     (tmp_dir / "encoder.json").write_text(json.dumps(settings, indent=2), encoding="utf-8")
     _remove_leftovers(tmp_dir)
-    _check_against_torch(tmp_dir, backbone, quantize)
-    return settings
+    return {**settings, **_check_against_torch(tmp_dir, backbone, quantize)}
 
 
 def _remove_leftovers(tmp_dir: Path) -> None:
@@ -279,15 +284,24 @@ def _export_finetuned_into(
     from fewlabel.inference.onnx_classifier import OnnxFineTuned
 
     texts = list(CHECK_TEXTS)
-    exported = OnnxFineTuned(tmp_dir, *strategy.head_arrays()).predict_proba(texts)
-    gap = float(np.abs(exported - strategy.tuner_.predict_proba(texts)).max())
-    if gap > MAX_PROBA_DIFF[quantize]:
+    reference = strategy.tuner_.predict_proba(texts)
+
+    def gap(probabilities: np.ndarray) -> float:
+        return float(np.abs(probabilities - reference).max())
+
+    exported = gap(OnnxFineTuned(tmp_dir, *strategy.head_arrays()).predict_proba(texts))
+    if exported > MAX_PROBA_DIFF[quantize]:
         raise FewlabelError(
             f"ONNX export of the fine-tuned {backbone.name!r}: the graph's probabilities differ from "
-            f"PyTorch's by {gap:.3f} on a check text (at most {MAX_PROBA_DIFF[quantize]}); nothing was "
+            f"PyTorch's by {exported:.3f} on a check text (at most {MAX_PROBA_DIFF[quantize]}); nothing was "
             "exported. Predict with PyTorch (`--engine torch`)."
         )
-    return settings
+
+    def run(runtime: str) -> OnnxFineTuned:
+        weight, bias = strategy.head_arrays()
+        return OnnxFineTuned(tmp_dir, weight, bias, runtime=runtime)
+
+    return {**settings, **_openvino_check(tmp_dir, run, gap, MAX_PROBA_DIFF[None], quantize)}
 
 
 def _export_window_sums(net: Any, names: list[str], max_tokens: int, out: Path) -> None:
@@ -316,8 +330,9 @@ def _export_window_sums(net: Any, names: list[str], max_tokens: int, out: Path) 
     )
 
 
-def _check_against_torch(onnx_dir: Path, backbone: Backbone, quantize: str | None) -> None:
-    """Refuse an export whose embeddings of :data:`CHECK_TEXTS` are not PyTorch's (float32)."""
+def _check_against_torch(onnx_dir: Path, backbone: Backbone, quantize: str | None) -> dict[str, Any]:
+    """Refuse an export whose embeddings of :data:`CHECK_TEXTS` are not PyTorch's (float32); the
+    OpenVINO record (:func:`_openvino_check`) when it passes."""
     from fewlabel.encoders.onnx import OnnxEncoder
     from fewlabel.encoders.sentence import Encoder
 
@@ -336,3 +351,65 @@ def _check_against_torch(onnx_dir: Path, backbone: Backbone, quantize: str | Non
             f"(cosine {cosine:.3f} on a check text, at least {MIN_COSINE[quantize]} needed); nothing was "
             "exported. Predict with PyTorch (`--engine torch` or `torch-bf16`)."
         )
+
+    def gap(vectors: np.ndarray) -> float:
+        return 1.0 - float(np.min(np.sum(vectors * reference, axis=1)))
+
+    def run(runtime: str) -> OnnxEncoder:
+        return OnnxEncoder(onnx_dir, runtime=runtime)
+
+    return _openvino_check(onnx_dir, run, gap, 1.0 - MIN_COSINE[None], quantize)
+
+
+def _openvino_check(
+    tmp_dir: Path,
+    load: Callable[[str], OnnxEncoder],
+    gap: Callable[[np.ndarray], float],
+    limit: float,
+    quantize: str | None,
+) -> dict[str, Any]:
+    """Whether OpenVINO may run the float32 graph, checked as ONNX Runtime was.
+
+    The graph is also written in OpenVINO's format (:data:`IR_FILES`; it loads in a second where
+    converting the graph takes several), and OpenVINO runs that on :data:`CHECK_TEXTS`: when its
+    answers are within ``limit`` of PyTorch's (``gap``), ``{"openvino": {...}}`` with the precision
+    it chose and its speed against ONNX Runtime's there (each timed on a second pass; the first
+    builds kernels). The IR is kept only when OpenVINO was faster (``auto`` then runs it).
+    ``{"openvino_refused": why}`` when it answered otherwise; ``{}`` when openvino is not installed or
+    the graph is quantised (ONNX Runtime's int8 operators).
+    """
+    if quantize is not None:
+        return {}
+    try:
+        import openvino as ov
+    except ImportError:
+        return {}
+    texts, seconds = list(CHECK_TEXTS), dict[str, float]()
+    _time_answers(load("onnxruntime"), texts, seconds)  # one runtime in memory at a time
+    network = ov.Core().read_model(str(tmp_dir / "encoder.onnx"))
+    ov.save_model(network, str(tmp_dir / IR_FILES[0]), compress_to_fp16=False)  # float32, as the graph
+    del network
+    settings_file = tmp_dir / "encoder.json"
+    settings = json.loads(settings_file.read_text(encoding="utf-8"))
+    settings_file.write_text(json.dumps({**settings, "openvino_ir": True}, indent=2), encoding="utf-8")
+    encoder = load("openvino")
+    distance = gap(_time_answers(encoder, texts, seconds))
+    speedup = seconds["onnxruntime"] / seconds["openvino"]
+    if distance > limit or speedup <= 1:
+        for name in IR_FILES:
+            (tmp_dir / name).unlink()
+        settings_file.write_text(json.dumps(settings, indent=2), encoding="utf-8")
+    if distance > limit:
+        return {
+            "openvino_refused": f"OpenVINO's answers differ from PyTorch's by {distance:.4f} on a check text"
+        }
+    record = {"precision": encoder.session.precision, "gap": distance, "speedup": speedup}
+    return {"openvino": record, **({"openvino_ir": True} if speedup > 1 else {})}
+
+
+def _time_answers(encoder: OnnxEncoder, texts: list[str], seconds: dict[str, float]) -> np.ndarray:
+    encoder.answers(texts)
+    start = time.perf_counter()
+    answers = encoder.answers(texts)
+    seconds[encoder.runtime] = time.perf_counter() - start
+    return answers

@@ -42,9 +42,14 @@ class OnnxFineTuned(OnnxEncoder):
     """
 
     def __init__(
-        self, onnx_dir: str | Path, head_weight: np.ndarray, head_bias: np.ndarray, threads: int | None = None
+        self,
+        onnx_dir: str | Path,
+        head_weight: np.ndarray,
+        head_bias: np.ndarray,
+        threads: int | None = None,
+        runtime: str = "onnxruntime",
     ):
-        super().__init__(onnx_dir, threads)
+        super().__init__(onnx_dir, threads, runtime)
         settings = self.settings
         try:
             self.long_texts = str(settings["long_texts"])
@@ -57,6 +62,9 @@ class OnnxFineTuned(OnnxEncoder):
         self.tokenizer.no_truncation()  # windows() cuts long texts itself
         self.head_weight = np.asarray(head_weight, dtype=np.float64)
         self.head_bias = np.asarray(head_bias, dtype=np.float64)
+
+    def answers(self, texts: Sequence[str]) -> np.ndarray:
+        return self.predict_proba(texts)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         n_classes = len(self.head_bias)
@@ -78,8 +86,8 @@ class OnnxFineTuned(OnnxEncoder):
             if "token_type_ids" in self.inputs:
                 feeds["token_type_ids"] = np.zeros_like(ids)
             try:
-                window_sums, window_counts = self.session.run(None, feeds)[:2]
-            except Exception as err:  # ONNX Runtime's own exception types
+                window_sums, window_counts = self.session.run(feeds)[:2]
+            except Exception as err:  # the runtime's own exception types
                 raise ModelDirError(f"the model's ONNX encoder failed ({err})") from None
             np.add.at(sums, win.owner[batch], np.asarray(window_sums, dtype=np.float64))
             np.add.at(counts, win.owner[batch], np.asarray(window_counts, dtype=np.float64).reshape(-1))

@@ -505,12 +505,23 @@ class DecisionEntry(Record):
     label: str
 
 
+class OpenVinoCheck(Record):
+    """OpenVINO on the exported graph, checked by ``fewlabel export`` on the exporting machine."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    precision: str  # what OpenVINO chose there: "bf16" where the CPU has it natively, else "f32"
+    gap: float  # largest distance from PyTorch on the check texts (1 - cosine, or in probability)
+    speedup: float  # ONNX Runtime's seconds over OpenVINO's on the check texts
+
+
 class OnnxEntry(Record):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     dir: str
     max_tokens: int
     quantize: str | None = None
+    openvino: OpenVinoCheck | None = None  # None: not checked (not installed, or int8); ONNX Runtime runs it
 
 
 class Summary(Record):
