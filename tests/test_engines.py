@@ -242,3 +242,15 @@ def test_engines_can_be_measured_on_a_loaded_model(bf16_model, native, monkeypat
     entry = engines.choose_engine(model, TEXTS)
     assert entry is not None and entry.engine == "torch-bf16" and entry.sample == len(TEXTS)
     assert model.predict(TEXTS[:2])[0] == load_model(out, engine="torch").predict(TEXTS[:2])[0]
+
+
+def test_train_points_to_the_faster_export_for_a_backbone_model(bf16_model):
+    """After the engine line, `train` names the command that makes prediction faster still."""
+    from fewlabel.cli.commands import print_training
+
+    result, out = bf16_model
+    console = Console(record=True, width=400)
+    print_training(result, LabelledTexts.from_lists(TEXTS, LABELS), console)
+    text = console.export_text()
+    assert f"Faster prediction: `fewlabel export {out}`" in text
+    assert text.index("Prediction engine:") < text.index("Faster prediction:") < text.index("Took ")

@@ -20,7 +20,7 @@ from rich.text import Text
 
 from fewlabel import progress
 from fewlabel.cli.options import STDOUT
-from fewlabel.cli.tables import print_engine, print_estimate_at_training, print_per_class
+from fewlabel.cli.tables import export_hint, print_engine, print_estimate_at_training, print_per_class
 from fewlabel.config import TrainConfig
 from fewlabel.data.files import parse_sheet
 from fewlabel.data.labelled import MAX_TEXT_CHARS, LabelledTexts, load_labelled, load_unlabelled
@@ -94,6 +94,8 @@ def print_training(
         report = escape(str(result.model_dir / "report.html"))
         console.print(f"Report: [bold]{report}[/] (every number in metrics.json)", soft_wrap=True)
     print_engine(console, result.prediction)
+    if result.prediction is not None and result.model_dir:
+        console.print(f"[dim]{escape(export_hint(result.model_dir))}[/]", soft_wrap=True)
     console.print(f"Took {result.seconds:.1f}s.")
     if result.chance_warning:  # the last line, where nobody can miss it
         console.print(f"[bold red]Warning:[/] {escape(result.chance_warning)}", soft_wrap=True)

@@ -3,6 +3,7 @@ estimate a model reported when it was trained, and the engine it predicts with."
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -31,6 +32,14 @@ def print_estimate_at_training(console: Console, what: str, estimate: dict[str, 
             f"Cross-validated {what} at training time: {estimate['value']:.3f} "
             f"(95% CI {estimate['ci95_low']:.3f}-{estimate['ci95_high']:.3f})."
         )
+
+
+def export_hint(model_dir: Path) -> str:
+    """Where the faster prediction is, for a model that embeds with a frozen backbone."""
+    return (
+        f"Faster prediction: `fewlabel export {model_dir}` (checked against PyTorch; with openvino "
+        "installed, 3x float32 for embeddinggemma on long reviews here; docs/prediction-and-serving.md)."
+    )
 
 
 def print_engine(console: Console, prediction: PredictionEntry | None) -> None:
