@@ -278,3 +278,25 @@ def test_openvino_engine_needs_an_export_and_openvino(tmp_path, embed_model, mon
     with pytest.raises(ModelDirError, match=r"fewlabel\[openvino\]"):
         load_model(copy, engine="openvino")
     assert _runtime(load_model(copy)) == "onnxruntime"  # auto: ONNX Runtime, no error
+
+
+def test_predicting_with_an_export_imports_no_scikit_learn(tmp_path, embed_model):
+    """A one-text `fewlabel predict` of an exported model spends its time starting: scikit-learn
+    alone took 1.3 s of it. The command's imports and the model's loading must not pull it in."""
+    import subprocess
+    import sys
+
+    copy = tmp_path / "model"
+    shutil.copytree(embed_model, copy)
+    export_onnx(copy)
+    script = (
+        "import sys\n"
+        "import fewlabel.cli.main, fewlabel.cli.commands\n"
+        "from fewlabel.inference.loading import load_model\n"
+        f"model = load_model({str(copy)!r}, engine='onnx')\n"
+        "print(model.predict(['Broke after a week.'])[0][0])\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'torch', 'transformers')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    label, modules = out.strip().splitlines()
+    assert label in ("positive", "negative") and modules == "[]"

@@ -7,7 +7,6 @@ probabilities, where the model had not seen the texts, and stored in the saved m
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 EPS = 1e-12
 
@@ -28,6 +27,8 @@ def fit_temperature(proba: np.ndarray, y: np.ndarray) -> float:
     def nll(log_t: float) -> float:
         p = apply_temperature(proba, float(np.exp(log_t)))
         return float(-np.log(np.clip(p[np.arange(len(y)), y], EPS, 1.0)).mean())
+
+    from scipy.optimize import minimize_scalar  # here: predicting never imports SciPy's optimisers
 
     result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
     return float(np.exp(result.x))

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.model_selection import KFold
 
 from fewlabel.evaluation.scores import N_BOOTSTRAP, Interval
 from fewlabel.evaluation.threshold import CANDIDATES
@@ -28,6 +27,8 @@ BOOTSTRAP_BLOCK = 50  # resamples drawn at once: 50 x rows weights (40 MB for 10
 
 def shuffled_folds(n_rows: int, n_folds: int, seed: int) -> Folds:
     """k shuffled folds (label sets have no single class to stratify on)."""
+    from sklearn.model_selection import KFold
+
     splitter = KFold(n_splits=n_folds, shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(n_rows)))
 

@@ -12,8 +12,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import StratifiedKFold
 
 from fewlabel.strategies.base import Strategy
 
@@ -148,6 +146,11 @@ def score(y: np.ndarray, proba: np.ndarray, seed: int = 0, pred: np.ndarray | No
             low, high = min(low, floor[0]), max(high, floor[1])
         return Interval(float(value), float(low), float(high))
 
+    from sklearn.metrics import (  # here: predicting never imports scikit-learn's metrics
+        accuracy_score,
+        f1_score,
+    )
+
     balanced = float(np.mean([recall[c] for c in present]))
     return Scores(
         accuracy=est(accuracy_score(y, pred), acc_boot, wilson(correct.sum(), n)),
@@ -211,6 +214,8 @@ class CVResult:
 
 def folds_for(y: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Stratified folds; fewer when the rarest class has fewer members than ``n_folds``."""
+    from sklearn.model_selection import StratifiedKFold
+
     n_folds = int(min(n_folds, np.bincount(y).min()))
     splitter = StratifiedKFold(n_splits=max(n_folds, 2), shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(len(y)), y))
