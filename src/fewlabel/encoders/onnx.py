@@ -3,9 +3,9 @@
 The graph (written by :mod:`fewlabel.inference.export`) takes token ids and returns the pooled,
 L2-normalised sentence embedding, so prediction needs no PyTorch and no Transformers.
 
-The three files are read here, once, as untrusted input: the graph may hold no external data (a
-tensor stored in another file, which ONNX Runtime would read from a path the graph names), and the
-session is built from the bytes read, so ONNX Runtime opens no file itself.
+The files are read here, once, as untrusted input: the graph may hold no external data (a tensor
+stored in another file, which ONNX Runtime would read from a path the graph names), and the session
+is built from the bytes read, so the runtime opens no file itself.
 
 Two runtimes run the same graph: ONNX Runtime (``onnxruntime``, float32) and OpenVINO (``openvino``, an
 optional extra), which on a CPU that multiplies bfloat16 natively (AVX512-BF16, AMX) runs the matrix
@@ -110,8 +110,8 @@ class _OpenVinoSession:
 
     It reads the OpenVINO IR export wrote beside the graph (``openvino.xml`` and ``openvino.bin``:
     the same network in OpenVINO's own format, data only) when ``encoder.json`` names it: about 1 s
-    for embeddinggemma's, against 6 s to convert the ONNX graph at every start. Both are read as
-    bytes here; OpenVINO opens no file itself.
+    for embeddinggemma's, against 6 s to convert the ONNX graph at every start. The XML is read and
+    the weights mapped here; OpenVINO opens no file itself.
     """
 
     @staticmethod
@@ -125,10 +125,9 @@ class _OpenVinoSession:
         if settings.get("openvino_ir"):
             try:
                 xml = (onnx_dir / IR_FILES[0]).read_bytes()
-                # Mapped, not copied: the weights are read once, by compiling (1.2 GB for embeddinggemma).
-                self._weights = np.memmap(
-                    onnx_dir / IR_FILES[1], dtype=np.uint8, mode="c"
-                )  # copy on write: the file stays as it is
+                # Mapped, not copied: the weights are read once, by compiling (1.2 GB for embeddinggemma);
+                # copy-on-write, so nothing can change the file.
+                self._weights = np.memmap(onnx_dir / IR_FILES[1], dtype=np.uint8, mode="c")
             except (OSError, ValueError) as err:  # ValueError: an empty file cannot be mapped
                 raise ModelDirError(f"{onnx_dir}: cannot read the OpenVINO IR ({err})") from None
             network = core.read_model(xml, ov.Tensor(self._weights, shared_memory=True))

@@ -7,7 +7,9 @@ Prediction then needs only ``tokenizers`` and ``onnxruntime``: no PyTorch, no Tr
 fine-tuned classifier (``finetune``, ``setfit``) is exported whole: a graph from token windows to
 their summed token states, pooled per text and put through the trained head in NumPy. An export
 is kept only when the graph embeds (or classifies) a few check texts as PyTorch does. Optional int8 dynamic
-quantisation of the matrix multiplications makes it several times faster on a CPU.
+quantisation of the matrix multiplications makes it several times faster on a CPU. With openvino
+installed, OpenVINO is checked on the same texts and timed against ONNX Runtime; when it is faster the
+graph is also kept in OpenVINO's format, which ``auto`` then runs (:func:`_openvino_check`).
 """
 
 from __future__ import annotations
