@@ -291,7 +291,9 @@ def _export_finetuned_into(
     def gap(probabilities: np.ndarray) -> float:
         return float(np.abs(probabilities - reference).max())
 
-    exported = gap(OnnxFineTuned(tmp_dir, *strategy.head_arrays()).predict_proba(texts))
+    weight, bias = strategy.head_arrays()
+    seconds: dict[str, float] = {}  # ONNX Runtime's, against which OpenVINO is timed
+    exported = gap(_time_answers(OnnxFineTuned(tmp_dir, weight, bias), texts, seconds))
     if exported > MAX_PROBA_DIFF[quantize]:
         raise FewlabelError(
             f"ONNX export of the fine-tuned {backbone.name!r}: the graph's probabilities differ from "
@@ -299,11 +301,10 @@ def _export_finetuned_into(
             "exported. Predict with PyTorch (`--engine torch`)."
         )
 
-    def run(runtime: str) -> OnnxFineTuned:
-        weight, bias = strategy.head_arrays()
-        return OnnxFineTuned(tmp_dir, weight, bias, runtime=runtime)
+    def run() -> OnnxFineTuned:
+        return OnnxFineTuned(tmp_dir, weight, bias, runtime="openvino")
 
-    return {**settings, **_openvino_check(tmp_dir, run, gap, MAX_PROBA_DIFF[None], quantize)}
+    return {**settings, **_openvino_check(tmp_dir, run, gap, MAX_PROBA_DIFF[None], quantize, seconds)}
 
 
 def _export_window_sums(net: Any, names: list[str], max_tokens: int, out: Path) -> None:
@@ -339,7 +340,8 @@ def _check_against_torch(onnx_dir: Path, backbone: Backbone, quantize: str | Non
     from fewlabel.encoders.sentence import Encoder
 
     texts = list(CHECK_TEXTS)
-    exported = OnnxEncoder(onnx_dir).encode(texts)
+    seconds: dict[str, float] = {}  # ONNX Runtime's, against which OpenVINO is timed
+    exported = _time_answers(OnnxEncoder(onnx_dir), texts, seconds)
     reference = Encoder(backbone, cache=False).encode(texts)
     if exported.shape != reference.shape:
         raise FewlabelError(
@@ -357,18 +359,19 @@ def _check_against_torch(onnx_dir: Path, backbone: Backbone, quantize: str | Non
     def gap(vectors: np.ndarray) -> float:
         return 1.0 - float(np.min(np.sum(vectors * reference, axis=1)))
 
-    def run(runtime: str) -> OnnxEncoder:
-        return OnnxEncoder(onnx_dir, runtime=runtime)
+    def run() -> OnnxEncoder:
+        return OnnxEncoder(onnx_dir, runtime="openvino")
 
-    return _openvino_check(onnx_dir, run, gap, 1.0 - MIN_COSINE[None], quantize)
+    return _openvino_check(onnx_dir, run, gap, 1.0 - MIN_COSINE[None], quantize, seconds)
 
 
 def _openvino_check(
     tmp_dir: Path,
-    load: Callable[[str], OnnxEncoder],
+    load: Callable[[], OnnxEncoder],
     gap: Callable[[np.ndarray], float],
     limit: float,
     quantize: str | None,
+    seconds: dict[str, float],
 ) -> dict[str, Any]:
     """Whether OpenVINO may run the float32 graph, checked as ONNX Runtime was.
 
@@ -378,7 +381,8 @@ def _openvino_check(
     it chose and its speed against ONNX Runtime's there (each timed on a second pass; the first
     builds kernels). The IR is kept only when OpenVINO was faster (``auto`` then runs it).
     ``{"openvino_refused": why}`` when it answered otherwise; ``{}`` when openvino is not installed or
-    the graph is quantised (ONNX Runtime's int8 operators).
+    the graph is quantised (ONNX Runtime's int8 operators). ``seconds`` holds ONNX Runtime's time,
+    taken by the caller's own check, whose session is gone by now: one runtime in memory at a time.
     """
     if quantize is not None:
         return {}
@@ -386,15 +390,14 @@ def _openvino_check(
         import openvino as ov
     except ImportError:
         return {}
-    texts, seconds = list(CHECK_TEXTS), dict[str, float]()
-    _time_answers(load("onnxruntime"), texts, seconds)  # one runtime in memory at a time
+    texts = list(CHECK_TEXTS)
     network = ov.Core().read_model(str(tmp_dir / "encoder.onnx"))
     ov.save_model(network, str(tmp_dir / IR_FILES[0]), compress_to_fp16=False)  # float32, as the graph
     del network
     settings_file = tmp_dir / "encoder.json"
     settings = json.loads(settings_file.read_text(encoding="utf-8"))
     settings_file.write_text(json.dumps({**settings, "openvino_ir": True}, indent=2), encoding="utf-8")
-    encoder = load("openvino")
+    encoder = load()
     distance = gap(_time_answers(encoder, texts, seconds))
     speedup = seconds["onnxruntime"] / seconds["openvino"]
     if distance > limit or speedup <= 1:
