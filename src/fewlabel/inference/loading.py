@@ -8,10 +8,14 @@ or an exported ONNX encoder; without a choice, the one training recorded.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fewlabel.errors import ModelDirError
 from fewlabel.model_dir.engines import recorded_engine, run_with
 from fewlabel.model_dir.store import TrainedModel, read_model
+
+if TYPE_CHECKING:
+    from fewlabel.encoders.onnx import OnnxEncoder
 
 ENGINES = ("auto", "onnx", "openvino", "torch", "torch-bf16")
 
@@ -70,7 +74,7 @@ def _attach_onnx(model: TrainedModel, directory: Path, engine: str) -> bool:
     return False
 
 
-def _onnx_encoder(model: TrainedModel, onnx_dir: Path, runtime: str):
+def _onnx_encoder(model: TrainedModel, onnx_dir: Path, runtime: str) -> OnnxEncoder:
     """The model's exported encoder run by ``runtime``; ImportError when that is not installed."""
     from fewlabel.encoders.onnx import OnnxEncoder
     from fewlabel.inference.onnx_classifier import OnnxFineTuned
