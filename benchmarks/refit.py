@@ -9,6 +9,12 @@ The summary gives the mean difference over the runs with a t interval, and per r
 interval over the test rows. One JSON file, rewritten after every run.
 
     python -m benchmarks.refit --data blitzer_books blitzer_dvd --seeds 3 --backbone mpnet
+
+``--imbalanced``: the training rows of ``benchmarks.imbalanced`` instead (400 texts, 95% positive / 5%
+negative; the rest of the set, class-balanced, is the test set), scored by balanced accuracy, by the
+most probable class (the test set is class-balanced, so that is its accuracy) and with the threshold tuned on the hold-out run's validation rows (as ``train``
+tunes it for a hold-out strategy) applied to both models. The refit model sees the 20% of the rare
+texts that the hold-out run kept for validation.
 """
 
 from __future__ import annotations
@@ -33,13 +39,38 @@ def _paired_interval(correct_a: np.ndarray, correct_b: np.ndarray, seed: int) ->
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def _run(data_name: str, seed: int, backbone: str, train_size: int) -> dict:
+def _split(data_name: str, seed: int, train_size: int, imbalanced: bool):
+    data = load_dataset(data_name)
+    if not imbalanced:
+        return balanced_split(data, train_size, seed)
+    from benchmarks.common import subset
+    from benchmarks.imbalanced import split
+
+    classes = {c: i for i, c in enumerate(data.classes)}
+    y = np.array([classes[label] for label in data.labels])
+    rows, test = split(y, classes["positive"], seed, train_size, 0.05)
+    return subset(data, rows), subset(data, test)
+
+
+def _imbalanced_scores(report, y: np.ndarray, truth: np.ndarray, held: np.ndarray, refit: np.ndarray) -> dict:
+    """Balanced accuracy of both models' probabilities, by argmax and with the hold-out run's threshold."""
+    from fewlabel.evaluation.threshold import balanced_accuracy, best_threshold, decide
+
+    val_y = y[np.asarray(report.val_index)]
+    threshold = best_threshold(np.asarray(report.val_proba)[:, 1], val_y)
+    scores = {"threshold": threshold, "validation_rare_rows": int(np.bincount(val_y, minlength=2).min())}
+    for name, proba in (("held_out", held), ("refit", refit)):
+        scores[f"{name}_balanced_accuracy"] = balanced_accuracy(truth, proba.argmax(1), 2)
+        scores[f"{name}_balanced_accuracy_threshold"] = balanced_accuracy(truth, decide(proba, threshold), 2)
+    return scores
+
+
+def _run(data_name: str, seed: int, backbone: str, train_size: int, imbalanced: bool = False) -> dict:
     from fewlabel.encoders.backbones import resolve
     from fewlabel.finetuning import FineTuner
     from fewlabel.strategies import make_strategy
 
-    data = load_dataset(data_name)
-    train, test = balanced_split(data, train_size, seed)
+    train, test = _split(data_name, seed, train_size, imbalanced)
     index = {c: i for i, c in enumerate(train.classes)}
     y = np.array([index[c] for c in train.labels])
     truth = np.array([index[c] for c in test.labels])
@@ -49,11 +80,14 @@ def _run(data_name: str, seed: int, backbone: str, train_size: int) -> dict:
     start = time.perf_counter()
     report = tuner.fit(list(train.texts), y)
     held_out_s = time.perf_counter() - start
-    held = tuner.predict_proba(list(test.texts)).argmax(1) == truth
+    held_proba = tuner.predict_proba(list(test.texts))
     tuner.refit(list(train.texts), y, report)
-    refit = tuner.predict_proba(list(test.texts)).argmax(1) == truth
+    refit_proba = tuner.predict_proba(list(test.texts))
+    held, refit = held_proba.argmax(1) == truth, refit_proba.argmax(1) == truth
     low, high = _paired_interval(held, refit, seed)
+    extra = _imbalanced_scores(report, y, truth, held_proba, refit_proba) if imbalanced else {}
     return {
+        **extra,
         "data": data_name,
         "seed": seed,
         "backbone": backbone,
@@ -81,7 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbone", default="mpnet")
     parser.add_argument("--train-size", type=int, default=500)
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--imbalanced", action="store_true", help="95%% / 5%% training rows, scored by balanced accuracy"
+    )
     args = parser.parse_args(argv)
+    if args.imbalanced and args.train_size == 500:
+        args.train_size = 400  # benchmarks.imbalanced's size
     progress.set_enabled(False)
     record = {**run_record("refit", argv), "rows": []}
     args.results_dir.mkdir(parents=True, exist_ok=True)
@@ -92,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for name in args.data:
-            row = _run(name, seed, args.backbone, args.train_size)
+            row = _run(name, seed, args.backbone, args.train_size, args.imbalanced)
             record["rows"].append(row)
             diffs = np.array([r["difference"] for r in record["rows"]])
             if len(diffs) > 1:
@@ -112,6 +151,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {row['held_out_seconds']:.0f} + {row['refit_seconds']:.0f}",
                 flush=True,
             )
+            if args.imbalanced:
+                print(
+                    f"{'':<19}with threshold {row['threshold']:.2f} ({row['validation_rare_rows']} rare "
+                    f"validation rows): {100 * row['held_out_balanced_accuracy_threshold']:.1f}% "
+                    f"{100 * row['refit_balanced_accuracy_threshold']:.1f}%",
+                    flush=True,
+                )
     if "summary" in record:
         s = record["summary"]
         print(
