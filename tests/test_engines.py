@@ -254,3 +254,65 @@ def test_train_points_to_the_faster_export_for_a_backbone_model(bf16_model):
     text = console.export_text()
     assert f"Faster prediction: `fewlabel export {out}`" in text
     assert text.index("Prediction engine:") < text.index("Faster prediction:") < text.index("Took ")
+
+
+def test_train_export_writes_the_fast_form_where_the_hint_was(bf16_model, tmp_path):
+    """`train --export`: the saved model is exported (and predicts through it) instead of a hint."""
+    import dataclasses
+
+    pytest.importorskip("onnxruntime")
+    from fewlabel.cli.commands import print_training
+
+    result, out = bf16_model
+    copy = tmp_path / "model"
+    shutil.copytree(out, copy)
+    console = Console(record=True, width=400)
+    print_training(
+        dataclasses.replace(result, model_dir=copy),
+        LabelledTexts.from_lists(TEXTS, LABELS),
+        console,
+        export=True,
+    )
+    text = console.export_text()
+    assert "Faster prediction" not in text
+    assert (
+        text.index("Prediction engine:")
+        < text.index(f"Wrote {copy / 'onnx' / 'encoder.onnx'}")
+        < text.index("Took ")
+    )
+    assert load_manifest(copy).onnx is not None
+    assert load_model(copy).predict(TEXTS[:4])[0] == load_model(out, engine="torch").predict(TEXTS[:4])[0]
+
+
+def test_train_export_is_refused_before_training_where_it_could_not_run(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import fewlabel.cli.commands
+    from fewlabel.cli.main import app
+
+    data = tmp_path / "data.csv"
+    data.write_text("text,label\n" + "".join(f"t{i},{'ab'[i % 2]}\n" for i in range(20)), encoding="utf-8")
+    monkeypatch.setattr(fewlabel.cli.commands, "train", lambda *a, **k: pytest.fail("trained"))
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", str(data), "-o", str(tmp_path / "m"), "--export", "--multi-label"])
+    assert result.exit_code == 2 and "--export works with single-label models only" in result.output
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a)
+    )
+    result = runner.invoke(app, ["train", str(data), "-o", str(tmp_path / "m"), "--export"])
+    assert result.exit_code == 2 and "--export needs onnxscript" in result.output
+    assert "pip install 'fewlabel[onnx]'" in result.output and not (tmp_path / "m").exists()
+
+
+def test_train_export_of_a_model_without_an_encoder_says_there_is_nothing_to_export(tmp_path):
+    from fewlabel.cli.commands import print_training
+
+    data = LabelledTexts.from_lists(TEXTS, LABELS)
+    result = train(data, tmp_path / "m", TrainConfig(strategy="tfidf", folds=3, diagnostics=False))
+    console = Console(record=True, width=400)
+    print_training(result, data, console, export=True)
+    assert "Nothing to export: tfidf uses no neural encoder" in console.export_text()
+    assert not (tmp_path / "m" / "onnx").exists()

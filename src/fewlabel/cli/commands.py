@@ -20,7 +20,13 @@ from rich.text import Text
 
 from fewlabel import progress
 from fewlabel.cli.options import STDOUT
-from fewlabel.cli.tables import export_hint, print_engine, print_estimate_at_training, print_per_class
+from fewlabel.cli.tables import (
+    export_hint,
+    export_lines,
+    print_engine,
+    print_estimate_at_training,
+    print_per_class,
+)
 from fewlabel.config import TrainConfig
 from fewlabel.data.files import parse_sheet
 from fewlabel.data.labelled import MAX_TEXT_CHARS, LabelledTexts, load_labelled, load_unlabelled
@@ -76,7 +82,11 @@ def results_table(result: TrainResult) -> Table:
 
 
 def print_training(
-    result: TrainResult, data: LabelledTexts, console: Console, said_before: list[str] | None = None
+    result: TrainResult,
+    data: LabelledTexts,
+    console: Console,
+    said_before: list[str] | None = None,
+    export: bool = False,
 ) -> None:
     counts = ", ".join(f"{k}: {v}" for k, v in data.class_counts().items())
     console.print(escape(f"Data: {len(data)} texts from {data.source} ({counts})"), soft_wrap=True)
@@ -94,11 +104,46 @@ def print_training(
         report = escape(str(result.model_dir / "report.html"))
         console.print(f"Report: [bold]{report}[/] (every number in metrics.json)", soft_wrap=True)
     print_engine(console, result.prediction)
-    if result.prediction is not None and result.model_dir:
-        console.print(f"[dim]{escape(export_hint(result.model_dir))}[/]", soft_wrap=True)
+    _print_fast_form(result, console, export)
     console.print(f"Took {result.seconds:.1f}s.")
     if result.chance_warning:  # the last line, where nobody can miss it
         console.print(f"[bold red]Warning:[/] {escape(result.chance_warning)}", soft_wrap=True)
+
+
+def _print_fast_form(result: TrainResult, console: Console, export: bool) -> None:
+    """With ``export``, export the saved model (:func:`export_command`); else say how to."""
+    if result.model_dir is None:
+        return
+    if result.prediction is None:  # no neural encoder
+        if export:
+            console.print(
+                f"Nothing to export: {escape(result.chosen)} uses no neural encoder and is fast as it is."
+            )
+        return
+    if not export:
+        console.print(f"[dim]{escape(export_hint(result.model_dir))}[/]", soft_wrap=True)
+    elif result.chance_warning:
+        console.print("Not exported: the model is not clearly better than chance (see the last line).")
+    else:
+        start = time.perf_counter()
+        done, refused = export_lines(export_command(result.model_dir, None, force=False))
+        console.print(escape(f"{done} Export took {time.perf_counter() - start:.0f}s."), soft_wrap=True)
+        if refused:
+            console.print(escape(refused), soft_wrap=True)
+
+
+def check_export(multi_label: bool) -> None:
+    """``train --export``: refused before training where the export could not run after it."""
+    from importlib.util import find_spec
+
+    if multi_label:
+        raise FewlabelError("--export works with single-label models only; train without it")
+    missing = [name for name in ("onnx", "onnxscript", "onnxruntime") if find_spec(name) is None]
+    if missing:
+        raise FewlabelError(
+            f"--export needs {', '.join(missing)}: `pip install 'fewlabel[onnx]'` (and `'fewlabel[openvino]'` "
+            "for OpenVINO's speed), or train without --export"
+        )
 
 
 def _print_table_notes(result: TrainResult, console: Console) -> None:
@@ -220,9 +265,12 @@ def train_command(
     quiet: bool,
     multi_label: bool = False,
     label_separator: str = DEFAULT_SEPARATOR,
+    export: bool = False,
 ) -> TrainResult | MultiLabelResult:
     """Check the output, read the data, train with ``settings`` (:class:`TrainConfig`'s fields) and report."""
     check_model_output(output)  # before reading the data and training, not after
+    if export:
+        check_export(multi_label)
     config = TrainConfig(**settings)
     progress.set_enabled(not quiet)
     console = Console(highlight=False, emoji=False)
@@ -251,7 +299,7 @@ def train_command(
     for warning in said_before:
         console.print(f"[bold yellow]Warning:[/] {escape(warning)}", soft_wrap=True)
     result = train(labelled, output, config, unlabelled=pool)
-    print_training(result, labelled, console, said_before=said_before)
+    print_training(result, labelled, console, said_before, export)
     return result
 
 

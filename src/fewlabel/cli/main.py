@@ -27,6 +27,7 @@ from fewlabel.cli.options import (
     Command,
     Diagnostics,
     Engine,
+    Export,
     Folds,
     Force,
     Format,
@@ -154,6 +155,7 @@ def train(
     strict: Strict = TrainConfig.strict,
     multi_label: MultiLabel = False,
     label_separator: LabelSeparator = "|",  # fewlabel.data.multilabel.DEFAULT_SEPARATOR (not imported: NumPy)
+    export: Export = False,
     quiet: Quiet = False,
 ) -> None:
     """Cross-validate strategies, pick the best honestly, refit on all data and save the model."""
@@ -186,6 +188,7 @@ def train(
         unlabelled_column=unlabelled_column,
         multi_label=multi_label,
         label_separator=label_separator,
+        export=export,
         quiet=quiet,
     )
 
@@ -286,21 +289,12 @@ def export(
     if format != "onnx":
         _fail(f"unknown export format {format!r}; fewlabel exports onnx")
     from fewlabel.cli.commands import export_command
+    from fewlabel.cli.tables import export_lines
 
-    info = _run(export_command, model_dir, quantize, force)
-    size = info["bytes"] / 1e6
-    openvino = info.get("openvino")
-    runtime = "ONNX Runtime"
-    if openvino and openvino["speedup"] > 1:
-        runtime = (
-            f"OpenVINO ({openvino['precision']}, {openvino['speedup']:.1f}x ONNX Runtime on the check texts)"
-        )
-    typer.echo(
-        f"Wrote {info['onnx']} ({size:.0f} MB, {info['quantize'] or 'float32'}); "
-        f"`fewlabel predict` and `fewlabel serve` now run it with {runtime} (--engine torch to compare)."
-    )
-    if info.get("openvino_refused"):
-        typer.echo(f"Not run with OpenVINO: {info['openvino_refused']}.", err=True)
+    done, refused = export_lines(_run(export_command, model_dir, quantize, force))
+    typer.echo(done)
+    if refused:
+        typer.echo(refused, err=True)
 
 
 @app.command(cls=Command)

@@ -215,6 +215,15 @@ TuneThreshold = Annotated[
         show_default=False,
     ),
 ]
+Export = Annotated[
+    bool,
+    typer.Option(
+        "--export",
+        help="After saving, export the chosen model's encoder as `fewlabel export` does (checked against "
+        "PyTorch; needs the onnx extra, and openvino for its speed): predict and serve then run it. "
+        "Checked before training.",
+    ),
+]
 Strict = Annotated[
     bool,
     typer.Option(

@@ -37,9 +37,25 @@ def print_estimate_at_training(console: Console, what: str, estimate: dict[str, 
 def export_hint(model_dir: Path) -> str:
     """Where the faster prediction is, for a model that embeds with a frozen backbone."""
     return (
-        f"Faster prediction: `fewlabel export {model_dir}` (checked against PyTorch; with openvino "
+        f"Faster prediction: `fewlabel export {model_dir}` (or `train --export`; checked against PyTorch; with openvino "
         "installed, 3x float32 for embeddinggemma on long reviews here; docs/prediction-and-serving.md)."
     )
+
+
+def export_lines(info: dict) -> tuple[str, str | None]:
+    """What an export wrote and what runs it; and why OpenVINO does not, where it was refused."""
+    openvino = info.get("openvino")
+    runtime = "ONNX Runtime"
+    if openvino and openvino["speedup"] > 1:
+        runtime = (
+            f"OpenVINO ({openvino['precision']}, {openvino['speedup']:.1f}x ONNX Runtime on the check texts)"
+        )
+    done = (
+        f"Wrote {info['onnx']} ({info['bytes'] / 1e6:.0f} MB, {info['quantize'] or 'float32'}); "
+        f"`fewlabel predict` and `fewlabel serve` now run it with {runtime} (--engine torch to compare)."
+    )
+    refused = info.get("openvino_refused")
+    return done, f"Not run with OpenVINO: {refused}." if refused else None
 
 
 def print_engine(console: Console, prediction: PredictionEntry | None) -> None:
