@@ -195,6 +195,30 @@ def test_fine_tuned_model_exports_whole_and_predicts_as_pytorch(tmp_path, fine_t
         assert np.abs(p_torch - p_openvino).max() <= 0.02
 
 
+def test_train_export_exports_a_fine_tuned_model_too(tmp_path, fine_tuned_model):
+    """`train` decides what can be exported by the saved model's encoder, as `fewlabel export` does: a
+    fine-tuned model (which records no engine measurement) gets the hint, and with --export its graph."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from fewlabel.cli.commands import _print_fast_form
+    from fewlabel.model_dir.manifest import load_manifest
+
+    copy = tmp_path / "model"
+    shutil.copytree(fine_tuned_model, copy)
+    result = SimpleNamespace(model_dir=copy, chance_warning=None, chosen="finetune", prediction=None)
+    console = Console(record=True, width=400)
+    _print_fast_form(result, console, export=False)  # type: ignore[arg-type]
+    assert f"Faster prediction: `fewlabel export {copy}`" in console.export_text()
+    if fine_tuned_model.name != "finetune-head_tail":
+        return  # one export is enough to show the path; the others are exported above
+    _print_fast_form(result, console, export=True)  # type: ignore[arg-type]
+    text = console.export_text()
+    assert "Nothing to export" not in text and f"Wrote {copy / 'onnx' / 'encoder.onnx'}" in text
+    assert load_manifest(copy).onnx is not None
+
+
 def _runtime(model) -> str:
     return model.strategy.__dict__["attached_encoder_"].runtime
 

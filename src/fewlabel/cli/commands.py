@@ -112,9 +112,11 @@ def print_training(
 
 def _print_fast_form(result: TrainResult, console: Console, export: bool) -> None:
     """With ``export``, export the saved model (:func:`export_command`); else say how to."""
+    from fewlabel.model_dir.manifest import load_manifest
+
     if result.model_dir is None:
         return
-    if result.prediction is None:  # no neural encoder
+    if load_manifest(result.model_dir, warn_old=False).backbone is None:  # as `fewlabel export` decides
         if export:
             console.print(
                 f"Nothing to export: {escape(result.chosen)} uses no neural encoder and is fast as it is."

@@ -35,7 +35,7 @@ def print_estimate_at_training(console: Console, what: str, estimate: dict[str, 
 
 
 def export_hint(model_dir: Path) -> str:
-    """Where the faster prediction is, for a model that embeds with a frozen backbone."""
+    """Where the faster prediction is, for a model with a neural encoder (frozen or fine-tuned)."""
     return (
         f"Faster prediction: `fewlabel export {model_dir}` (or `train --export`; checked against PyTorch; with openvino "
         "installed, 3x float32 for embeddinggemma on long reviews here; docs/prediction-and-serving.md)."
