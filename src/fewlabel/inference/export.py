@@ -14,11 +14,12 @@ graph is also kept in OpenVINO's format, which ``auto`` then runs (:func:`_openv
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,7 +80,7 @@ def _trace(
     ).to(device)
     batch = torch.export.Dim("batch", min=1, max=4096)
     seq = torch.export.Dim("seq", min=1, max=max(max_tokens, 8))
-    with torch.no_grad():
+    with torch.no_grad(), _quiet_tracer():
         torch.onnx.export(
             module,
             tuple(sample[n] for n in names),
@@ -91,6 +92,26 @@ def _trace(
             external_data=False,
             verbose=False,
         )
+
+
+@contextlib.contextmanager
+def _quiet_tracer() -> Iterator[None]:
+    """Silence what the ONNX tracer says about its own internals (torchvision missing, renamed axes,
+    deprecations) for the export's duration: nothing a user can act on. The graph is then checked
+    against PyTorch's answers, which is what tells whether the export is right."""
+    import logging
+    import warnings
+
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def _sentence_encoder(model: Any, names: list[str]) -> Any:
