@@ -155,6 +155,13 @@ def test_predict_stdin(runner, tfidf_model_dir):
     assert [r["predicted_label"] for r in rows] == ["positive", "negative"]
 
 
+def test_predict_given_a_text_instead_of_a_file_shows_how_to_pipe_it(runner, tfidf_model_dir):
+    result = invoke(runner, "predict", tfidf_model_dir, "Broke after a week")
+    assert_clean_error(result, "'Broke after a week': file not found", "echo 'Broke after a week' | fewlabel")
+    piped = invoke(runner, "predict", tfidf_model_dir, "-", input="Broke after a week\n")  # what it suggests
+    assert piped.exit_code == 0, piped.output
+
+
 def test_predict_missing_model_is_a_clean_error(runner, tmp_path, reviews_csv):
     result = invoke(runner, "predict", tmp_path / "no-model", reviews_csv, "-o", tmp_path / "out.csv")
     assert_clean_error(result, "no such model directory")

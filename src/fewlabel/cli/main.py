@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -219,6 +220,12 @@ def predict(
     from fewlabel.inference.predicting import predict_file
 
     progress.set_enabled(not quiet)
+    if input != "-" and " " in input and not Path(input).exists():
+        # `fewlabel predict MODEL "great blender"`: a text where a file belongs.
+        _fail(
+            f"{input!r}: file not found. To predict a text typed here, give it on standard input: "
+            f"echo {shlex.quote(input)} | fewlabel predict {shlex.quote(str(model_dir))} -"
+        )
     summary = _run(
         predict_file,
         model_dir,
