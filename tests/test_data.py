@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
+import sys
 
 import pytest
 
@@ -147,6 +150,19 @@ def test_class_too_small_for_min_per_class(tmp_path, write_csv):
     assert load_labelled(path, min_per_class=2).class_counts()["neutral"] == 2
 
 
+def test_check_folds_asks_one_row_of_each_class_per_fold(tmp_path, write_csv):
+    """For data read without min_per_class: train's folds, in the words of the check when reading."""
+    rows = [*GOOD_ROWS, ["Arrived on Tuesday.", "neutral"], ["It is grey.", "neutral"], ["A box.", "neutral"]]
+    data = load_labelled(write_csv(tmp_path / "d.csv", ["text", "label"], rows))
+    data.check_folds(3)
+    with pytest.raises(DataError) as err:
+        data.check_folds(5)
+    with pytest.raises(DataError) as reading:
+        load_labelled(data.source, min_per_class=5)
+    assert str(err.value) == str(reading.value)
+    assert "'neutral' has 3 (each class needs at least 5, one per fold)" in str(err.value)
+
+
 def test_undecodable_bytes_name_the_line(tmp_path):
     path = tmp_path / "latin.csv"
     path.write_bytes(b"text,label\ngood thing,positive\nbad thing,negative\ncaf\xe9 was great,positive\n")
@@ -254,6 +270,27 @@ def test_tsv_given_as_csv_explains(tmp_path, write_csv):
     with pytest.raises(DataError, match="--format tsv"):
         load_labelled(path)
     assert len(load_labelled(path, format="tsv")) == len(GOOD_ROWS)
+
+
+@pytest.mark.parametrize("commas", [True, False], ids=["texts-with-commas", "texts-without"])
+def test_semicolon_separated_csv_explains_and_the_fix_works(tmp_path, write_csv, commas):
+    """Not "line 4: 3 fields ... quote texts that contain the delimiter (comma)", nor "cannot tell which
+    column holds the texts" when no text holds a comma: the file is named for what it is."""
+    rows = [[t if commas else t.replace(",", ""), lab] for t, lab in GOOD_ROWS]
+    path = write_csv(tmp_path / "d.csv", ["text", "label"], rows, delimiter=";")
+    with pytest.raises(DataError) as err:
+        load_labelled(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}, line 1: the header (text;label)") and "semicolon-separated" in msg
+    command = msg.split("`")[1].replace("python", shlex.quote(sys.executable), 1)
+    subprocess.run(command, shell=True, cwd=tmp_path, check=True)
+    assert load_labelled(tmp_path / "fixed.csv").texts == [r[0] for r in rows]
+
+
+def test_a_semicolon_in_a_one_column_header_is_a_name(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("text;\ngood\nbad\n", encoding="utf-8")
+    assert read_table(path).columns == ["text;"]
 
 
 def test_unknown_format_option(tmp_path, write_csv):

@@ -156,6 +156,59 @@ def test_bad_targets_raise_value_errors(reviews):
         fast().fit(texts, spaced)
 
 
+def with_missing(labels: list[str], form: str):
+    """``labels`` with the 4th and 10th missing, in one of the forms y may take."""
+    blank = {3: None, 9: float("nan")}
+    kept = [blank.get(i, label) for i, label in enumerate(labels)]
+    numbers = [float("nan") if i in blank else float(label == "positive") for i, label in enumerate(labels)]
+    if form == "list":
+        return kept
+    if form == "object-array":
+        return np.array(kept, dtype=object)
+    if form == "float-array":
+        return np.array(numbers)
+    pd = pytest.importorskip("pandas")
+    return {
+        "series": lambda: pd.Series(kept),
+        "series-string-na": lambda: pd.Series(kept, dtype="string"),
+        "series-category": lambda: pd.Series(kept, dtype="category"),
+        "series-int64-na": lambda: pd.Series(numbers).astype("Int64"),
+        "one-column-frame": lambda: pd.DataFrame({"label": kept}),
+    }[form]()
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "list",
+        "object-array",
+        "float-array",
+        "series",
+        "series-string-na",
+        "series-category",
+        "series-int64-na",
+        "one-column-frame",
+    ],
+)
+def test_missing_labels_are_refused_with_their_positions(reviews, form):
+    """Not a class 'nan', nor a TypeError from sorting None among strings: how many, and where."""
+    texts, labels = reviews
+    y = with_missing(labels, form)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataConversionWarning)  # the one-column frame
+        with pytest.raises(ValueError, match=r"missing labels .*: 2 of 48, at position\(s\) 3, 9 \(counting"):
+            fast().fit(texts, y)
+
+
+def test_a_class_with_fewer_texts_than_folds_is_refused_as_the_cli_does(reviews):
+    texts, labels = reviews
+    texts = [*texts, "Arrived on Tuesday.", "It is grey.", "Came in a box."]
+    labels = [*labels, "neutral", "neutral", "neutral"]
+    with pytest.raises(DataError, match=r"'neutral' has 3 \(each class needs at least 5, one per fold\)"):
+        fast(folds=5).fit(texts, labels)
+    assert list(fast(folds=3).fit(texts, labels).classes_) == ["negative", "neutral", "positive"]
+
+
 def test_fewlabel_errors_propagate_from_fit(reviews):
     texts, labels = reviews
     with pytest.raises(DataError, match="differ only by case"):
@@ -315,6 +368,11 @@ def test_public_api_is_listed_and_complete():
         assert name in names
     assert set(fewlabel._LAZY) <= set(fewlabel.__all__)
     assert fewlabel.FewlabelClassifier is FewlabelClassifier
+
+
+def test_dir_lists_the_public_api_only():
+    assert dir(fewlabel) == sorted(fewlabel.__all__)
+    assert not {"Any", "TYPE_CHECKING", "annotations"} & set(dir(fewlabel))
 
 
 def test_import_fewlabel_stays_light():

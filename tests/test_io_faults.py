@@ -272,6 +272,22 @@ def test_predict_into_a_directory_refuses_before_predicting(
     assert list(out.iterdir()) == [] and not list(tmp_path.glob(".outdir*"))
 
 
+@pytest.mark.parametrize("command", ["predict", "suggest"])
+def test_output_ending_in_a_separator_names_a_folder_and_is_refused(
+    tmp_path, tfidf_model_dir, texts_csv, monkeypatch, command
+):
+    """`-o newdir/` for a folder that does not exist: refused, not written as a file named `newdir`."""
+    import fewlabel.inference.loading as loading
+    import fewlabel.inference.predicting as predicting
+
+    for module in (predicting, loading):  # predict imports load_model by name, suggest when it runs
+        monkeypatch.setattr(module, "load_model", lambda *a, **k: pytest.fail("loaded the model first"))
+    given = f"{tmp_path / 'newdir'}{os.sep}"
+    result = invoke(command, tfidf_model_dir, texts_csv, "-o", given)
+    assert_one_line_error(result, f"{given}: ends in a separator, so it names a folder", "newdir/out.csv")
+    assert list(tmp_path.iterdir()) == [texts_csv]
+
+
 # 5. One huge text is predicted on its first MAX_TEXT_CHARS characters, its row written whole.
 
 

@@ -97,6 +97,21 @@ def test_single_label_loading_refuses_a_multi_label_file(multi_csv):
     assert "--multi-label" in msg and "--label-separator" in msg and "'labels'" in msg
 
 
+@pytest.mark.parametrize("column", ["genres", "Tags", "categories", "topics"])
+def test_usual_multi_label_column_names_are_found(tmp_path, write_csv, column):
+    """docs/multi-label.md's movies.csv labels its texts in a `genres` column, without --label-column."""
+    rows = [[i, t, lab] for i, (t, lab) in enumerate(multi_label_rows())]
+    path = write_csv(tmp_path / "m.csv", ["id", "text", column], rows)
+    data = load_labelled(path, multi_label=True)
+    assert data.label_column == column and data.classes == ["food", "sports", "tech"]
+    with pytest.raises(DataError, match=f"'{column}'.*--multi-label"):  # found, and looks multi-label
+        load_labelled(path)
+    both = write_csv(
+        tmp_path / "b.csv", ["text", column, "label"], [[t, lab, "xy"[i % 2]] for i, t, lab in rows]
+    )
+    assert load_labelled(both).label_column == "label"  # the single-label names come first
+
+
 def test_a_few_separators_in_single_label_data_are_fine(tmp_path, write_csv):
     rows = [[f"text {i}", "a|b" if i < 2 else ("x" if i % 2 else "y")] for i in range(30)]
     path = write_csv(tmp_path / "s.csv", ["text", "label"], rows)

@@ -9,6 +9,7 @@ two lines separately (.ci/run); here they are only checked to be the two lines i
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shlex
@@ -148,6 +149,28 @@ def test_readme_python_example_runs_as_written(tmp_path):
     # The headline estimate with its interval, printed as the example formats it.
     assert re.search(r"\d+\.\d% \(95% CI \d+\.\d% to \d+\.\d%\)", proc.stdout), proc.stdout
     assert (tmp_path / "my-model" / "fewlabel.json").is_file()
+
+
+def _docs_imports() -> list[tuple[str, str]]:
+    """(page, statement) for each import of fewlabel in the Python blocks of README.md and docs/."""
+    found = []
+    for page in [README, *sorted((REPO / "docs").rglob("*.md"))]:
+        for block in fenced_blocks(page.read_text(encoding="utf-8"), "python"):
+            for node in ast.walk(ast.parse(block)):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+                if any(name.split(".")[0] == "fewlabel" for name in names):
+                    found.append((str(page.relative_to(REPO)), ast.unparse(node)))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("page", "statement"), _docs_imports(), ids=[f"{p}: {s}" for p, s in _docs_imports()]
+)
+def test_docs_python_imports_work(page, statement):
+    """Every ``from fewlabel... import ...`` a Python example shows imports what it names (the examples
+    themselves need files of the reader's own, all but the README's)."""
+    exec(statement, {})
 
 
 def test_readme_demo_excerpt_is_cut_from_the_full_output():

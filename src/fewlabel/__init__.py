@@ -59,5 +59,6 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    # The lazy names are listed too, so that dir() and completion show the public API unimported.
-    return sorted(set(globals()) | set(__all__))
+    # The public API only, lazy names included, so that dir() and completion show it unimported (and not
+    # this module's own helpers: annotations, Any, TYPE_CHECKING).
+    return sorted(__all__)

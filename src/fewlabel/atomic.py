@@ -134,11 +134,18 @@ def write_json(path: str | Path, content: Any) -> None:
     write_text(path, json.dumps(content, indent=2, ensure_ascii=False))
 
 
-def check_output_file(path: Path) -> None:
-    """Refuse, before any work, an output path that cannot become a file: a directory, or under a file."""
+def check_output_file(given: str | Path) -> None:
+    """Refuse, before any work, an output path that cannot become a file: a directory, a path ending in
+    a separator (``newdir/`` names a folder, though ``Path`` drops the slash), or one under a file."""
+    path = Path(given)
     if path.is_dir():
         raise FewlabelError(
             f"{path}: is a directory; give the path of a file to write, such as {path / 'out.csv'}"
+        )
+    if str(given).endswith(tuple(filter(None, (os.sep, os.altsep)))):
+        raise FewlabelError(
+            f"{given}: ends in a separator, so it names a folder; give the path of a file to write, "
+            f"such as {path / 'out.csv'}"
         )
     for parent in path.parents:
         if parent.exists():

@@ -136,7 +136,8 @@ class FewlabelClassifier(ClassifierMixin, BaseEstimator):
         if len(labels) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(labels)} labels; give one label per text")
         config = self._config()
-        data = LabelledTexts.from_lists(texts, _names(labels))
+        # Each class in every fold, as `fewlabel train --folds` asks (train itself would use fewer folds).
+        data = LabelledTexts.from_lists(texts, _names(labels), min_per_class=config.folds)
         self.classes_ = _classes(labels, data)
         self.result_: TrainResult | MultiLabelResult | None = train(data, None, config)
         self.data_: LabelledTexts | MultiLabelledTexts | None = data
@@ -375,6 +376,7 @@ def _labels(y: Any) -> np.ndarray:
     """y as a 1-D array of classification targets; raises ValueError for regression targets."""
     if y is None:
         raise ValueError("FewlabelClassifier requires y to be passed, but the target y is None")
+    _refuse_missing(y)
     labels = column_or_1d(y, warn=True)
     check_classification_targets(labels)
     distinct = set(labels.tolist())
@@ -383,6 +385,34 @@ def _labels(y: Any) -> np.ndarray:
             f"a classifier needs at least two classes; y holds one class only: {distinct.pop()!r}"
         )
     return labels
+
+
+def _refuse_missing(y: Any) -> None:
+    """ValueError naming how many labels are missing and where, before anything turns them into a
+    class (``str(nan)`` is ``'nan'``) or fails on them (scikit-learn sorts the labels, and None does not
+    sort with strings)."""
+    values = y.to_numpy(dtype=object) if hasattr(y, "to_numpy") else np.asarray(y, dtype=object)
+    if values.ndim == 2 and values.shape[1] == 1:  # a column vector: column_or_1d warns and takes it
+        values = values[:, 0]
+    if values.ndim != 1:
+        return  # not one label per text: column_or_1d says so
+    missing = [i for i, value in enumerate(values.tolist()) if _is_missing(value)]
+    if missing:
+        shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+        raise ValueError(
+            f"Input y contains missing labels (NaN, None or NA): {len(missing)} of {len(values)}, at "
+            f"position(s) {shown} (counting from 0); give each text its label, or leave out the texts "
+            "without one"
+        )
+
+
+def _is_missing(value: Any) -> bool:
+    """Whether one label is missing: None, a float NaN, or pandas' NA or NaT (pandas is not imported)."""
+    if value is None or (isinstance(value, float | np.floating) and np.isnan(value)):
+        return True
+    if isinstance(value, np.datetime64 | np.timedelta64):
+        return bool(np.isnat(value))
+    return type(value).__name__ in {"NAType", "NaTType"}
 
 
 def _names(labels: np.ndarray) -> list[str]:

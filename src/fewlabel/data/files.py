@@ -28,9 +28,11 @@ TEXT_COLUMN_NAMES = (
     "text", "review", "review_text", "reviewtext", "sentence", "content", "body", "comment",
     "message", "document", "utterance", "review_body", "tweet", "input", "sentence1",
 )  # fmt: skip
+# Last, the usual names of a multi-label column (`genres` of films, `tags` of posts): after the
+# single-label names, so a file with both a `label` and a `tags` column still trains on `label`.
 LABEL_COLUMN_NAMES = (
     "label", "labels", "sentiment", "class", "category", "target", "polarity", "y", "gold",
-    "gold_label", "tag", "output",
+    "gold_label", "tag", "output", "genre", "genres", "tags", "categories", "topic", "topics",
 )  # fmt: skip
 
 SUFFIX_FORMATS = {
@@ -285,6 +287,24 @@ def _decode(raw: bytes, path: Path) -> str:
         ) from None
 
 
+def _refuse_other_delimiter(path: str | Path, header: str) -> None:
+    """DataError when a CSV's one-field header is column names joined by a tab or a semicolon: the file
+    is tab-separated, or semicolon-separated as Excel saves "CSV" where the comma is the decimal mark."""
+    if "\t" in header:
+        raise DataError(
+            f"{path}, line 1: the header ({header!r}) holds tabs, not commas: the file looks tab-separated. "
+            "Pass --format tsv, or name it .tsv"
+        )
+    if len([name for name in header.split(";") if name.strip()]) > 1:
+        convert = "import csv, sys; csv.writer(sys.stdout).writerows(csv.reader(sys.stdin, delimiter=';'))"
+        raise DataError(
+            f"{path}, line 1: the header ({header}) holds semicolons, not commas: the file looks "
+            "semicolon-separated (spreadsheets save CSV so where the comma is the decimal mark). Convert it to "
+            f'commas, for example with `python -c "{convert}" < {Path(path).name} > fixed.csv`, or save it '
+            "from the spreadsheet as tab-separated text and pass --format tsv"
+        )
+
+
 def iter_delimited(
     handle: Iterable[str], path: str | Path, delimiter: str, fmt: str, chunk_rows: int | None = None
 ) -> Iterator[Table]:
@@ -300,8 +320,8 @@ def iter_delimited(
     except csv.Error as err:
         raise DataError(f"{path}, line 1: cannot parse the header ({err})") from None
     header = [h.strip() for h in header]
-    if len(header) == 1 and delimiter == "," and "\t" in header[0]:
-        raise DataError(f"{path}: the header holds tabs, not commas; is it a TSV file? Pass --format tsv")
+    if len(header) == 1 and delimiter == ",":
+        _refuse_other_delimiter(path, header[0])
     if any(not h for h in header):
         raise DataError(f"{path}, line 1: column {header.index('') + 1} of the header has no name")
     dupes = [h for h, n in Counter(header).items() if n > 1]

@@ -100,6 +100,11 @@ class LabelledTexts:
             digest.update(text.encode("utf-8") + b"\x1f" + label.encode("utf-8") + b"\x1e")
         return digest.hexdigest()
 
+    def check_folds(self, folds: int) -> None:
+        """Raise :class:`DataError` when a class has fewer rows than ``folds``: cross-validation needs one
+        per fold. The check ``load_labelled(..., min_per_class=folds)`` makes, for data read without it."""
+        _check_classes(Counter(self.labels), self.source, self.label_column, 2, folds)
+
     @classmethod
     def from_lists(cls, texts: Sequence[str], labels: Sequence[str], **kwargs) -> LabelledTexts:
         """Build from Python lists, with the same checks as a file (without de-duplication)."""
@@ -332,6 +337,8 @@ def load_labelled(
 ) -> LabelledTexts | MultiLabelledTexts:
     """Read a labelled data file (or a pandas DataFrame) and check it; raises :class:`DataError` with a
     fix on bad input. ``sheet`` chooses the sheet of an Excel workbook (name or 0-based index).
+    ``min_per_class``: the least number of rows each class needs; give the folds you will train with
+    (``fewlabel train`` does), so that every class is in every fold.
 
     With ``multi_label``, each label cell holds zero or more labels joined by ``label_separator``
     (see :mod:`fewlabel.data.multilabel`); ``min_per_class`` is then the least number of texts each

@@ -388,10 +388,10 @@ def _checked_output(
     in_fmt = "lines" if input_path == "-" else detect_format(Path(input_path), format)
     # Written as CSV unless the input is TSV or JSONL: texts from stdin become a "text" column.
     out_fmt = "csv" if in_fmt in {"lines", "parquet", "xlsx"} else in_fmt
-    out = Path(output_path) if output_path not in (None, STDOUT) else None
-    if out is None:
+    if output_path is None or output_path == STDOUT:
         return None, out_fmt
-    check_output_file(out)  # now, not after predicting everything
+    check_output_file(output_path)  # now, not after predicting everything; as given, with any final "/"
+    out = Path(output_path)
     if input_path != "-" and out.resolve() == Path(input_path).resolve():
         raise DataError(f"{out}: is the input file; write predictions to a new file so the input is kept")
     refuse_existing(out, force)

@@ -245,7 +245,7 @@ def _checked_output(
         in_fmt = detect_format(Path(input_path), format)
         return stdout or sys.stdout, in_fmt if in_fmt in {"tsv", "jsonl"} else "csv"
     out = Path(output_path)
-    check_output_file(out)
+    check_output_file(output_path)  # as given: Path drops the slash of "newdir/"
     if out.exists() and out.resolve() == Path(input_path).resolve():
         raise DataError(f"{out}: is the input file; write suggestions to a new file so the input is kept")
     refuse_existing(out, force)
