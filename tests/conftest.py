@@ -146,6 +146,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_slow)
 
 
+@pytest.fixture(autouse=True)
+def _auto_without_small_data_setfit(request, monkeypatch):
+    """Below 200 rows ``auto`` cross-validates setfit (one fine-tuning run a fold): minutes on the
+    small fixtures most tests train on. Left out here, like finetune; tests marked
+    ``small_data_setfit`` keep it (tests/test_small_data_setfit.py)."""
+    if "small_data_setfit" not in request.keywords:
+        from fewlabel import training
+
+        monkeypatch.setattr(training, "SMALL_DATA_SLOW", ())
+
+
 @pytest.fixture(scope="session", autouse=True)
 def fewlabel_home():
     """The per-session FEWLABEL_HOME (set at import time above); removed at the end of the session."""

@@ -17,7 +17,7 @@ NAMES = sorted(REGISTRY)
 # Settings that keep slow strategies to seconds on the tiny fixtures; the contract is the same.
 FAST = {
     "finetune": {"epochs": 3, "max_tokens": 32},
-    "setfit": {"epochs": 3, "max_tokens": 32},
+    "setfit": {"epochs": 3, "max_tokens": 32, "min_steps": 0},
 }
 
 

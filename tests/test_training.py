@@ -249,7 +249,7 @@ def test_few_labels_with_a_weak_frozen_backbone_advise_a_stronger_one(monkeypatc
     monkeypatch.setattr(backbones, "is_installed", lambda name: name != "embeddinggemma")
     warning = training.few_labels_warning(64, TrainConfig(model="mpnet"))
     assert warning is not None
-    assert warning.startswith("Only 64 labelled texts") and "frozen mpnet features" in warning
+    assert warning.startswith("Only 64 labelled texts") and "tunes mpnet SetFit-style" in warning
     assert "fewlabel models install embeddinggemma --accept-license" in warning
     monkeypatch.setattr(backbones, "is_installed", lambda name: True)
     assert "--model embeddinggemma" in training.few_labels_warning(64, TrainConfig(model="minilm"))

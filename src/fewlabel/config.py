@@ -10,7 +10,13 @@ from fewlabel.errors import FewlabelError
 # Candidates ``auto`` compares. Frozen embeddings are robust with few labels; TF-IDF wins on some
 # vocabulary-driven data; the ensemble averages both and is rarely worse than the better one.
 # Fine-tuning is usually the most accurate and joins when the time budget allows it.
-AUTO_CANDIDATES = ("tfidf", "embed", "ensemble", "finetune")
+AUTO_CANDIDATES = (
+    "tfidf",
+    "embed",
+    "ensemble",
+    "finetune",
+    "setfit",
+)  # setfit below 200 rows, finetune from 200
 # Minutes a whole ``train`` run may take by default: a coffee break for 500 reviews on a laptop,
 # enough to fine-tune on them. Fine-tuning stops early (keeping its best checkpoint) to stay inside.
 DEFAULT_BUDGET_MINUTES = 15.0

@@ -23,6 +23,7 @@ _RECIPE_KEYS = (
     "lr", "epochs", "patience", "batch_size", "max_tokens", "long_texts", "head_fraction",
     "freeze_layers", "layer_decay", "reinit_layers", "linear_probe_init", "warmup", "weight_decay",
     "dropout", "evals_per_epoch", "val_fraction", "time_budget_s", "seed", "precision", "device", "refit",
+    "min_steps",
 )  # fmt: skip
 
 
@@ -100,6 +101,11 @@ class FineTunedEncoder(HoldoutStrategy):
         """The run's validation rows and scores, how it went, and its record with the resolved recipe."""
         self._check_fitted()
         run = self.report_
+        if not run.val_index:
+            raise FewlabelError(
+                f"{self.name} trained without a validation split (val_fraction 0): it has no held-out rows "
+                "to score it on; cross-validate it instead"
+            )
         notes = [f"{restart}." for restart in run.restarts]
         if run.stopped:
             notes.append(f"{run.stopped} (best checkpoint after epoch {run.best_epoch:.1f}).")
@@ -222,6 +228,12 @@ class FineTunedEncoder(HoldoutStrategy):
         return f"{self.name} ({self.params['backbone']}, {how})"
 
 
+# A run's fixed cost (loading the network, the head's refits) and how far the token-based estimate
+# fell short on short runs; see ContrastiveEncoder.estimated_seconds.
+SMALL_RUN_SECONDS = 10.0
+SMALL_RUN_FACTOR = 2.0
+
+
 class ContrastiveEncoder(FineTunedEncoder):
     """``setfit``: SetFit-style contrastive tuning of the sentence encoder, then a logistic-regression head.
 
@@ -233,3 +245,20 @@ class ContrastiveEncoder(FineTunedEncoder):
     recipe_preset = "contrastive"
     supports_soft_targets = False  # its objective compares labels of pairs: no probabilities to fit
     defaults: ClassVar[dict[str, Any]] = {"backbone": "minilm", **{key: None for key in _RECIPE_KEYS}}
+
+    @classmethod
+    def estimated_seconds(cls, texts: Sequence[str], backbone: str) -> float:
+        """Rough seconds of one run on every row to the epoch cap (how ``auto`` cross-validates it).
+
+        Small runs cost more than their tokens: loading the network and the head's refits. Measured
+        on cr with mpnet (benchmarks.label_curve): about 12 s for 32 texts and 27 s for 128.
+        """
+        import math
+
+        from fewlabel.finetuning import PRESETS, Recipe, estimated_seconds
+
+        recipe = Recipe(**{**PRESETS["contrastive"], "val_fraction": 0.0})
+        steps_per_epoch = math.ceil(len(texts) / recipe.batch_size)
+        epochs = max(recipe.epochs or 1, math.ceil(recipe.min_steps / max(steps_per_epoch, 1)))
+        recipe = Recipe(**{**PRESETS["contrastive"], "val_fraction": 0.0, "epochs": epochs})
+        return SMALL_RUN_SECONDS + SMALL_RUN_FACTOR * estimated_seconds(texts, backbone, recipe)
