@@ -649,7 +649,7 @@ def _cross_validate_slow(run: _Run, name: str, choice: _Choice | None) -> _Choic
     remaining = run.deadline - time.perf_counter() - FINAL_STEPS_SECONDS
     fits = len(run.folds) + 1  # one a fold, and the final fit on every row
     backbone, skip = _slow_plan(name, config, run.texts, remaining, run.slow_backbones, fits=fits)
-    if skip and choice is not None:
+    if skip and choice is not None:  # without a choice (setfit the only candidate) it runs regardless
         run.notes.append(skip)
         return choice
     params = {**config.params_for(name), "val_fraction": 0.0, "time_budget_s": max(remaining / fits, 30.0)}
