@@ -136,8 +136,7 @@ class FewlabelClassifier(ClassifierMixin, BaseEstimator):
         if len(labels) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(labels)} labels; give one label per text")
         config = self._config()
-        # Each class in every fold, as `fewlabel train --folds` asks (train itself would use fewer folds).
-        data = LabelledTexts.from_lists(texts, _names(labels), min_per_class=config.folds)
+        data = LabelledTexts.from_lists(texts, _names(labels))  # train() refuses a class short of the folds
         self.classes_ = _classes(labels, data)
         self.result_: TrainResult | MultiLabelResult | None = train(data, None, config)
         self.data_: LabelledTexts | MultiLabelledTexts | None = data
